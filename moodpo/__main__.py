@@ -1,0 +1,5 @@
+import sys
+
+from moodpo.cli import main
+
+sys.exit(main())

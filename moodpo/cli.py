@@ -1,0 +1,96 @@
+"""Command line: `python -m moodpo <command> ...` (also the `moodpo` console script).
+
+User errors print one line and exit with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from moodpo.errors import MoodpoError
+
+EXIT_USAGE = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (argparse's own prints the whole usage first)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _add_config_fields(parser: argparse.ArgumentParser) -> None:
+    """One `--field` option per TrainConfig field, with the field's help; values are coerced later."""
+    from moodpo.config import FIELDS, field_kind
+
+    group = parser.add_argument_group("config fields (override the YAML file)")
+    for name, f in FIELDS.items():
+        scalar, is_list, _ = field_kind(name)
+        kwargs = dict(default=argparse.SUPPRESS, help=f.metadata.get("help", ""), metavar=name.upper())
+        if is_list:
+            kwargs["nargs"] = "+"
+        elif scalar is bool:
+            kwargs.update(nargs="?", const="true", metavar="BOOL")
+        group.add_argument(f"--{name}", **kwargs)
+
+
+def _overrides(args: argparse.Namespace, skip: Sequence[str] = ("command", "config", "func")) -> dict:
+    return {k: v for k, v in vars(args).items() if k not in skip}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from moodpo.config import load_config
+    from moodpo.trainer import train
+
+    config = load_config(args.config, _overrides(args))
+    result = train(config)
+    last = result.metrics[-1] if result.metrics else {}
+    summary = ", ".join(f"{k}={last[k]:.3f}" for k in ("loss", "rewards/accuracies", "pairs_per_second") if k in last)
+    print(f"{result.status} at step {result.step}: {result.run_dir} {summary}")
+    return 130 if result.status == "interrupted" else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="moodpo", description="Steerable multi-objective alignment with MO-ODPO.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("train", help="train a steerable policy with MO-ODPO",
+                       description="Train with MO-ODPO. Values come from --config, then --field overrides.")
+    p.add_argument("--config", help="YAML file with config fields (see configs/)")
+    _add_config_fields(p)
+    p.set_defaults(func=cmd_train)
+
+    from moodpo import commands
+    commands.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("transformers", "accelerate", "peft", "httpx", "sentence_transformers"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        import transformers
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+    except ImportError:
+        pass
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except MoodpoError as e:
+        print(f"moodpo: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("moodpo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""The training configuration: one dataclass with help text, loaded from YAML, overridden from the CLI.
+
+Validation happens once, in `__post_init__`, so a config built from YAML, the command line, the
+UI or Python is checked the same way. The resolved config is written to `<run_dir>/config.yaml`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from moodpo.errors import MoodpoError
+from moodpo.loss import LOSS_TYPES
+from moodpo.models import DEFAULT_MODEL
+
+
+def _f(default, help: str, **kw):
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    # what to train
+    model: str = _f(DEFAULT_MODEL, "policy: 'smollm2-135m' (embedded, offline), a .gguf file, a local folder or a hub id")
+    objectives: list[str] = _f(["helpfulness", "harmlessness"],
+                               "objective names: built-ins (helpfulness, harmlessness, conciseness), "
+                               "hf:<reward model id or path>, python:module:function")
+    prompts: str = _f("builtin", "prompt source: builtin, hh-rlhf[:path], tldr[:path] or a .jsonl file")
+    prompt_split: str = _f("train", "split of the prompt source to train on")
+    max_prompts: int | None = _f(None, "use at most this many prompts (None: all)")
+    max_prompt_tokens: int = _f(256, "prompts longer than this many tokens are cut")
+    # weights and conditioning (the paper's knobs)
+    weight_mode: str = _f("dirichlet", "dirichlet: w ~ Dir(alpha) per prompt; fixed: always fixed_weights")
+    alpha: float | list[float] = _f(1.0, "Dirichlet concentration: a scalar or one value per objective (> 0)")
+    fixed_weights: list[float] | None = _f(None, "weights for weight_mode=fixed, e.g. 1 0 for a single-objective run")
+    prefix_template: str = _f("[Begin System Instruction] {weights} [End System Instruction]",
+                              "system message; {weights} is replaced by the weight items")
+    prefix_item: str = _f("{Name}: {weight:.2f}", "one weight item; {Name}, {name} and {weight} are available")
+    normalization: str = _f("running", "per-objective reward normalisation: running (mean/std), fixed or none")
+    norm_mean: list[float] | None = _f(None, "means for normalization=fixed, one per objective")
+    norm_std: list[float] | None = _f(None, "standard deviations for normalization=fixed, one per objective")
+    # on-policy sampling
+    num_samples: int = _f(2, "responses sampled per prompt (n >= 2); chosen = best, rejected = worst")
+    max_new_tokens: int = _f(64, "longest response in tokens")
+    min_new_tokens: int = _f(0, "shortest response in tokens (benchmarks force a length with it)")
+    temperature: float = _f(1.0, "sampling temperature")
+    top_p: float = _f(1.0, "nucleus sampling threshold")
+    top_k: int = _f(0, "top-k sampling (0: off)")
+    tie_margin: float = _f(0.01, "skip a prompt when its best and worst weighted (normalised) scores differ by less")
+    # loss
+    loss_type: str = _f("sigmoid", "sigmoid (DPO) or ipo")
+    beta: float = _f(0.1, "KL strength of the DPO loss")
+    # model update
+    lora: bool = _f(True, "train a LoRA adapter (false: full fine-tuning with a frozen copy as reference)")
+    lora_r: int = _f(16, "LoRA rank")
+    lora_alpha: int = _f(32, "LoRA scaling numerator")
+    lora_dropout: float = _f(0.0, "LoRA dropout")
+    lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "modules that get LoRA")
+    learning_rate: float = _f(2e-4, "peak learning rate")
+    lr_schedule: str = _f("cosine", "constant or cosine (after linear warm-up)")
+    warmup_steps: int = _f(5, "linear warm-up steps")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    max_grad_norm: float = _f(1.0, "gradient clipping norm")
+    batch_size: int = _f(8, "prompts per step per process")
+    max_steps: int = _f(100, "optimizer steps")
+    precision: str = _f("auto", "auto (bf16 autocast where the hardware has bf16), bf16 or fp32")
+    seed: int = _f(0, "seed for data order, weights and sampling")
+    # run folder
+    run_dir: str = _f("runs/default", "where config.yaml, metrics.jsonl, checkpoints and the adapter go")
+    save_every: int = _f(50, "checkpoint every N steps (0: only at the end)")
+    keep_checkpoints: int = _f(2, "how many recent checkpoints to keep")
+    eval_every: int = _f(0, "evaluate a small weight grid every N steps into eval.jsonl (0: off)")
+    eval_grid: int = _f(3, "points per simplex edge for the in-training eval")
+    eval_prompts: int = _f(8, "held-out prompts for the in-training eval")
+    resume: bool = _f(False, "continue the run in run_dir from its last checkpoint")
+    overwrite: bool = _f(False, "delete an existing run_dir first")
+
+    def __post_init__(self):
+        def bad(msg):
+            raise MoodpoError(msg)
+
+        if not self.objectives:
+            bad("objectives must name at least one objective")
+        if len(set(self.objectives)) != len(self.objectives):
+            bad(f"objectives has duplicates: {self.objectives}")
+        k = len(self.objectives)
+        alphas = self.alpha if isinstance(self.alpha, list) else [self.alpha]
+        if len(alphas) not in (1, k):
+            bad(f"alpha needs 1 or {k} values (one per objective), got {len(alphas)}")
+        if any(not math.isfinite(a) or a <= 0 for a in alphas):
+            bad(f"alpha must be > 0, got {self.alpha}")
+        if isinstance(self.alpha, list) and len(self.alpha) == 1:
+            self.alpha = self.alpha[0]
+        if self.weight_mode not in ("dirichlet", "fixed"):
+            bad(f"weight_mode must be dirichlet or fixed, got {self.weight_mode!r}")
+        if self.weight_mode == "fixed":
+            from moodpo.weights import validate_weights
+            if self.fixed_weights is None:
+                bad("weight_mode fixed needs fixed_weights, e.g. --fixed_weights 1 0")
+            self.fixed_weights = validate_weights(self.fixed_weights, k).tolist()
+        if self.normalization not in ("running", "fixed", "none"):
+            bad(f"normalization must be running, fixed or none, got {self.normalization!r}")
+        if self.normalization == "fixed" and (
+                self.norm_mean is None or self.norm_std is None or len(self.norm_mean) != k or len(self.norm_std) != k):
+            bad(f"normalization fixed needs norm_mean and norm_std with {k} values each")
+        if self.num_samples < 2:
+            bad(f"num_samples must be >= 2 (a pair needs two responses), got {self.num_samples}")
+        if self.loss_type not in LOSS_TYPES:
+            bad(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            bad(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            bad(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
+        for name in ("beta", "learning_rate", "temperature", "top_p", "max_grad_norm"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                bad(f"{name} must be a positive number, got {value}")
+        for name in ("batch_size", "max_steps", "max_new_tokens", "max_prompt_tokens", "lora_r", "eval_grid", "eval_prompts"):
+            if getattr(self, name) < 1:
+                bad(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "save_every", "eval_every", "min_new_tokens", "top_k", "keep_checkpoints"):
+            if getattr(self, name) < 0:
+                bad(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.min_new_tokens > self.max_new_tokens:
+            bad("min_new_tokens must not exceed max_new_tokens")
+        if self.tie_margin < 0 or not math.isfinite(self.tie_margin):
+            bad(f"tie_margin must be >= 0, got {self.tie_margin}")
+        if self.resume and self.overwrite:
+            bad("choose one of resume and overwrite")
+
+    @property
+    def num_objectives(self) -> int:
+        return len(self.objectives)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def field_kind(name: str) -> tuple[type, bool, bool]:
+    """(scalar type, is_list, optional) for a config field, read from its annotation."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        parts = [a for a in args if a is not type(None)]
+    else:
+        parts = [hint]
+    is_list = any(typing.get_origin(p) is list for p in parts)
+    scalar = next((typing.get_args(p)[0] for p in parts if typing.get_origin(p) is list), None) or parts[0]
+    return scalar, is_list, optional
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Turn a YAML or command-line value into the field's type, with a one-line error if it can't."""
+    if name not in FIELDS:
+        raise MoodpoError(f"unknown config field {name!r}; see `python -m moodpo train --help`")
+    scalar, is_list, optional = field_kind(name)
+
+    def one(v):
+        if isinstance(v, str) and scalar is not str:
+            if v.lower() in ("none", "null") and optional:
+                return None
+            if scalar is bool:
+                if v.lower() in ("true", "yes", "1", "on"):
+                    return True
+                if v.lower() in ("false", "no", "0", "off"):
+                    return False
+                raise ValueError(v)
+            return scalar(v)
+        if scalar is float and isinstance(v, int) and not isinstance(v, bool):
+            return float(v)
+        if v is None and optional:
+            return None
+        if not isinstance(v, scalar) or (scalar is not bool and isinstance(v, bool)):
+            raise ValueError(v)
+        return v
+
+    try:
+        if value is None:
+            if not optional:
+                raise ValueError(value)
+            return None
+        if is_list:
+            items = value if isinstance(value, (list, tuple)) else [value]
+            if isinstance(value, str) and scalar is not str:
+                items = [p for p in value.replace(",", " ").split() if p]
+            if name == "alpha" and len(items) == 1:
+                return one(items[0])
+            if len(items) == 1 and isinstance(items[0], str) and items[0].lower() in ("none", "null") and optional:
+                return None
+            return [one(v) for v in items]
+        if isinstance(value, (list, tuple)):
+            if len(value) != 1:
+                raise ValueError(value)
+            value = value[0]
+        return one(value)
+    except (ValueError, TypeError):
+        kind = f"list of {scalar.__name__}" if is_list else scalar.__name__
+        raise MoodpoError(f"config field {name!r} must be a {kind}, got {value!r}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise MoodpoError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise MoodpoError(f"config file {path} is not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise MoodpoError(f"config file {path} must hold a mapping of field: value")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """YAML file (optional) plus overrides -> a validated TrainConfig."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        for key, value in read_yaml(path).items():
+            if key not in FIELDS:
+                raise MoodpoError(f"unknown config field {key!r} in {path}")
+            values[key] = coerce(key, value)
+    for key, value in (overrides or {}).items():
+        values[key] = coerce(key, value)
+    return TrainConfig(**values)

@@ -1,0 +1,39 @@
+"""Preference losses as pure functions (DPO, Rafailov et al. 2023, Eq. 7; IPO, Azar et al. 2023, Eq. 17)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+LOSS_TYPES = ("sigmoid", "ipo")
+
+
+def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
+             ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor, *,
+             beta: float, loss_type: str = "sigmoid") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pair preference loss and implicit rewards.
+
+    Args:
+        policy_chosen_logps: (B,) summed log p_theta(y_w | x) over response tokens.
+        policy_rejected_logps: (B,) summed log p_theta(y_l | x).
+        ref_chosen_logps, ref_rejected_logps: (B,) the same under the frozen reference.
+        beta: the KL-regularisation strength.
+        loss_type: "sigmoid" (DPO): -log sigmoid(beta * h), h = chosen log-ratio - rejected log-ratio;
+            "ipo": (h - 1 / (2 beta))^2 with h on length-summed log-probs (as TRL does).
+
+    Returns:
+        losses (B,), chosen_rewards (B,) = beta * (policy - ref) chosen log-probs (detached),
+        rejected_rewards (B,) likewise.
+    """
+    chosen_logratios = policy_chosen_logps - ref_chosen_logps
+    rejected_logratios = policy_rejected_logps - ref_rejected_logps
+    logits = chosen_logratios - rejected_logratios
+    if loss_type == "sigmoid":
+        losses = -F.logsigmoid(beta * logits)
+    elif loss_type == "ipo":
+        losses = (logits - 1 / (2 * beta)) ** 2
+    else:
+        raise ValueError(f"unknown loss_type {loss_type!r}; choose one of {LOSS_TYPES}")
+    chosen_rewards = beta * chosen_logratios.detach()
+    rejected_rewards = beta * rejected_logratios.detach()
+    return losses, chosen_rewards, rejected_rewards

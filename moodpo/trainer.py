@@ -1,0 +1,440 @@
+"""The MO-ODPO training loop (Gupta et al., arXiv 2503.00295, Algorithm 1).
+
+Each step: draw w ~ Dir(alpha) per prompt, write w into the system prefix, sample n responses per
+prompt on-policy, score every response on every objective against the prompt *without* the
+prefix, scalarise with w, take the best and worst responses as chosen and rejected, and apply the
+DPO loss against the frozen reference (the same model with its LoRA adapter disabled).
+
+Distribution belongs to `accelerate`: each process takes its own slice of prompts; gradients are
+averaged by DDP; reward statistics are gathered so every replica normalises the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from moodpo.conditioning import build_prefix
+from moodpo.config import TrainConfig, load_config
+from moodpo.errors import MoodpoError
+from moodpo.loss import dpo_loss
+from moodpo.models import add_lora, autocast_dtype, load_model, load_tokenizer, resolve_model
+from moodpo.sampling import Rollout, sample_responses, select_pairs, sequence_logps
+from moodpo.weights import WeightSampler
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+FINAL_ADAPTER_DIR = "adapter"
+STOP_FILE = "STOP"
+# Fields that may change when a run is resumed; anything else must match the saved config.
+RESUMABLE_FIELDS = {"max_steps", "resume", "overwrite", "save_every", "keep_checkpoints", "eval_every",
+                    "eval_grid", "eval_prompts"}
+
+
+def lr_factor(step: int, *, warmup_steps: int, max_steps: int, schedule: str) -> float:
+    """Learning-rate multiplier for optimizer step `step` (0-based): linear warm-up, then constant or cosine."""
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class PromptOrder:
+    """Deterministic, resumable prompt order: a fresh permutation per epoch, seeded by (seed, epoch)."""
+
+    def __init__(self, num_prompts: int, seed: int):
+        self.num_prompts, self.seed = num_prompts, seed
+        self.epoch, self.position = 0, 0
+        self._perm = self._permutation()
+
+    def _permutation(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.num_prompts)
+
+    def take(self, n: int) -> list[int]:
+        out = []
+        while len(out) < n:
+            if self.position == self.num_prompts:
+                self.epoch, self.position = self.epoch + 1, 0
+                self._perm = self._permutation()
+            k = min(n - len(out), self.num_prompts - self.position)
+            out.extend(self._perm[self.position:self.position + k].tolist())
+            self.position += k
+        return out
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position = state["epoch"], state["position"]
+        self._perm = self._permutation()
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    status: str  # "finished", "stopped" or "interrupted"
+    metrics: list[dict] = field(default_factory=list)
+
+
+def checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    if not root.is_dir():
+        return []
+    done = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / "trainer_state.json").is_file()]
+    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+
+def _trainable_checksum(model) -> float:
+    return float(sum(p.detach().double().sum().item() + p.detach().double().abs().sum().item()
+                     for p in model.parameters() if p.requires_grad))
+
+
+class Trainer:
+    """Builds everything a run needs from a TrainConfig, then `train()` runs it.
+
+    Callbacks get each step's metrics dict; `should_stop()` is polled between steps (the UI's
+    stop button); a `STOP` file in the run folder does the same for a background process.
+    """
+
+    def __init__(self, config: TrainConfig, *, objectives=None, callbacks: Sequence[Callable[[dict], None]] = (),
+                 should_stop: Callable[[], bool] | None = None, show_progress: bool = True):
+        from accelerate import Accelerator
+
+        from moodpo.data import load_prompts
+        from moodpo.objectives import RewardNormalizer, get_objective
+
+        self.config = config
+        self.callbacks = list(callbacks)
+        self.should_stop = should_stop or (lambda: False)
+        self.show_progress = show_progress
+        self.accelerator = acc = Accelerator(cpu=not torch.cuda.is_available())
+        self.run_dir = Path(config.run_dir)
+
+        # Everything that can fail on user input is checked before the run folder is touched.
+        self._check_run_dir()
+        resolve_model(config.model)
+        self.objectives = objectives or [get_objective(name) for name in config.objectives]
+        self.prompts = load_prompts(config.prompts, config.prompt_split, limit=config.max_prompts, seed=config.seed)
+        if not self.prompts:
+            raise MoodpoError(f"prompt source {config.prompts!r} ({config.prompt_split}) holds no prompts")
+        self.resume_from = None
+        if config.resume:
+            found = checkpoints(self.run_dir)
+            if not found:
+                raise MoodpoError(f"nothing to resume: {self.run_dir} has no checkpoint")
+            self.resume_from = found[-1]
+            self._check_resume_config()
+
+        torch.manual_seed(config.seed)
+        self.tokenizer = load_tokenizer(config.model)
+        with acc.main_process_first():  # the first load may convert a GGUF file into the cache
+            model = load_model(config.model)
+        if config.lora:
+            model = add_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
+                             target_modules=config.lora_target_modules)
+            self.ref_model = None
+        else:
+            self.ref_model = copy.deepcopy(model).requires_grad_(False).eval().to(acc.device)
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        # The scheduler is stepped by hand, once per optimizer step: accelerate's prepared
+        # scheduler would step once per process.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
+            s, warmup_steps=config.warmup_steps, max_steps=config.max_steps, schedule=config.lr_schedule))
+        self.model, self.optimizer = acc.prepare(model, optimizer)
+        self.params = params
+        self.autocast = autocast_dtype(config.precision)
+
+        self.weights = WeightSampler(config.num_objectives, mode=config.weight_mode, alpha=config.alpha,
+                                     fixed=config.fixed_weights, seed=config.seed * 1000 + acc.process_index)
+        self.normalizer = RewardNormalizer(num_objectives=config.num_objectives, mode=config.normalization,
+                                           mean=config.norm_mean, std=config.norm_std)
+        self.order = PromptOrder(len(self.prompts), config.seed)
+        self.step = 0
+        if self.resume_from is not None:
+            self._load_checkpoint(self.resume_from)
+        else:
+            torch.manual_seed(config.seed * 1000 + acc.process_index)
+        if acc.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            config.save(self.run_dir / "config.yaml")
+            (self.run_dir / STOP_FILE).unlink(missing_ok=True)
+            self._truncate_metrics(self.step)
+        acc.wait_for_everyone()
+
+    # ----- run folder -------------------------------------------------------------------------
+
+    def _check_run_dir(self) -> None:
+        c = self.config
+        exists = self.run_dir.exists() and any(self.run_dir.iterdir())
+        if exists and not (c.resume or c.overwrite):
+            raise MoodpoError(f"run folder {self.run_dir} already holds a run; pass --resume to continue it, "
+                              "--overwrite to replace it, or choose another --run_dir")
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise MoodpoError(f"run_dir {self.run_dir} is a file, not a folder")
+        if c.overwrite and exists and self.accelerator.is_main_process:
+            shutil.rmtree(self.run_dir)
+        self.accelerator.wait_for_everyone()
+
+    def _check_resume_config(self) -> None:
+        saved = load_config(self.run_dir / "config.yaml").to_dict()
+        mine = self.config.to_dict()
+        changed = [k for k in mine if k not in RESUMABLE_FIELDS and saved.get(k) != mine[k]]
+        if changed:
+            k = changed[0]
+            raise MoodpoError(f"cannot resume {self.run_dir}: {k} is {mine[k]!r} but the run used {saved.get(k)!r}")
+
+    def _truncate_metrics(self, step: int) -> None:
+        """On resume, drop metric lines written after the checkpoint: those steps are re-run."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        path.write_text("".join(ln + "\n" for ln in lines))
+
+    # ----- checkpoints ------------------------------------------------------------------------
+
+    def _unwrapped(self):
+        return self.accelerator.unwrap_model(self.model)
+
+    def save_checkpoint(self) -> Path:
+        """Adapter (or full model), optimizer, scheduler, RNG and data position; written atomically."""
+        acc = self.accelerator
+        final = self.run_dir / CHECKPOINT_DIR / f"step-{self.step:06d}"
+        tmp = final.with_name(final.name + ".tmp")
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        torch.save({"torch": torch.get_rng_state(), "weights": self.weights.state_dict()},
+                   tmp / f"rng-{acc.process_index}.pt")
+        checksums = acc.gather(torch.tensor([_trainable_checksum(self._unwrapped())], dtype=torch.float64,
+                                            device=acc.device)).tolist()
+        if acc.is_main_process:
+            self._unwrapped().save_pretrained(tmp / "model")
+            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
+            state = {"step": self.step, "data": self.order.state_dict(), "normalizer": self.normalizer.state_dict(),
+                     "num_processes": acc.num_processes, "replica_checksums": checksums}
+            (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+            for old in checkpoints(self.run_dir)[:-self.config.keep_checkpoints or None]:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+        return final
+
+    def _load_checkpoint(self, path: Path) -> None:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        state = json.loads((path / "trainer_state.json").read_text())
+        if state["num_processes"] != self.accelerator.num_processes:
+            raise MoodpoError(f"{path} was saved by {state['num_processes']} processes; resume with the same number")
+        model = self._unwrapped()
+        if self.config.lora:
+            set_peft_model_state_dict(model, load_file(path / "model" / "adapter_model.safetensors"))
+        else:
+            model.load_state_dict(load_file(path / "model" / "model.safetensors"), strict=False)
+        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+        self.order.load_state_dict(state["data"])
+        self.normalizer.load_state_dict(state["normalizer"])
+        rng = torch.load(path / f"rng-{self.accelerator.process_index}.pt", weights_only=False)
+        torch.set_rng_state(rng["torch"])
+        self.weights.load_state_dict(rng["weights"])
+        self.step = state["step"]
+
+    def save_final(self) -> Path:
+        target = self.run_dir / FINAL_ADAPTER_DIR
+        if self.accelerator.is_main_process:
+            tmp = target.with_name(target.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            self._unwrapped().save_pretrained(tmp)
+            shutil.rmtree(target, ignore_errors=True)
+            tmp.rename(target)
+        self.accelerator.wait_for_everyone()
+        return target
+
+    # ----- one step ---------------------------------------------------------------------------
+
+    def _ref_logps(self, rollout: Rollout) -> torch.Tensor:
+        with torch.no_grad(), self._autocast():
+            if self.ref_model is not None:
+                return sequence_logps(self.ref_model, rollout.prompt_ids, rollout.prompt_mask,
+                                      rollout.completion_ids, rollout.completion_mask)
+            with self._unwrapped().disable_adapter():
+                return sequence_logps(self._unwrapped(), rollout.prompt_ids, rollout.prompt_mask,
+                                      rollout.completion_ids, rollout.completion_mask)
+
+    def _autocast(self):
+        device_type = self.accelerator.device.type
+        return torch.autocast(device_type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None)
+
+    def train_step(self, prompts: Sequence[str]) -> dict:
+        """One MO-ODPO step on this process's prompts; returns the step's metrics (all processes reduced)."""
+        from moodpo.objectives import score_all
+
+        c, acc = self.config, self.accelerator
+        b, n = len(prompts), c.num_samples
+        t0 = time.perf_counter()
+
+        weights = self.weights.sample(b)                                            # (B, K)
+        prefixes = [build_prefix(c.objectives, w, template=c.prefix_template, item=c.prefix_item) for w in weights]
+        rollout = sample_responses(self._unwrapped(), self.tokenizer, prompts, prefixes, num_samples=n,
+                                   max_new_tokens=c.max_new_tokens, min_new_tokens=c.min_new_tokens,
+                                   temperature=c.temperature, top_p=c.top_p, top_k=c.top_k,
+                                   max_prompt_tokens=c.max_prompt_tokens, autocast=self.autocast)
+        t_gen = time.perf_counter()
+
+        # Rewards see the prompt without the prefix (the paper's r_k(x, y)).
+        raw = score_all(self.objectives, [p for p in prompts for _ in range(n)], rollout.texts)   # (B*n, K)
+        self.normalizer.update(acc.gather(torch.as_tensor(raw, device=acc.device)).cpu().numpy())
+        rewards = np.asarray(self.normalizer(raw)).reshape(b, n, -1)                # (B, n, K)
+        scores = (rewards * weights[:, None, :]).sum(axis=-1)                        # (B, n)
+        chosen, rejected, keep = select_pairs(scores, c.tie_margin)
+        t_score = time.perf_counter()
+
+        # Tied prompts still run through the model with weight 0, so every DDP replica does the
+        # same forward/backward even when one of them has no pair this step.
+        base = np.arange(b) * n
+        pairs = rollout.select(np.concatenate([base + chosen, base + rejected]))
+        pair_weight = torch.as_tensor(keep, dtype=torch.float32, device=acc.device)
+        with self._autocast():
+            policy_logps = sequence_logps(self.model, pairs.prompt_ids, pairs.prompt_mask,
+                                          pairs.completion_ids, pairs.completion_mask)
+        ref_logps = self._ref_logps(pairs)
+        losses, chosen_rewards, rejected_rewards = dpo_loss(
+            policy_logps[:b], policy_logps[b:], ref_logps[:b], ref_logps[b:], beta=c.beta, loss_type=c.loss_type)
+        num_pairs = acc.reduce(pair_weight.sum(), "sum")
+        # Mean over kept pairs of all processes; DDP averages gradients over processes, hence the factor.
+        loss = (losses * pair_weight).sum() * acc.num_processes / num_pairs.clamp(min=1)
+
+        finite = acc.reduce(torch.isfinite(loss).float(), "min").item() > 0
+        grad_norm = float("nan")
+        if finite:
+            acc.backward(loss)
+            grad_norm = float(acc.clip_grad_norm_(self.params, c.max_grad_norm))
+            finite = math.isfinite(grad_norm)
+            if finite:
+                self.optimizer.step()
+        # A non-finite loss or gradient never reaches the weights: the step is skipped and logged.
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        t_end = time.perf_counter()
+
+        kept = torch.as_tensor(keep)
+        lengths = pairs.lengths.float()
+        margins = chosen_rewards - rejected_rewards
+        local = {
+            "loss": ((losses.detach() * pair_weight).sum() / pair_weight.sum().clamp(min=1)).item(),
+            "rewards/chosen": chosen_rewards[kept].mean().item() if keep.any() else float("nan"),
+            "rewards/rejected": rejected_rewards[kept].mean().item() if keep.any() else float("nan"),
+            "rewards/margins": margins[kept].mean().item() if keep.any() else float("nan"),
+            "rewards/accuracies": (margins[kept] > 0).float().mean().item() if keep.any() else float("nan"),
+            "logps/chosen": policy_logps[:b].detach().mean().item(),
+            "logps/rejected": policy_logps[b:].detach().mean().item(),
+            # k1 estimate of KL(policy || ref) per sequence on on-policy samples.
+            "objective/kl": (policy_logps.detach() - ref_logps).mean().item(),
+            "objective/score_gap": float((scores.max(1) - scores.min(1)).mean()),
+            "response/length": rollout.lengths.float().mean().item(),
+            "response/length_chosen": lengths[:b].mean().item(),
+            "response/length_rejected": lengths[b:].mean().item(),
+        }
+        for k, name in enumerate(c.objectives):
+            raw_bnk = raw.reshape(b, n, -1)[..., k]
+            local[f"objectives/{name}/mean"] = float(raw_bnk.mean())
+            local[f"objectives/{name}/chosen"] = float(raw_bnk[np.arange(b), chosen].mean())
+            local[f"objectives/{name}/rejected"] = float(raw_bnk[np.arange(b), rejected].mean())
+            local[f"weights/{name}/mean"] = float(weights[:, k].mean())
+            local[f"weights/{name}/std"] = float(weights[:, k].std())
+        keys = list(local)
+        reduced = acc.reduce(torch.tensor([local[k] for k in keys], dtype=torch.float64, device=acc.device), "mean")
+        metrics = {k: float(v) for k, v in zip(keys, reduced.tolist())}
+        pairs_total = int(num_pairs.item())
+        metrics.update({
+            "pairs": pairs_total, "ties": b * acc.num_processes - pairs_total,
+            "skipped_nonfinite": not finite, "grad_norm": grad_norm,
+            "lr": self.scheduler.get_last_lr()[0],
+            "time/step": t_end - t0, "time/generate": t_gen - t0, "time/score": t_score - t_gen,
+            "time/update": t_end - t_score, "pairs_per_second": pairs_total / (t_end - t0),
+        })
+        return metrics
+
+    # ----- the loop ---------------------------------------------------------------------------
+
+    def _log(self, metrics: dict) -> None:
+        if self.accelerator.is_main_process:
+            clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(clean) + "\n")
+        for callback in self.callbacks:
+            callback(metrics)
+
+    def _stop_requested(self) -> bool:
+        flag = self.should_stop() or (self.run_dir / STOP_FILE).exists()
+        return self.accelerator.reduce(torch.tensor([float(flag)], device=self.accelerator.device), "max").item() > 0
+
+    def train(self) -> TrainResult:
+        from tqdm.auto import tqdm
+
+        c, acc = self.config, self.accelerator
+        history: list[dict] = []
+        status = "finished"
+        bar = tqdm(total=c.max_steps, initial=self.step, desc="MO-ODPO", unit="step",
+                   disable=not (self.show_progress and acc.is_main_process))
+        last_saved = self.step if self.resume_from is not None else -1
+        try:
+            while self.step < c.max_steps:
+                if self._stop_requested():
+                    status = "stopped"
+                    break
+                indices = self.order.take(c.batch_size * acc.num_processes)
+                mine = indices[acc.process_index * c.batch_size:(acc.process_index + 1) * c.batch_size]
+                metrics = self.train_step([self.prompts[i].text for i in mine])
+                self.step += 1
+                metrics = {"step": self.step, **metrics}
+                history.append(metrics)
+                self._log(metrics)
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", pairs_s=f"{metrics['pairs_per_second']:.2f}")
+                if c.eval_every and self.step % c.eval_every == 0:
+                    self.evaluate_during_training()
+                if c.save_every and self.step % c.save_every == 0:
+                    self.save_checkpoint()
+                    last_saved = self.step
+        except KeyboardInterrupt:
+            status = "interrupted"
+        finally:
+            bar.close()
+        if last_saved != self.step:
+            self.save_checkpoint()
+        if status == "finished":
+            self.save_final()
+        return TrainResult(self.run_dir, self.step, status, history)
+
+    def evaluate_during_training(self) -> None:
+        from moodpo.evaluate import append_training_eval
+
+        append_training_eval(self, self.run_dir / "eval.jsonl")
+
+
+def train(config: TrainConfig, **kwargs) -> TrainResult:
+    return Trainer(config, **kwargs).train()

@@ -1,0 +1,116 @@
+"""Objective weights: validation, Dirichlet sampling (the paper's w ~ Dir(alpha)) and simplex grids."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from moodpo.errors import MoodpoError
+
+
+def validate_weights(weights: Sequence[float], num_objectives: int, *, normalize: bool = True) -> np.ndarray:
+    """Check one weight vector at a boundary (config, CLI, UI, API) and return it as float64 (K,).
+
+    Weights must be finite, non-negative, `num_objectives` long and not all zero; with
+    `normalize` they are scaled to sum to 1 so that a user may type "7,3" for "0.7,0.3".
+    """
+    try:
+        w = np.asarray([float(x) for x in weights], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise MoodpoError(f"weights must be numbers, got {list(weights)!r}") from None
+    if w.shape != (num_objectives,):
+        raise MoodpoError(f"expected {num_objectives} weights (one per objective), got {w.size}")
+    if not np.all(np.isfinite(w)):
+        raise MoodpoError(f"weights must be finite, got {w.tolist()}")
+    if np.any(w < 0):
+        raise MoodpoError(f"weights must be non-negative, got {w.tolist()}")
+    total = w.sum()
+    if total <= 0:
+        raise MoodpoError("weights must not all be zero")
+    return w / total if normalize else w
+
+
+def parse_weights(text: str, num_objectives: int) -> np.ndarray:
+    """Parse "0.7,0.3" (commas or spaces) into a validated, normalised weight vector."""
+    parts = [p for p in text.replace(",", " ").split() if p]
+    return validate_weights(parts, num_objectives)
+
+
+def resolve_alpha(alpha: float | Sequence[float], num_objectives: int) -> np.ndarray:
+    """Dirichlet concentration as a (K,) vector: a scalar alpha means the symmetric Dir(alpha)."""
+    if isinstance(alpha, (int, float)):
+        a = np.full(num_objectives, float(alpha))
+    else:
+        a = np.asarray([float(x) for x in alpha], dtype=np.float64)
+        if a.shape != (num_objectives,):
+            raise MoodpoError(f"alpha needs 1 or {num_objectives} values (one per objective), got {a.size}")
+    if not np.all(np.isfinite(a)) or np.any(a <= 0):
+        raise MoodpoError(f"alpha must be > 0, got {a.tolist()}")
+    return a
+
+
+class WeightSampler:
+    """Draws a weight vector per example, as the paper does for each prompt in a batch.
+
+    mode "dirichlet": w ~ Dir(alpha) (alpha small -> weights near the corners, large -> near the
+    centre); "fixed": always `fixed` (e.g. one-hot for a single-objective or Rewarded Soups run).
+    The generator is owned here so the draw sequence is part of the resumable trainer state.
+    """
+
+    def __init__(self, num_objectives: int, *, mode: str = "dirichlet", alpha: float | Sequence[float] = 1.0,
+                 fixed: Sequence[float] | None = None, seed: int = 0):
+        if mode not in ("dirichlet", "fixed"):
+            raise MoodpoError(f"weight mode must be 'dirichlet' or 'fixed', got {mode!r}")
+        self.num_objectives = num_objectives
+        self.mode = mode
+        self.alpha = resolve_alpha(alpha, num_objectives)
+        if mode == "fixed":
+            if fixed is None:
+                raise MoodpoError("weight mode 'fixed' needs fixed_weights, e.g. --fixed_weights 1,0")
+            self.fixed = validate_weights(fixed, num_objectives)
+        else:
+            self.fixed = None
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, n: int) -> np.ndarray:
+        """Return (n, K) float64 weights, rows on the simplex."""
+        if self.mode == "fixed":
+            return np.tile(self.fixed, (n, 1))
+        return self.rng.dirichlet(self.alpha, size=n)
+
+    def state_dict(self) -> dict:
+        return {"bit_generator": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["bit_generator"]
+
+
+def one_hot(k: int, num_objectives: int) -> np.ndarray:
+    w = np.zeros(num_objectives)
+    w[k] = 1.0
+    return w
+
+
+def simplex_grid(num_objectives: int, points_per_edge: int) -> np.ndarray:
+    """The simplex lattice with `points_per_edge` points along each edge, shape (G, K).
+
+    For K=2 and 11 points: (0,1), (0.1,0.9), ..., (1,0). For K=3 and 11: the 66 points with
+    coordinates in multiples of 0.1. Rows are ordered lexicographically by w_1 descending.
+    """
+    if num_objectives < 1:
+        raise MoodpoError("need at least one objective")
+    if points_per_edge < 2:
+        if points_per_edge == 1:
+            return np.full((1, num_objectives), 1.0 / num_objectives)
+        raise MoodpoError(f"grid must have at least 1 point per edge, got {points_per_edge}")
+    steps = points_per_edge - 1
+    rows = [c for c in itertools.product(range(steps, -1, -1), repeat=num_objectives) if sum(c) == steps]
+    return np.asarray(rows, dtype=np.float64) / steps
+
+
+def grid_size(num_objectives: int, points_per_edge: int) -> int:
+    steps = points_per_edge - 1
+    return math.comb(steps + num_objectives - 1, num_objectives - 1)
