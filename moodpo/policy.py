@@ -1,0 +1,252 @@
+"""A steerable policy ready for generation: the base model, an MO-ODPO run, a checkpoint, or a
+Rewarded Soups set, behind one interface that evaluation and the app share.
+
+    policy = load_policy("runs/default")            # a run folder: its final adapter (or last checkpoint)
+    policy = load_policy("runs/default/checkpoints/step-000050")
+    policy = load_policy("runs/soups")              # a Rewarded Soups set (soups.json)
+    policy = load_policy("base:smollm2-135m", objectives=["helpfulness", "harmlessness"])
+
+MO-ODPO and the base model condition on the weights through the system prefix, so one batched
+`generate` serves any mix of weight vectors. Rewarded Soups conditions through the parameters
+(Rame et al., 2023): theta(w) = theta_0 + sum_k w_k * B_k A_k, i.e. peft's "cat" combination of
+the per-objective LoRA adapters, so it generates one weight vector at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from moodpo.conditioning import build_prefix
+from moodpo.config import TrainConfig, load_config
+from moodpo.errors import MoodpoError
+from moodpo.models import DEFAULT_MODEL, autocast_dtype, is_adapter_dir, load_adapter, load_model, load_tokenizer
+from moodpo.sampling import eos_token_ids, generation_config, sample_responses
+from moodpo.weights import validate_weights
+
+SOUPS_FILE = "soups.json"
+DEFAULT_OBJECTIVES = ("helpfulness", "harmlessness")
+
+
+@dataclass
+class GenerationSettings:
+    """How evaluation and the app sample; identical settings make systems comparable."""
+
+    max_new_tokens: int = 96
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 0
+    do_sample: bool = True
+    max_prompt_tokens: int = 256
+
+
+@dataclass
+class Policy:
+    name: str
+    kind: str  # "base", "moodpo" or "soups"
+    objectives: list[str]
+    model: torch.nn.Module
+    tokenizer: object
+    base_model: str = DEFAULT_MODEL
+    source: str = ""
+    prefix_template: str = TrainConfig.prefix_template
+    prefix_item: str = TrainConfig.prefix_item
+    step: int | None = None
+    alpha: float | list[float] | None = None
+    soup_adapters: list[str] = field(default_factory=list)
+    precision: str = "auto"
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def num_objectives(self) -> int:
+        return len(self.objectives)
+
+    def check_weights(self, weights: Sequence[float]) -> np.ndarray:
+        return validate_weights(weights, self.num_objectives)
+
+    def prefix(self, weights: Sequence[float]) -> str:
+        """The exact system message the model sees for these weights (validated and normalised)."""
+        return build_prefix(self.objectives, self.check_weights(weights), template=self.prefix_template,
+                            item=self.prefix_item)
+
+    def _use_weights(self, weights: np.ndarray) -> None:
+        """Soups: activate the adapter mix for these weights (cached per weight vector)."""
+        if self.kind != "soups":
+            return
+        name = "soup_" + "_".join(f"{w:.4f}".replace(".", "p") for w in weights)
+        if name not in self.model.peft_config:
+            self.model.add_weighted_adapter(self.soup_adapters, [float(w) for w in weights], name,
+                                            combination_type="cat")
+        self.model.set_adapter(name)
+
+    def generate(self, prompts: Sequence[str], weights: np.ndarray | Sequence[Sequence[float]], *,
+                 settings: GenerationSettings | None = None, seed: int | None = 0,
+                 num_samples: int = 1) -> list[str]:
+        """One response per (prompt, weight row) pair; weights is (N, K) aligned with prompts.
+
+        Prefix-conditioned policies take all rows in one batched generate; soups group rows by
+        weight vector. A fixed seed makes the draw repeatable for the same batch.
+        """
+        settings = settings or GenerationSettings()
+        weights = np.asarray([self.check_weights(w) for w in weights])
+        if len(weights) != len(prompts):
+            raise MoodpoError(f"{len(prompts)} prompts but {len(weights)} weight vectors")
+        with self.lock:
+            if seed is not None:
+                torch.manual_seed(seed)
+            if self.kind != "soups":
+                return self._generate(prompts, weights, settings, num_samples)
+            out: list[str | None] = [None] * (len(prompts) * num_samples)
+            for w in np.unique(weights, axis=0):
+                rows = np.flatnonzero(np.all(weights == w, axis=1))
+                self._use_weights(w)
+                texts = self._generate([prompts[i] for i in rows], weights[rows], settings, num_samples)
+                for j, i in enumerate(rows):
+                    out[i * num_samples:(i + 1) * num_samples] = texts[j * num_samples:(j + 1) * num_samples]
+            return out
+
+    def _generate(self, prompts, weights, settings, num_samples) -> list[str]:
+        prefixes = [build_prefix(self.objectives, w, template=self.prefix_template, item=self.prefix_item)
+                    for w in weights]
+        rollout = sample_responses(self.model, self.tokenizer, prompts, prefixes, num_samples=num_samples,
+                                   max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                                   top_p=settings.top_p, top_k=settings.top_k, do_sample=settings.do_sample,
+                                   max_prompt_tokens=settings.max_prompt_tokens,
+                                   autocast=autocast_dtype(self.precision))
+        return rollout.texts
+
+    def stream(self, prompt: str, weights: Sequence[float], *, settings: GenerationSettings | None = None,
+               seed: int | None = 0) -> Iterator[str]:
+        """Yield the growing response text as tokens arrive (TextIteratorStreamer in a thread).
+
+        Holds the policy lock while generating, so concurrent callers queue rather than interleave.
+        """
+        from transformers import TextIteratorStreamer
+
+        from moodpo.sampling import encode_prompts
+
+        settings = settings or GenerationSettings()
+        w = self.check_weights(weights)
+        prefix = self.prefix(w)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
+        errors: list[BaseException] = []
+
+        def run():
+            try:
+                ids, mask = encode_prompts(self.tokenizer, [prompt], [prefix], settings.max_prompt_tokens)
+                config = generation_config(self.tokenizer, eos_token_ids(self.model, self.tokenizer),
+                                           max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                                           top_p=settings.top_p, top_k=settings.top_k, do_sample=settings.do_sample)
+                dtype = autocast_dtype(self.precision)
+                with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+                    self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
+                                        streamer=streamer)
+            except BaseException as e:  # surfaced to the consumer below
+                errors.append(e)
+                streamer.end()
+
+        with self.lock:
+            if seed is not None:
+                torch.manual_seed(seed)
+            self._use_weights(w)
+            thread = threading.Thread(target=run, daemon=True)
+            thread.start()
+            text = ""
+            for piece in streamer:
+                text += piece
+                yield text
+            thread.join()
+        if errors:
+            raise errors[0]
+
+
+def _run_config(run_dir: Path) -> TrainConfig:
+    return load_config(run_dir / "config.yaml", {"resume": False, "overwrite": False})
+
+
+def _latest_adapter(run_dir: Path) -> tuple[Path, int | None]:
+    from moodpo.trainer import FINAL_ADAPTER_DIR, checkpoints
+
+    found = checkpoints(run_dir)
+    if is_adapter_dir(run_dir / FINAL_ADAPTER_DIR):
+        step = json.loads((found[-1] / "trainer_state.json").read_text())["step"] if found else None
+        return run_dir / FINAL_ADAPTER_DIR, step
+    if found:
+        return found[-1] / "model", int(found[-1].name.split("-")[1])
+    raise MoodpoError(f"run {run_dir} has no adapter or checkpoint yet")
+
+
+def describe_source(path: str | Path) -> str:
+    """'run', 'checkpoint', 'soups' or 'base' for a policy spec (no loading)."""
+    p = Path(path)
+    if (p / SOUPS_FILE).is_file():
+        return "soups"
+    if (p / "config.yaml").is_file():
+        return "run"
+    if (p / "trainer_state.json").is_file() and (p / "model").is_dir():
+        return "checkpoint"
+    if is_adapter_dir(p):
+        return "adapter"
+    return "base"
+
+
+def load_policy(spec: str, *, objectives: Sequence[str] | None = None, model: str | None = None,
+                precision: str = "auto") -> Policy:
+    """Load a policy from a run folder, a checkpoint, a soups set, or `base:<model>`.
+
+    `objectives` is needed only for the base model (default: helpfulness, harmlessness); runs
+    know theirs. `model` overrides the base model of a soups set or base policy.
+    """
+    if spec.startswith("base:") or spec == "base":
+        base = spec.partition(":")[2] or model or DEFAULT_MODEL
+        objs = list(objectives or DEFAULT_OBJECTIVES)
+        return Policy(name=f"base ({base})", kind="base", objectives=objs, model=load_model(base),
+                      tokenizer=load_tokenizer(base), base_model=base, source=spec, precision=precision)
+    path = Path(spec)
+    if not path.exists():
+        raise MoodpoError(f"policy {spec} does not exist (give a run folder, a checkpoint, a soups set or base:<model>)")
+    kind = describe_source(path)
+    if kind == "soups":
+        meta = json.loads((path / SOUPS_FILE).read_text())
+        config = _run_config(path / meta["runs"][meta["objectives"][0]])
+        base = model or config.model
+        net = load_model(base)
+        names = []
+        for obj in meta["objectives"]:
+            adapter, _ = _latest_adapter(path / meta["runs"][obj])
+            name = f"soup_{len(names)}"
+            net = load_adapter(net, adapter, adapter_name=name)
+            names.append(name)
+        return Policy(name=f"soups ({path.name})", kind="soups", objectives=list(meta["objectives"]), model=net,
+                      tokenizer=load_tokenizer(base), base_model=base, source=str(path),
+                      prefix_template=config.prefix_template, prefix_item=config.prefix_item,
+                      soup_adapters=names, precision=precision)
+    if kind == "run":
+        run_dir = path
+        adapter, step = _latest_adapter(path)
+    elif kind == "checkpoint":
+        run_dir = path.parent.parent
+        adapter, step = path / "model", json.loads((path / "trainer_state.json").read_text())["step"]
+    elif kind == "adapter" and (path.parent / "config.yaml").is_file():
+        run_dir, adapter, step = path.parent, path, None
+    else:
+        raise MoodpoError(f"{spec} is not a run folder, checkpoint or soups set")
+    config = _run_config(run_dir)
+    base = model or config.model
+    net = load_model(base)
+    if config.lora:
+        net = load_adapter(net, adapter)
+    else:
+        net = load_model(str(adapter))
+    net.eval()
+    label = run_dir.name if kind == "run" else f"{run_dir.name}@{step}"
+    return Policy(name=label, kind="moodpo", objectives=list(config.objectives), model=net,
+                  tokenizer=load_tokenizer(base), base_model=base, source=str(path),
+                  prefix_template=config.prefix_template, prefix_item=config.prefix_item, step=step,
+                  alpha=config.alpha, precision=precision)
