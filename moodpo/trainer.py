@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -337,7 +338,9 @@ class Trainer:
                 self.optimizer.step()
         # A non-finite loss or gradient never reaches the weights: the step is skipped and logged.
         self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        with warnings.catch_warnings():  # a skipped step still advances the schedule, on purpose
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            self.scheduler.step()
         t_end = time.perf_counter()
 
         kept = torch.as_tensor(keep)

@@ -1,0 +1,211 @@
+"""The training loop on a tiny model: updates, checkpoints, resume, skipping, distribution, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from moodpo.cli import main
+from moodpo.config import load_config
+from moodpo.trainer import Trainer, checkpoints
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+TOY = ["python:toy_objectives:distinct_chars", "python:toy_objectives:shortness"]
+
+
+def tiny_config(model, run_dir, **overrides):
+    values = dict(model=model, objectives=TOY, run_dir=str(run_dir), max_steps=2, batch_size=3, num_samples=2,
+                  max_new_tokens=8, max_prompts=12, save_every=1, warmup_steps=0, learning_rate=5e-3,
+                  tie_margin=0.0, precision="fp32")
+    values.update(overrides)
+    return load_config(overrides=values)
+
+
+def read_metrics(run_dir):
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_steps_change_adapter_not_base(tiny_model_dir, tmp_path):
+    trainer = Trainer(tiny_config(tiny_model_dir, tmp_path / "run"), show_progress=False)
+    model = trainer._unwrapped()
+    base_before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    lora_before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+    result = trainer.train()
+    assert result.status == "finished" and result.step == 2
+    base_after = {n: p for n, p in model.named_parameters() if "lora_" not in n}
+    assert all(torch.equal(base_before[n], base_after[n]) for n in base_before)
+    changed = [n for n, p in model.named_parameters() if "lora_" in n and not torch.equal(lora_before[n], p)]
+    assert changed, "no LoRA parameter moved"
+
+    run = tmp_path / "run"
+    metrics = read_metrics(run)
+    assert [m["step"] for m in metrics] == [1, 2]
+    for key in ("loss", "rewards/margins", "rewards/accuracies", "objective/kl", "response/length",
+                "pairs_per_second", "time/step", "lr",
+                "objectives/python:toy_objectives:shortness/chosen", "weights/python:toy_objectives:shortness/mean"):
+        assert key in metrics[0]
+    assert (run / "adapter" / "adapter_config.json").is_file()
+    assert load_config(run / "config.yaml").objectives == TOY
+    assert [c.name for c in checkpoints(run)] == ["step-000001", "step-000002"]
+    state = json.loads((checkpoints(run)[-1] / "trainer_state.json").read_text())
+    assert state["step"] == 2 and state["data"]["position"] == 6
+
+
+def test_chosen_beats_rejected_on_weighted_score(tiny_model_dir, tmp_path):
+    config = tiny_config(tiny_model_dir, tmp_path / "run", weight_mode="fixed", fixed_weights=[0, 1], num_samples=4,
+                         max_steps=1)
+    result = Trainer(config, show_progress=False).train()
+    m = result.metrics[0]
+    # with all weight on shortness, the chosen response is never longer than the rejected one
+    assert m["objectives/python:toy_objectives:shortness/chosen"] >= m["objectives/python:toy_objectives:shortness/rejected"]
+    assert m["weights/python:toy_objectives:shortness/mean"] == 1.0
+
+
+def test_resume_continues_the_same_run(tiny_model_dir, tmp_path):
+    straight = Trainer(tiny_config(tiny_model_dir, tmp_path / "a", max_steps=4, save_every=2),
+                       show_progress=False).train()
+    # The same run stopped after step 2 (as Ctrl-C or the UI's stop button would), then resumed.
+    seen = []
+    stopped = Trainer(tiny_config(tiny_model_dir, tmp_path / "b", max_steps=4, save_every=2),
+                      callbacks=[seen.append], should_stop=lambda: len(seen) >= 2, show_progress=False).train()
+    assert stopped.status == "stopped" and stopped.step == 2
+    resumed = Trainer(tiny_config(tiny_model_dir, tmp_path / "b", max_steps=4, save_every=2, resume=True),
+                      show_progress=False).train()
+    assert [m["step"] for m in resumed.metrics] == [3, 4]
+    for a, b in zip(straight.metrics[2:], resumed.metrics):
+        for key in ("loss", "rewards/margins", "logps/chosen", "response/length", "lr",
+                    "weights/python:toy_objectives:shortness/mean"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
+    assert [m["step"] for m in read_metrics(tmp_path / "b")] == [1, 2, 3, 4]
+    from safetensors.torch import load_file
+    wa = load_file(tmp_path / "a" / "adapter" / "adapter_model.safetensors")
+    wb = load_file(tmp_path / "b" / "adapter" / "adapter_model.safetensors")
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+
+
+def test_stop_saves_a_checkpoint(tiny_model_dir, tmp_path):
+    calls = []
+    trainer = Trainer(tiny_config(tiny_model_dir, tmp_path / "run", max_steps=5, save_every=0),
+                      should_stop=lambda: len(calls) >= 1, callbacks=[calls.append], show_progress=False)
+    result = trainer.train()
+    assert result.status == "stopped" and result.step == 1
+    assert [c.name for c in checkpoints(tmp_path / "run")] == ["step-000001"]
+    assert not (tmp_path / "run" / "adapter").exists()
+
+
+def test_nonfinite_loss_is_skipped_and_logged(tiny_model_dir, tmp_path, monkeypatch):
+    import moodpo.trainer as trainer_module
+
+    def nan_loss(*args, **kwargs):
+        losses, chosen, rejected = real(*args, **kwargs)
+        return losses * float("nan"), chosen, rejected
+
+    real = trainer_module.dpo_loss
+    monkeypatch.setattr(trainer_module, "dpo_loss", nan_loss)
+    trainer = Trainer(tiny_config(tiny_model_dir, tmp_path / "run", max_steps=1), show_progress=False)
+    before = {n: p.detach().clone() for n, p in trainer._unwrapped().named_parameters()}
+    result = trainer.train()
+    assert result.metrics[0]["skipped_nonfinite"] is True
+    assert all(torch.equal(before[n], p) for n, p in trainer._unwrapped().named_parameters())
+    assert read_metrics(tmp_path / "run")[0]["loss"] is None  # NaN is written as null, never as NaN
+
+
+def test_full_finetuning_option(tiny_model_dir, tmp_path):
+    trainer = Trainer(tiny_config(tiny_model_dir, tmp_path / "run", lora=False, max_steps=1), show_progress=False)
+    before = {n: p.detach().clone() for n, p in trainer.ref_model.named_parameters()}
+    trainer.train()
+    assert all(torch.equal(before[n], p) for n, p in trainer.ref_model.named_parameters())
+    assert any(not torch.equal(before[n], p) for n, p in trainer._unwrapped().named_parameters())
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.err.strip()
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--objectives", "helpfulness", "nonsense"], "unknown objective 'nonsense'"),
+    (["--alpha", "0"], "alpha must be > 0"),
+    (["--alpha", "1", "2", "3"], "alpha needs 1 or 2 values"),
+    (["--weight_mode", "fixed", "--fixed_weights", "1", "0", "0"], "expected 2 weights"),
+    (["--model", "/no/such/model"], "model path /no/such/model does not exist"),
+    (["--max_steps", "many"], "'max_steps' must be a int"),
+    (["--num_samples", "1"], "num_samples must be >= 2"),
+    (["--objectives", "python:toy_objectives:missing"], "has no attribute 'missing'"),
+])
+def test_cli_bad_input_is_one_line_exit_2(extra, message, tmp_path, capsys, tiny_model_dir):
+    args = ["train", "--model", tiny_model_dir, "--run_dir", str(tmp_path / "run"), *extra]
+    code, err = run_cli(args, capsys)
+    assert code == 2
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_unknown_field_and_bad_yaml(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--no_such_field", "3"])
+    assert e.value.code == 2
+    assert "unrecognized arguments: --no_such_field" in capsys.readouterr().err
+    code, err = run_cli(["train", "--config", str(bad)], capsys)
+    assert code == 2 and "is not valid YAML (line" in err
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("alphaa: 3\n")
+    code, err = run_cli(["train", "--config", str(unknown)], capsys)
+    assert code == 2 and "unknown config field 'alphaa'" in err
+    code, err = run_cli(["train", "--config", str(tmp_path / "missing.yaml")], capsys)
+    assert code == 2 and "does not exist" in err
+
+
+def test_cli_never_writes_over_an_existing_run(tiny_model_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1}\n')
+    code, err = run_cli(["train", "--model", tiny_model_dir, "--run_dir", str(run)], capsys)
+    assert code == 2 and "already holds a run" in err
+    assert (run / "metrics.jsonl").read_text() == '{"step": 1}\n'
+    code, err = run_cli(["train", "--model", tiny_model_dir, "--run_dir", str(run), "--resume"], capsys)
+    assert code == 2 and "no checkpoint" in err
+
+
+def test_cli_trains_from_yaml_with_overrides(tiny_model_dir, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(dict(model=tiny_model_dir, objectives=TOY, max_steps=5, batch_size=2,
+                                          max_new_tokens=6, max_prompts=8, precision="fp32")))
+    code = main(["train", "--config", str(config), "--max_steps", "1", "--alpha", "0.5",
+                 "--run_dir", str(tmp_path / "run")])
+    assert code == 0
+    saved = load_config(tmp_path / "run" / "config.yaml")
+    assert saved.max_steps == 1 and saved.alpha == 0.5 and saved.batch_size == 2
+    assert "finished at step 1" in capsys.readouterr().out
+
+
+def test_two_process_accelerate_replicas_stay_identical(tiny_model_dir, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]),
+           "HF_HUB_OFFLINE": "1"}
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "moodpo", "train", "--model", tiny_model_dir, "--objectives", *TOY, "--run_dir", str(run),
+           "--max_steps", "2", "--batch_size", "2", "--max_new_tokens", "6", "--max_prompts", "8",
+           "--learning_rate", "0.005", "--warmup_steps", "0", "--save_every", "2", "--precision", "fp32",
+           "--tie_margin", "0"]
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads((checkpoints(run)[-1] / "trainer_state.json").read_text())
+    assert state["num_processes"] == 2
+    a, b = state["replica_checksums"]
+    assert a == b
+    metrics = read_metrics(run)
+    assert len(metrics) == 2 and metrics[0]["ties"] + metrics[0]["pairs"] == 4  # 2 processes x 2 prompts
