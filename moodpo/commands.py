@@ -1,9 +1,398 @@
-"""CLI commands beyond `train`: each adds a subparser and a handler."""
+"""CLI commands beyond `train`: each adds a subparser and a handler.
+
+    python -m moodpo eval --run runs/default [--grid 11] [--prompts eval] [--limit N] [--out DIR]
+    python -m moodpo eval --run base:smollm2-135m --objectives helpfulness harmlessness
+    python -m moodpo train-soups --config configs/soups.yaml [--field value ...]
+    python -m moodpo compare runs/default runs/soups runs/base-smollm2-135m [--out compare]
+    python -m moodpo sweep --config configs/default.yaml --alpha 0.3 1 3 [--grid 11] [--limit N]
+    python -m moodpo steer-report --run runs/default --weights "1,0" "0.5,0.5" "0,1" [--limit 5]
+    python -m moodpo objectives --model smollm2-135m --objectives helpfulness harmlessness conciseness
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import html
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from moodpo.errors import MoodpoError
+
+log = logging.getLogger(__name__)
+
+
+def _positive(name: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {value}")
+        return value
+    return parse
+
+
+def _settings(args):
+    from moodpo.policy import GenerationSettings
+
+    if args.temperature <= 0:
+        raise MoodpoError(f"--temperature must be > 0, got {args.temperature}")
+    return GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                              do_sample=not args.greedy)
+
+
+def _add_generation_args(p: argparse.ArgumentParser, *, prefix: str = "") -> None:
+    p.add_argument(f"--{prefix}seed", type=int, default=0, help="generation seed (same seed, same draw)")
+    p.add_argument(f"--{prefix}max_new_tokens", type=_positive("max_new_tokens"), default=96,
+                   help="longest response in tokens")
+    p.add_argument(f"--{prefix}temperature", type=float, default=0.7, help="sampling temperature")
+    p.add_argument(f"--{prefix}greedy", action="store_true", help="greedy decoding instead of sampling")
+
+
+def _load(spec: str, objectives=None):
+    """A policy on the GPU when there is one."""
+    import torch
+
+    from moodpo.policy import load_policy
+
+    policy = load_policy(spec, objectives=objectives)
+    if torch.cuda.is_available():
+        policy.model.to("cuda")
+    return policy
+
+
+def _default_out(spec: str) -> Path:
+    from moodpo.evaluate import EVAL_DIR, sanitize
+    from moodpo.policy import describe_source
+
+    if spec.startswith("base:") or spec == "base":
+        return Path("runs") / f"base-{sanitize(Path(spec.partition(':')[2] or 'default').name)}" / EVAL_DIR
+    p = Path(spec)
+    if describe_source(p) == "checkpoint":
+        return p.parent.parent / f"{EVAL_DIR}-{p.name}"
+    return p / EVAL_DIR
+
+
+def _run_prompt_source(spec: str) -> str:
+    """The prompt source a run (checkpoint, soups set) trained on; builtin for the base model."""
+    import json
+
+    from moodpo.config import read_yaml
+    from moodpo.policy import SOUPS_FILE, describe_source
+
+    p = Path(spec)
+    if spec.startswith("base:") or spec == "base" or not p.exists():
+        return "builtin"
+    kind = describe_source(p)
+    if kind == "soups":
+        meta = json.loads((p / SOUPS_FILE).read_text())
+        p = p / meta["runs"][meta["objectives"][0]]
+    elif kind == "checkpoint":
+        p = p.parent.parent
+    elif kind == "adapter":
+        p = p.parent
+    config = p / "config.yaml"
+    return str(read_yaml(config).get("prompts", "builtin")) if config.is_file() else "builtin"
+
+
+def run_eval(spec: str, *, grid: int, split: str = "eval", source: str | None = None, limit: int | None = None,
+             objectives=None, settings=None, seed: int = 0, samples: int = 1, batch_size: int = 64,
+             system: str | None = None, out: str | Path | None = None):
+    """Load a policy, evaluate it on a simplex grid, write the eval folder; returns (result, out)."""
+    from moodpo.data import load_prompts
+    from moodpo.evaluate import evaluate_policy, write_eval
+    from moodpo.objectives import get_objective
+    from moodpo.weights import simplex_grid
+
+    if grid < 1:
+        raise MoodpoError(f"--grid must be >= 1, got {grid}")
+    source = source or _run_prompt_source(spec)
+    prompts = load_prompts(source, split, limit=limit, seed=0)
+    base = spec.startswith("base:") or spec == "base"
+    policy = _load(spec, objectives if base else None)
+    scorers = [get_objective(o) for o in (objectives or policy.objectives)]
+    weights = simplex_grid(policy.num_objectives, grid)
+    result = evaluate_policy(policy, scorers, prompts, weights, settings=settings, seed=seed,
+                             samples_per_prompt=samples, batch_size=batch_size, system=system,
+                             meta={"grid": grid, "prompts": {"source": source, "split": split, "count": len(prompts)}})
+    out = Path(out) if out else _default_out(spec)
+    write_eval(result, out)
+    return result, out
+
+
+def _summary_line(result, out: Path) -> str:
+    s = result.summary()
+    steer = ", ".join(f"{o}={v['spearman']:.2f}" if v["spearman"] is not None else f"{o}=n/a"
+                      for o, v in s["steerability"].items())
+    return (f"{result.system}: {len(result.weights)} weights x {len(result.prompts)} prompts in "
+            f"{result.meta['wall_seconds']:.1f}s; hypervolume {s['hypervolume']['value']:.4f}, "
+            f"steerability (spearman) {steer}, mean length {s['length']['mean']:.1f} -> {out}")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    result, out = run_eval(args.run, grid=args.grid, split=args.prompts, source=args.source, limit=args.limit,
+                           objectives=args.objectives, settings=_settings(args), seed=args.seed,
+                           samples=args.samples, batch_size=args.batch_size, system=args.name, out=args.out)
+    print(_summary_line(result, out))
+    return 0
+
+
+def _config_and_overrides(args, skip=()):
+    from moodpo.cli import _overrides
+    from moodpo.config import load_config
+
+    return load_config(args.config, _overrides(args, skip=("command", "config", "func", *skip)))
+
+
+def cmd_train_soups(args: argparse.Namespace) -> int:
+    from moodpo.baselines import train_soups
+
+    config = _config_and_overrides(args)
+    meta = train_soups(config)
+    runs = ", ".join(f"{o} -> {d}" for o, d in meta["runs"].items())
+    print(f"soups {meta['status']}: {config.run_dir} ({runs})")
+    return 130 if meta["status"] == "interrupted" else 0
+
+
+def _compare(paths, out, names=None, legend_title="system"):
+    from moodpo.evaluate import format_table, load_eval, write_compare
+
+    results = [load_eval(p) for p in paths]
+    table = write_compare(results, out, names, legend_title=legend_title)
+    print(format_table(table))
+    print(f"common reference point and overlaid fronts: {Path(out) / 'compare.json'}, {Path(out) / 'compare.html'}")
+    return table
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    if args.names and len(args.names) != len(args.runs):
+        raise MoodpoError(f"--names needs {len(args.runs)} names (one per run), got {len(args.names)}")
+    _compare(args.runs, args.out, args.names)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from moodpo.trainer import train
+
+    base = _config_and_overrides(args, skip=("alpha", "grid", "limit", "out", "eval_seed", "eval_max_new_tokens",
+                                             "eval_temperature", "eval_greedy"))
+    alphas = args.alpha
+    if any(not np.isfinite(a) or a <= 0 for a in alphas):
+        raise MoodpoError(f"--alpha values must be > 0, got {alphas}")
+    if len(set(alphas)) != len(alphas):
+        raise MoodpoError(f"--alpha has duplicates: {alphas}")
+    configs = [dataclasses.replace(base, alpha=float(a), run_dir=f"{base.run_dir}-alpha{a:g}") for a in alphas]
+    for c in configs:  # check every folder before the first run trains
+        run = Path(c.run_dir)
+        if run.is_dir() and any(run.iterdir()) and not (c.resume or c.overwrite):
+            raise MoodpoError(f"run folder {run} already holds a run; pass --resume or --overwrite, "
+                              "or choose another --run_dir")
+    settings = _settings(argparse.Namespace(max_new_tokens=args.eval_max_new_tokens,
+                                            temperature=args.eval_temperature, greedy=args.eval_greedy))
+    evals = []
+    for a, c in zip(alphas, configs):
+        result = train(c)
+        if result.status != "finished":
+            print(f"sweep {result.status} during alpha={a:g} at step {result.step}: {c.run_dir}")
+            return 130 if result.status == "interrupted" else 1
+        evaluated, out = run_eval(c.run_dir, grid=args.grid, split="eval", source=c.prompts, limit=args.limit,
+                                  settings=settings, seed=args.eval_seed, system=f"alpha={a:g}")
+        print(_summary_line(evaluated, out))
+        evals.append(out)
+    _compare(evals, args.out or f"{base.run_dir}-sweep", [f"alpha={a:g}" for a in alphas], legend_title="alpha")
+    return 0
+
+
+REPORT_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; width: 100%; table-layout: fixed; }
+th, td { border: 1px solid #ccc; padding: 0.6em; vertical-align: top; text-align: left; }
+th { background: #f4f4f4; }
+.prompt { background: #fafafa; width: 18%; }
+.response { white-space: pre-wrap; }
+.scores, .prefix { color: #666; font-size: 0.85em; margin-top: 0.5em; }
+"""
+
+
+def steer_report_html(title: str, prompts, weights, prefixes, responses, scores, objectives) -> str:
+    """A page with one row per prompt and one column per weight vector; every model or user text is
+    escaped. responses: [P][W] str; scores: (P, W, K)."""
+    e = html.escape
+    head = "".join(f"<th>{e(', '.join(f'{o}={w:.2f}' for o, w in zip(objectives, wv)))}"
+                   f"<div class='prefix'>{e(prefix)}</div></th>" for wv, prefix in zip(weights, prefixes))
+    body = []
+    for i, prompt in enumerate(prompts):
+        cells = [f"<td class='prompt'><b>{e(prompt.category)}</b> {e(prompt.id)}<div class='response'>"
+                 f"{e(prompt.text)}</div></td>"]
+        for j in range(len(weights)):
+            score = ", ".join(f"{e(o)}={scores[i, j, k]:.3f}" for k, o in enumerate(objectives))
+            cells.append(f"<td><div class='response'>{e(responses[i][j]) or '<i>(empty)</i>'}</div>"
+                         f"<div class='scores'>{score}</div></td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
+            f"<style>{REPORT_STYLE}</style></head><body><h1>{e(title)}</h1>"
+            f"<p>Each column is one weight vector; the model saw the system prefix under it. Scores are the raw "
+            f"objective scores of the response to the prompt without the prefix.</p>"
+            f"<table><tr><th class='prompt'>prompt</th>{head}</tr>{''.join(body)}</table></body></html>\n")
+
+
+def cmd_steer_report(args: argparse.Namespace) -> int:
+    from moodpo.data import load_prompts
+    from moodpo.evaluate import _atomic_write
+    from moodpo.objectives import get_objective, score_all
+    from moodpo.weights import parse_weights
+
+    base = args.run.startswith("base:") or args.run == "base"
+    policy = _load(args.run, args.objectives if base else None)
+    weights = np.stack([parse_weights(w, policy.num_objectives) for w in args.weights])
+    prompts = load_prompts(args.source or _run_prompt_source(args.run), args.prompts, limit=args.limit, seed=0)
+    scorers = [get_objective(o) for o in (args.objectives or policy.objectives)]
+    if len(scorers) != policy.num_objectives:
+        raise MoodpoError(f"{len(scorers)} objectives for a policy conditioned on {policy.num_objectives}")
+    rows = [(i, j) for i in range(len(prompts)) for j in range(len(weights))]
+    texts = policy.generate([prompts[i].text for i, _ in rows], weights[[j for _, j in rows]],
+                            settings=_settings(args), seed=args.seed)
+    scores = score_all(scorers, [prompts[i].text for i, _ in rows], texts).reshape(len(prompts), len(weights), -1)
+    responses = [[texts[i * len(weights) + j] for j in range(len(weights))] for i in range(len(prompts))]
+    page = steer_report_html(f"Steering report: {policy.name}", prompts, weights,
+                             [policy.prefix(w) for w in weights], responses, scores, [s.name for s in scorers])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out, page)
+    print(f"{len(prompts)} prompts x {len(weights)} weight vectors -> {out}")
+    return 0
+
+
+def cmd_objectives(args: argparse.Namespace) -> int:
+    """Sample from the base model, score with every objective, print their correlations."""
+    from tqdm.auto import tqdm
+
+    from moodpo.data import load_prompts
+    from moodpo.evaluate import batch_seed, format_table
+    from moodpo.objectives import get_objective, objective_correlations, score_all
+    from moodpo.sampling import sample_responses
+
+    if args.alpha <= 0 or not np.isfinite(args.alpha):
+        raise MoodpoError(f"--alpha must be > 0, got {args.alpha}")
+    scorers = [get_objective(o) for o in args.objectives]
+    prompts = load_prompts(args.source, args.split, limit=args.limit, seed=0)
+    policy = _load(f"base:{args.model}", [s.name for s in scorers])
+    settings = _settings(args)
+    rng = np.random.default_rng(args.seed)
+    rows = [p for p in prompts for _ in range(args.samples)]
+    # Each response gets its own weights (as in training), or no system prefix at all.
+    weights = rng.dirichlet(np.full(len(scorers), args.alpha), size=len(rows))
+    texts: list[str] = []
+    t0 = time.perf_counter()
+    with tqdm(total=len(rows), desc="sample", unit="resp") as bar:
+        for b, start in enumerate(range(0, len(rows), args.batch_size)):
+            chunk = rows[start:start + args.batch_size]
+            if args.conditioning == "dirichlet":
+                texts += policy.generate([p.text for p in chunk], weights[start:start + len(chunk)],
+                                         settings=settings, seed=batch_seed(args.seed, b))
+            else:
+                import torch
+                torch.manual_seed(batch_seed(args.seed, b))
+                texts += sample_responses(policy.model, policy.tokenizer, [p.text for p in chunk], [None] * len(chunk),
+                                          num_samples=1, max_new_tokens=settings.max_new_tokens,
+                                          temperature=settings.temperature, top_p=settings.top_p,
+                                          do_sample=settings.do_sample,
+                                          max_prompt_tokens=settings.max_prompt_tokens).texts
+            bar.update(len(chunk))
+    rewards = score_all(scorers, [p.text for p in rows], texts)
+    names = [s.name for s in scorers]
+    table = objective_correlations(rewards, names, [p.category for p in rows])
+    print(f"{len(rows)} responses ({len(prompts)} prompts x {args.samples}, {args.conditioning} conditioning) "
+          f"sampled in {time.perf_counter() - t0:.1f}s; mean scores: "
+          + ", ".join(f"{n}={m:.3f}" for n, m in zip(names, rewards.mean(0))))
+    print(format_table(table))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out, index=False)
+    return 0
+
+
+def _add_eval_source_args(p: argparse.ArgumentParser, limit_default=None) -> None:
+    p.add_argument("--prompts", default="eval", choices=("train", "eval", "all"), help="split of the prompt source")
+    p.add_argument("--source", default=None, help="prompt source (default: the run's, else builtin)")
+    p.add_argument("--limit", type=_positive("limit"), default=limit_default, help="use the first N prompts")
+    p.add_argument("--objectives", nargs="+", default=None,
+                   help="scoring objectives, position k standing for the policy's k-th (default: the run's; "
+                        "for base: helpfulness harmlessness)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the non-training commands to the `moodpo` parser."""
+    from moodpo.cli import _add_config_fields
+
+    p = sub.add_parser("eval", help="sweep a weight grid: Pareto front, steerability, generations",
+                       description="Evaluate a run, checkpoint, soups set or base:MODEL on a simplex grid of weights.")
+    p.add_argument("--run", required=True, help="run folder, checkpoint, soups folder or base:MODEL")
+    p.add_argument("--grid", type=int, default=11, help="points per simplex edge (11: 0, 0.1, ..., 1)")
+    _add_eval_source_args(p)
+    p.add_argument("--out", default=None, help="output folder (default: <run>/eval, runs/base-<model>/eval)")
+    p.add_argument("--samples", type=_positive("samples"), default=1, help="responses per prompt and weight")
+    p.add_argument("--batch_size", type=_positive("batch_size"), default=64, help="responses per generate call")
+    p.add_argument("--name", default=None, help="system name in tables and plots (default: the policy's)")
+    _add_generation_args(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train-soups", help="train a Rewarded Soups baseline: one adapter per objective",
+                       description="Train one adapter per objective (one-hot fixed weights) into --run_dir, "
+                                   "then write soups.json there.")
+    p.add_argument("--config", help="YAML file with config fields (see configs/)")
+    _add_config_fields(p)
+    p.set_defaults(func=cmd_train_soups)
+
+    p = sub.add_parser("compare", help="compare evaluated systems: hypervolume, dominance, steerability, win rate",
+                       description="Each argument is an eval folder or a run folder with eval/. The first is the "
+                                   "reference system for dominance and win rates.")
+    p.add_argument("runs", nargs="+", help="eval folders or run folders holding eval/")
+    p.add_argument("--out", default="compare", help="folder for compare.csv, compare.json and compare.html")
+    p.add_argument("--names", nargs="+", default=None, help="system names, one per run")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("sweep", help="one run per alpha, evaluate each, compare",
+                       description="Train one run per alpha (run_dir = <run_dir>-alpha<a>), evaluate each on "
+                                   "the held-out prompts, then compare them.", conflict_handler="resolve")
+    p.add_argument("--config", help="YAML file with config fields (see configs/)")
+    _add_config_fields(p)
+    p.add_argument("--alpha", type=float, nargs="+", required=True, help="Dirichlet alphas to sweep")
+    p.add_argument("--grid", type=int, default=11, help="points per simplex edge of the eval grid")
+    p.add_argument("--limit", type=_positive("limit"), default=None, help="evaluate on the first N held-out prompts")
+    p.add_argument("--out", default=None, help="comparison folder (default: <run_dir>-sweep)")
+    _add_generation_args(p, prefix="eval_")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("steer-report", help="responses side by side per weight vector, as an HTML page",
+                       description="Generate for a fixed set of prompts at each weight vector and write a page "
+                                   "with the responses side by side.")
+    p.add_argument("--run", required=True, help="run folder, checkpoint, soups folder or base:MODEL")
+    p.add_argument("--weights", nargs="+", required=True, help='weight vectors, e.g. "1,0" "0.5,0.5" "0,1"')
+    _add_eval_source_args(p, limit_default=5)
+    p.add_argument("--out", default="report.html", help="HTML file to write")
+    _add_generation_args(p)
+    p.set_defaults(func=cmd_steer_report)
+
+    p = sub.add_parser("objectives", help="how the objectives correlate on base-model samples",
+                       description="Sample responses from the base model, score them with every objective and "
+                                   "print Pearson/Spearman correlations, overall and per prompt category.")
+    p.add_argument("--model", default="smollm2-135m", help="base model")
+    p.add_argument("--objectives", nargs="+", default=["helpfulness", "harmlessness", "conciseness"])
+    p.add_argument("--source", default="builtin", help="prompt source")
+    p.add_argument("--split", default="eval", choices=("train", "eval", "all"))
+    p.add_argument("--limit", type=_positive("limit"), default=None, help="use the first N prompts")
+    p.add_argument("--samples", type=_positive("samples"), default=4, help="responses per prompt")
+    p.add_argument("--conditioning", default="dirichlet", choices=("dirichlet", "none"),
+                   help="dirichlet: a prefix with w ~ Dir(alpha) per response; none: no system prefix")
+    p.add_argument("--alpha", type=float, default=1.0, help="Dirichlet alpha for the conditioning weights")
+    p.add_argument("--batch_size", type=_positive("batch_size"), default=32, help="responses per generate call")
+    p.add_argument("--out", default=None, help="also write the correlation table as CSV")
+    _add_generation_args(p)
+    p.set_defaults(func=cmd_objectives)

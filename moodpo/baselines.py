@@ -1,0 +1,109 @@
+"""Baselines for MO-ODPO, trained and loaded through the same code paths as MO-ODPO itself.
+
+- Base model: `load_policy("base:<model>", objectives=...)`, the untrained model with the same
+  conditioning prefix.
+- Rewarded Soups (Rame et al., 2023): one LoRA adapter per objective, each trained by the same
+  `Trainer` with one-hot weights (`weight_mode=fixed`), combined at inference as
+  theta(w) = theta_0 + sum_k w_k * Delta_k (`moodpo.policy`, peft's "cat" combination).
+  `train_soups(config, out_dir)` writes
+
+      out_dir/<objective>/            one ordinary run folder per objective (config.yaml, adapter/, ...)
+      out_dir/soups.json              {"objectives": [...], "runs": {objective: "<objective>"},
+                                       "base_model": "<model>"}
+
+  which `load_policy(out_dir)` reads. The single-objective corner policies are these member runs:
+  `load_policy(out_dir/<objective>)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+from moodpo.config import TrainConfig
+from moodpo.errors import MoodpoError
+from moodpo.evaluate import sanitize
+from moodpo.models import is_adapter_dir
+from moodpo.policy import SOUPS_FILE
+from moodpo.weights import one_hot
+
+log = logging.getLogger(__name__)
+
+
+def soup_run_dirs(objectives: list[str]) -> dict[str, str]:
+    """Objective -> member folder name, unique even when two objectives sanitise alike."""
+    names: dict[str, str] = {}
+    for obj in objectives:
+        name, i = sanitize(obj), 2
+        while name in names.values():
+            name, i = f"{sanitize(obj)}-{i}", i + 1
+        names[obj] = name
+    return names
+
+
+def member_configs(config: TrainConfig, out_dir: str | Path) -> dict[str, TrainConfig]:
+    """One config per objective: the given config with one-hot fixed weights and its own run_dir."""
+    out = Path(out_dir)
+    folders = soup_run_dirs(config.objectives)
+    return {obj: dataclasses.replace(config, weight_mode="fixed",
+                                     fixed_weights=one_hot(k, config.num_objectives).tolist(),
+                                     run_dir=str(out / folders[obj]))
+            for k, obj in enumerate(config.objectives)}
+
+
+def _member_state(config: TrainConfig) -> str:
+    """'finished', 'started' (has a checkpoint) or 'new'."""
+    from moodpo.trainer import FINAL_ADAPTER_DIR, checkpoints
+
+    run = Path(config.run_dir)
+    found = checkpoints(run)
+    if is_adapter_dir(run / FINAL_ADAPTER_DIR) and found:
+        step = json.loads((found[-1] / "trainer_state.json").read_text())["step"]
+        if step >= config.max_steps:
+            return "finished"
+    return "started" if found else "new"
+
+
+def train_soups(config: TrainConfig, out_dir: str | Path | None = None, **trainer_kwargs) -> dict:
+    """Train one adapter per objective and write out_dir/soups.json; returns the soups.json dict
+    plus "status" ("finished", or the first member's non-finished status).
+
+    out_dir defaults to config.run_dir. With config.resume, finished members are kept, started
+    ones resume from their last checkpoint and missing ones start fresh; with config.overwrite
+    every member starts over. soups.json is written only when every member finished.
+    """
+    from moodpo.trainer import Trainer
+
+    out = Path(out_dir or config.run_dir)
+    if out.exists() and not out.is_dir():
+        raise MoodpoError(f"soups folder {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (config.resume or config.overwrite):
+        raise MoodpoError(f"soups folder {out} is not empty; pass --resume to continue it, --overwrite to "
+                          "replace it, or choose another --run_dir")
+    if len(config.objectives) < 2:
+        raise MoodpoError("Rewarded Soups needs at least two objectives")
+    members = member_configs(config, out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SOUPS_FILE).unlink(missing_ok=True)
+    status = "finished"
+    for k, (obj, member) in enumerate(members.items()):
+        if member.resume:
+            state = _member_state(member)
+            if state == "finished":
+                log.info("soups member %s already finished: %s", obj, member.run_dir)
+                continue
+            if state == "new":
+                member = dataclasses.replace(member, resume=False)
+        log.info("soups member %d/%d: %s -> %s", k + 1, len(members), obj, member.run_dir)
+        result = Trainer(member, **trainer_kwargs).train()
+        if result.status != "finished":
+            status = result.status
+            break
+    meta = {"objectives": list(config.objectives),
+            "runs": {obj: Path(m.run_dir).name for obj, m in members.items()},
+            "base_model": config.model}
+    if status == "finished":
+        (out / SOUPS_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+    return {**meta, "status": status}

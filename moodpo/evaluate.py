@@ -1,0 +1,573 @@
+"""Pareto evaluation of a steerable policy: sweep a simplex grid of weights, generate, score.
+
+    policy = load_policy("runs/default")
+    result = evaluate_policy(policy, objectives, prompts, simplex_grid(2, 11), settings=..., seed=0)
+    write_eval(result, "runs/default/eval")
+    compare_results([load_eval("runs/a/eval"), load_eval("runs/b/eval")])
+
+Every (prompt, weight, sample) row goes through `Policy.generate` in batches of `batch_size`
+responses, weight-major (all prompts of weight 0, then weight 1, ...), each batch with its own
+seed derived from (seed, batch index). Identical prompts, grid, seed, batch size and generation
+settings therefore give every system the same draw, and two evaluations with the same inputs
+give identical files. Objectives score the prompt *without* the conditioning prefix, as in training.
+
+Files written by `write_eval` into the output folder:
+
+eval.csv, eval.jsonl   one row per weight point, the eval table of `moodpo.plots`:
+    system            str    the policy's name (run folder name, "soups (...)", "base (...)")
+    w_<objective>     float  weight on each objective, rows on the simplex
+    <objective>       float  mean raw score over prompts (and samples)
+    <objective>_lo/hi float  95% percentile bootstrap interval over prompts (seed 0, 1000 draws)
+    length            float  mean response length in policy tokens (special tokens excluded)
+    step              int    training step of the evaluated adapter (null for base and soups)
+    alpha             float  the run's Dirichlet alpha (null for base, soups, per-objective alpha)
+generations.jsonl      one line per response:
+    system, prompt_id, prompt, category, sample (0..S-1), weights {objective: w},
+    response, scores {objective: raw score}, length (tokens)
+summary.json           system, kind, source, objectives, policy_objectives, grid,
+    num_weights, prompts {source, split, count}, seed, samples_per_prompt, batch_size,
+    settings (GenerationSettings), step, alpha, wall_seconds and the measures:
+    hypervolume {value, reference_point, reference}: the mean points' hypervolume against
+        reference_point(points) (worst value minus 10% of the span per objective); across
+        systems only `compare` numbers, which use one common reference point, are comparable.
+    steerability {objective: {spearman, monotone_fraction, n_steps}}  (moodpo.pareto.steerability)
+    adherence_spread {mean_scalarised_var, per_weight: [{weights, scalarised_mean,
+        scalarised_var, objective_std {objective: std}}]}  (variance across prompts at fixed w)
+    length {mean, per_weight: [{weights, length}]}
+    length_controlled {hypervolume, raw_hypervolume, reference_point, slope_per_token}: the
+        front recomputed with each objective's linear dependence on length removed (fit over
+        all responses), both hypervolumes against one reference point covering both fronts.
+front.html             interactive plotly front (2 objectives) or pairwise projections (3+).
+
+`append_training_eval` appends the eval-table rows (with `step`) of a small grid to
+`<run_dir>/eval.jsonl` during training, for the app's live front.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from moodpo.data import Prompt
+from moodpo.errors import MoodpoError
+from moodpo.pareto import (adherence_spread, bootstrap_ci, front_dominance, hypervolume, length_controlled,
+                           reference_point, steerability, win_rate)
+from moodpo.policy import GenerationSettings, Policy
+
+log = logging.getLogger(__name__)
+
+EVAL_DIR = "eval"
+TABLE_JSONL, TABLE_CSV = "eval.jsonl", "eval.csv"
+GENERATIONS_FILE, SUMMARY_FILE, FRONT_FILE = "generations.jsonl", "summary.json", "front.html"
+DEFAULT_BATCH_SIZE = 64
+
+
+@dataclass
+class EvalResult:
+    """Everything one evaluation produced; shapes P prompts, G weights, S samples, K objectives."""
+
+    system: str
+    objectives: list[str]          # K scoring objectives, the table's column names
+    weights: np.ndarray            # (G, K) grid, rows on the simplex
+    prompts: list[Prompt]          # P
+    sample_scores: np.ndarray      # (P, G, S, K) raw objective scores
+    sample_lengths: np.ndarray     # (P, G, S) response lengths in tokens
+    responses: list                # [P][G][S] response texts
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Per-prompt per-weight scores, mean over samples: (P, G, K)."""
+        return self.sample_scores.mean(axis=2)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Per-prompt per-weight mean length: (P, G)."""
+        return self.sample_lengths.mean(axis=2)
+
+    @property
+    def points(self) -> np.ndarray:
+        """Mean score per weight, the front's points: (G, K)."""
+        return self.scores.mean(axis=0)
+
+    def weight_dict(self, g: int) -> dict:
+        return {o: float(w) for o, w in zip(self.objectives, self.weights[g])}
+
+    def table(self, *, n_boot: int = 1000) -> pd.DataFrame:
+        """The eval table (schema in the module docstring), one row per weight point."""
+        scores, points, lengths = self.scores, self.points, self.lengths
+        rows = []
+        for g in range(len(self.weights)):
+            lo, hi = bootstrap_ci(scores[:, g, :], n_boot=n_boot, seed=0)
+            row = {"system": self.system}
+            row.update({f"w_{o}": float(w) for o, w in zip(self.objectives, self.weights[g])})
+            for k, o in enumerate(self.objectives):
+                row.update({o: float(points[g, k]), f"{o}_lo": float(lo[k]), f"{o}_hi": float(hi[k])})
+            row.update(length=float(lengths[:, g].mean()), step=self.meta.get("step"),
+                       alpha=_scalar_alpha(self.meta.get("alpha")))
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def generations(self) -> list[dict]:
+        out = []
+        for g in range(len(self.weights)):
+            weights = self.weight_dict(g)
+            for p, prompt in enumerate(self.prompts):
+                for s in range(self.sample_scores.shape[2]):
+                    out.append({
+                        "system": self.system, "prompt_id": prompt.id, "prompt": prompt.text,
+                        "category": prompt.category, "sample": s, "weights": weights,
+                        "response": self.responses[p][g][s],
+                        "scores": {o: float(v) for o, v in zip(self.objectives, self.sample_scores[p, g, s])},
+                        "length": int(self.sample_lengths[p, g, s]),
+                    })
+        return out
+
+    def summary(self) -> dict:
+        """The measures of this evaluation (see the module docstring), JSON-ready."""
+        points, objs = self.points, self.objectives
+        ref = reference_point(points)
+        spread = adherence_spread(self.scores, self.weights)
+        lc = length_controlled_points([self])[0]
+        lc_ref = reference_point(points, lc)
+        slopes = {o: _length_slope(self.sample_scores[..., k].ravel(), self.sample_lengths.ravel())
+                  for k, o in enumerate(objs)}
+        return _jsonable({
+            "system": self.system, "objectives": objs, "num_weights": len(self.weights),
+            "num_prompts": len(self.prompts), **self.meta,
+            "hypervolume": {"value": hypervolume(points, ref), "reference_point": ref,
+                            "reference": "reference_point(points): worst mean score minus 10% of the span"},
+            "steerability": steerability(self.weights, points, objs),
+            "adherence_spread": {
+                "mean_scalarised_var": float(spread["scalarised_var"].mean()),
+                "per_weight": [{"weights": self.weight_dict(g),
+                                "scalarised_mean": spread["scalarised_mean"][g],
+                                "scalarised_var": spread["scalarised_var"][g],
+                                "objective_std": dict(zip(objs, spread["objective_std"][g]))}
+                               for g in range(len(self.weights))],
+            },
+            "length": {"mean": float(self.lengths.mean()),
+                       "per_weight": [{"weights": self.weight_dict(g), "length": float(self.lengths[:, g].mean())}
+                                      for g in range(len(self.weights))]},
+            "length_controlled": {"hypervolume": hypervolume(lc, lc_ref), "raw_hypervolume": hypervolume(points, lc_ref),
+                                  "reference_point": lc_ref, "slope_per_token": slopes},
+        })
+
+
+def _scalar_alpha(alpha) -> float | None:
+    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+        return float(alpha)
+    return None
+
+
+def _length_slope(scores: np.ndarray, lengths: np.ndarray) -> float:
+    xc = lengths - lengths.mean()
+    denom = (xc ** 2).sum()
+    return float((xc * (scores - scores.mean())).sum() / denom) if denom > 0 else 0.0
+
+
+def _jsonable(value):
+    """numpy -> Python, NaN/inf -> None, recursively, so json.dumps writes strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def batch_seed(seed: int, index: int) -> int:
+    """The seed of batch `index` of an evaluation seeded with `seed` (independent streams)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def evaluate_policy(policy: Policy, objectives: Sequence, prompts: Sequence[Prompt], grid_weights, *,
+                    settings: GenerationSettings, seed: int = 0, samples_per_prompt: int = 1,
+                    batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = True, system: str | None = None,
+                    meta: dict | None = None) -> EvalResult:
+    """Generate for every (prompt, weight row) pair and score every objective.
+
+    objectives: K callables `obj(prompts, responses) -> (N,)` with `.name`, position k standing
+    for the policy's k-th objective (the weight it is conditioned on); grid_weights: (G, K).
+    Rows go weight-major through `policy.generate` in batches of about `batch_size` responses
+    (`samples_per_prompt` per row), batch b seeded with `batch_seed(seed, b)`.
+    """
+    from tqdm.auto import tqdm
+
+    from moodpo.objectives import get_objective, score_all
+
+    objectives = [get_objective(o) if isinstance(o, str) else o for o in objectives]
+    weights = np.asarray(grid_weights, dtype=np.float64)
+    if weights.ndim != 2 or weights.shape[1] != policy.num_objectives:
+        raise MoodpoError(f"grid weights must have shape (G, {policy.num_objectives}), got {weights.shape}")
+    weights = np.stack([policy.check_weights(w) for w in weights])
+    if len(objectives) != policy.num_objectives:
+        raise MoodpoError(f"{len(objectives)} scoring objectives for a policy conditioned on "
+                          f"{policy.num_objectives} ({', '.join(policy.objectives)})")
+    if not prompts:
+        raise MoodpoError("no prompts to evaluate on")
+    if samples_per_prompt < 1 or batch_size < 1:
+        raise MoodpoError("samples_per_prompt and batch_size must be >= 1")
+    p_n, g_n, s_n, k_n = len(prompts), len(weights), samples_per_prompt, len(objectives)
+    rows = [(p, g) for g in range(g_n) for p in range(p_n)]
+    rows_per_batch = max(1, batch_size // s_n)
+    sample_scores = np.zeros((p_n, g_n, s_n, k_n))
+    sample_lengths = np.zeros((p_n, g_n, s_n), dtype=np.int64)
+    responses = [[[""] * s_n for _ in range(g_n)] for _ in range(p_n)]
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(rows) * s_n, desc=f"eval {system or policy.name}", unit="resp", disable=not progress)
+    try:
+        for b, start in enumerate(range(0, len(rows), rows_per_batch)):
+            chunk = rows[start:start + rows_per_batch]
+            texts = policy.generate([prompts[p].text for p, _ in chunk], weights[[g for _, g in chunk]],
+                                    settings=settings, seed=batch_seed(seed, b), num_samples=s_n)
+            # Rewards see the prompt without the prefix, as in training.
+            scored = score_all(objectives, [prompts[p].text for p, _ in chunk for _ in range(s_n)], texts)
+            lengths = [len(ids) for ids in policy.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+            for i, (p, g) in enumerate(chunk):
+                for s in range(s_n):
+                    j = i * s_n + s
+                    sample_scores[p, g, s] = scored[j]
+                    sample_lengths[p, g, s] = lengths[j]
+                    responses[p][g][s] = texts[j]
+            bar.update(len(texts))
+    finally:
+        bar.close()
+    info = {"kind": policy.kind, "source": policy.source, "policy_objectives": list(policy.objectives),
+            "step": policy.step, "alpha": policy.alpha, "seed": seed, "samples_per_prompt": s_n,
+            "batch_size": batch_size, "settings": dataclasses.asdict(settings),
+            "wall_seconds": round(time.perf_counter() - t0, 2), **(meta or {})}
+    return EvalResult(system=system or policy.name, objectives=[o.name for o in objectives], weights=weights,
+                      prompts=list(prompts), sample_scores=sample_scores, sample_lengths=sample_lengths,
+                      responses=responses, meta=info)
+
+
+def length_controlled_points(results: Sequence[EvalResult]) -> list[np.ndarray]:
+    """Each result's front points (G, K) after removing the linear effect of length on every
+    objective, with one slope fitted over all responses of all results (pooled, so the
+    adjustment is the same for every system)."""
+    k_n = len(results[0].objectives)
+    flat = [r.sample_scores.reshape(-1, k_n) for r in results]
+    sizes = np.cumsum([0] + [len(f) for f in flat])
+    scores = np.concatenate(flat)
+    lengths = np.concatenate([r.sample_lengths.ravel() for r in results]).astype(float)
+    adjusted = np.stack([length_controlled(scores[:, k], lengths) for k in range(k_n)], axis=1)
+    out = []
+    for i, r in enumerate(results):
+        per = adjusted[sizes[i]:sizes[i + 1]].reshape(r.sample_scores.shape)   # (P, G, S, K)
+        out.append(per.mean(axis=(0, 2)))
+    return out
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonl(rows: Sequence[dict]) -> str:
+    return "".join(json.dumps(_jsonable(r), ensure_ascii=False) + "\n" for r in rows)
+
+
+def _table_records(table: pd.DataFrame) -> list[dict]:
+    return [{k: (None if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in row.items()}
+            for row in table.to_dict(orient="records")]
+
+
+def plot_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as the plots want it: plots.py keeps each system's latest `step`, which drops
+    rows whose step is null (base, soups), so a step column with nulls is left out."""
+    if "step" in table.columns and table["step"].isna().any():
+        return table.drop(columns="step")
+    return table
+
+
+def front_figure(table: pd.DataFrame, title: str | None = None):
+    """Pareto front (2 objectives) or pairwise projections (3+); None for a single objective."""
+    from moodpo.plots import eval_objectives, pairwise_figures, pareto_figure
+
+    objectives = eval_objectives(table)
+    if len(objectives) < 2:
+        return None
+    table = plot_frame(table)
+    if len(objectives) == 2:
+        return pareto_figure(table, objectives[0], objectives[1], title=title)
+    return pairwise_figures(table, objectives, title=title)
+
+
+def write_eval(result: EvalResult, out_dir: str | Path) -> Path:
+    """Write eval.csv, eval.jsonl, generations.jsonl, summary.json and front.html into out_dir."""
+    from moodpo.plots import write_html
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = result.table()
+    _atomic_write(out / TABLE_CSV, table.to_csv(index=False))
+    _atomic_write(out / TABLE_JSONL, _jsonl(_table_records(table)))
+    _atomic_write(out / GENERATIONS_FILE, _jsonl(result.generations()))
+    _atomic_write(out / SUMMARY_FILE, json.dumps(result.summary(), indent=1, ensure_ascii=False) + "\n")
+    fig = front_figure(table, title=f"{result.system}: mean score per weight ({len(result.prompts)} prompts)")
+    if fig is not None:
+        write_html(fig, out / FRONT_FILE)
+    return out
+
+
+def find_eval_dir(path: str | Path) -> Path:
+    """An eval output folder, or a run folder holding one in `eval/`; MoodpoError otherwise."""
+    p = Path(path)
+    if not p.exists():
+        raise MoodpoError(f"{p} does not exist")
+    for candidate in (p, p / EVAL_DIR):
+        if (candidate / SUMMARY_FILE).is_file() and (candidate / GENERATIONS_FILE).is_file():
+            return candidate
+    raise MoodpoError(f"{p} holds no eval data ({SUMMARY_FILE} and {GENERATIONS_FILE}, or an {EVAL_DIR}/ folder "
+                      f"with them); run `python -m moodpo eval --run {p}` first")
+
+
+def load_eval(path: str | Path) -> EvalResult:
+    """Read an evaluation back from the folder `write_eval` wrote (or a run folder with eval/)."""
+    folder = find_eval_dir(path)
+    try:
+        summary = json.loads((folder / SUMMARY_FILE).read_text())
+        lines = [json.loads(ln) for ln in (folder / GENERATIONS_FILE).read_text().splitlines() if ln.strip()]
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise MoodpoError(f"eval data in {folder} is not valid JSON; rerun the evaluation") from None
+    if not lines:
+        raise MoodpoError(f"{folder / GENERATIONS_FILE} is empty; rerun the evaluation")
+    objectives = list(summary.get("objectives") or lines[0]["scores"])
+    prompt_index: dict[str, int] = {}
+    weight_index: dict[tuple, int] = {}
+    prompts, weights = [], []
+    for row in lines:
+        if row["prompt_id"] not in prompt_index:
+            prompt_index[row["prompt_id"]] = len(prompts)
+            prompts.append(Prompt(row["prompt_id"], row["prompt"], row.get("category", "")))
+        key = tuple(round(row["weights"][o], 9) for o in objectives)
+        if key not in weight_index:
+            weight_index[key] = len(weights)
+            weights.append([row["weights"][o] for o in objectives])
+    s_n = max(row.get("sample", 0) for row in lines) + 1
+    p_n, g_n, k_n = len(prompts), len(weights), len(objectives)
+    scores = np.full((p_n, g_n, s_n, k_n), np.nan)
+    lengths = np.zeros((p_n, g_n, s_n), dtype=np.int64)
+    responses = [[[""] * s_n for _ in range(g_n)] for _ in range(p_n)]
+    for row in lines:
+        p = prompt_index[row["prompt_id"]]
+        g = weight_index[tuple(round(row["weights"][o], 9) for o in objectives)]
+        s = row.get("sample", 0)
+        scores[p, g, s] = [row["scores"][o] for o in objectives]
+        lengths[p, g, s] = row["length"]
+        responses[p][g][s] = row["response"]
+    if np.isnan(scores).any():
+        raise MoodpoError(f"{folder / GENERATIONS_FILE} is incomplete: not every prompt has every weight")
+    keep = ("kind", "source", "policy_objectives", "step", "alpha", "seed", "samples_per_prompt", "batch_size",
+            "settings", "wall_seconds", "grid", "prompts")
+    meta = {k: summary[k] for k in keep if k in summary}
+    return EvalResult(system=summary.get("system", folder.parent.name), objectives=objectives,
+                      weights=np.asarray(weights, dtype=np.float64), prompts=prompts, sample_scores=scores,
+                      sample_lengths=lengths, responses=responses, meta=meta)
+
+
+def _weight_keys(weights: np.ndarray) -> list[tuple]:
+    return [tuple(np.round(w, 9)) for w in weights]
+
+
+def matched(a: EvalResult, b: EvalResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores of a and b on the prompts and weights both evaluated: (P', G', K) twice and (G', K)."""
+    b_prompts = {p.id: i for i, p in enumerate(b.prompts)}
+    b_weights = {key: i for i, key in enumerate(_weight_keys(b.weights))}
+    pa = [i for i, p in enumerate(a.prompts) if p.id in b_prompts]
+    pb = [b_prompts[a.prompts[i].id] for i in pa]
+    ga = [i for i, key in enumerate(_weight_keys(a.weights)) if key in b_weights]
+    gb = [b_weights[key] for key in _weight_keys(a.weights[ga])]
+    return a.scores[np.ix_(pa, ga)], b.scores[np.ix_(pb, gb)], a.weights[ga]
+
+
+def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None = None) -> tuple[pd.DataFrame, dict]:
+    """Compare systems against the first: (table, details).
+
+    Table columns: system, points, hypervolume (common reference point over all systems' mean
+    points), hv_length_controlled (same, after the pooled length adjustment, own common
+    reference), vs_first (dominance verdict of this system's front against the first's),
+    first_dominated (fraction of the first system's front this one strictly dominates),
+    steer_<objective> (Spearman of weight and score), mono_<objective> (monotone fraction),
+    win_rate, win_lo, win_hi (this system over the first on the weighted reward, matched
+    prompts and weights, bootstrap over prompts), length. details holds the reference points.
+    """
+    if not results:
+        raise MoodpoError("nothing to compare")
+    objectives = results[0].objectives
+    for r in results[1:]:
+        if sorted(r.objectives) != sorted(objectives):
+            raise MoodpoError(f"cannot compare {r.system} (objectives {r.objectives}) with {results[0].system} "
+                              f"(objectives {objectives}): evaluate both on the same objectives")
+    results = [_reorder(r, objectives) for r in results]
+    names = _unique_names(list(names) if names else [r.system for r in results])
+    first_prompts, first_weights = [p.id for p in results[0].prompts], _weight_keys(results[0].weights)
+    for r, name in zip(results[1:], names[1:]):
+        if [p.id for p in r.prompts] != first_prompts or _weight_keys(r.weights) != first_weights:
+            log.warning("%s was evaluated on other prompts or weights than %s: hypervolumes use each system's "
+                        "own, win rates only the prompts and weights both have", name, names[0])
+    points = [r.points for r in results]
+    ref = reference_point(*points)
+    lc = length_controlled_points(results)
+    lc_ref = reference_point(*lc)
+    rows = []
+    for i, (r, name) in enumerate(zip(results, names)):
+        row = {"system": name, "points": len(r.weights), "hypervolume": hypervolume(points[i], ref),
+               "hv_length_controlled": hypervolume(lc[i], lc_ref)}
+        if i == 0:
+            row.update(vs_first="-", first_dominated=float("nan"))
+        else:
+            dom = front_dominance(points[i], points[0])
+            row["vs_first"] = {"A dominates": "dominates", "B dominates": "dominated"}.get(dom["verdict"], "neither")
+            row["first_dominated"] = dom["frac_b_dominated_by_a"]
+        steer = steerability(r.weights, points[i], objectives)
+        for o in objectives:
+            row[f"steer_{o}"] = steer[o]["spearman"]
+            row[f"mono_{o}"] = steer[o]["monotone_fraction"]
+        if i == 0:
+            row.update(win_rate=float("nan"), win_lo=float("nan"), win_hi=float("nan"))
+        else:
+            a, b, w = matched(r, results[0])
+            if a.size:
+                win = win_rate(a, b, w)
+                row.update(win_rate=win["rate"], win_lo=win["ci_low"], win_hi=win["ci_high"])
+            else:
+                row.update(win_rate=float("nan"), win_lo=float("nan"), win_hi=float("nan"))
+        row["length"] = float(r.lengths.mean())
+        rows.append(row)
+    details = {"objectives": objectives, "reference_point": ref, "length_controlled_reference_point": lc_ref,
+               "reference": "reference_point over every system's mean points: worst minus 10% of the span"}
+    return pd.DataFrame(rows), _jsonable(details)
+
+
+def _reorder(r: EvalResult, objectives: Sequence[str]) -> EvalResult:
+    if list(r.objectives) == list(objectives):
+        return r
+    idx = [r.objectives.index(o) for o in objectives]
+    return dataclasses.replace(r, objectives=list(objectives), weights=r.weights[:, idx],
+                               sample_scores=r.sample_scores[..., idx])
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n} ({seen[n]})")
+    return out
+
+
+def write_compare(results: Sequence[EvalResult], out_dir: str | Path, names: Sequence[str] | None = None,
+                  *, legend_title: str = "system") -> pd.DataFrame:
+    """Compare (see `compare_results`), write compare.csv, compare.json and the overlaid
+    compare.html into out_dir; returns the table."""
+    from moodpo.plots import write_html
+
+    table, details = compare_results(results, names)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out / "compare.csv", table.to_csv(index=False))
+    _atomic_write(out / "compare.json", json.dumps({**details, "systems": _table_records(table)}, indent=1,
+                                                   ensure_ascii=False) + "\n")
+    fronts = []
+    for r, name in zip(results, table["system"]):
+        t = _reorder(r, details["objectives"]).table()
+        t["system"] = name
+        fronts.append(t)
+    fig = front_figure(pd.concat(fronts, ignore_index=True), title="Pareto fronts: mean score per weight")
+    if fig is not None:
+        fig.update_layout(legend_title_text=legend_title)
+        write_html(fig, out / "compare.html")
+    return table
+
+
+def format_table(table: pd.DataFrame) -> str:
+    return table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+
+
+def sanitize(name: str) -> str:
+    """A folder name for an objective or model spec: 'hf:org/model' -> 'hf_org_model'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_.") or "objective"
+
+
+@lru_cache(maxsize=4)
+def _held_out(source: str, limit: int, seed: int) -> tuple[Prompt, ...]:
+    from moodpo.data import load_prompts
+
+    return tuple(load_prompts(source, "eval", limit=limit, seed=seed))
+
+
+def append_training_eval(trainer, path: str | Path) -> list[dict]:
+    """Evaluate the trainer's current policy on a small grid and append its rows to `path`.
+
+    Grid: `config.eval_grid` points per simplex edge; prompts: the first `config.eval_prompts`
+    of the "eval" split of the training source; sampling with GenerationSettings' temperature
+    and the training max_new_tokens, seeded by config.seed (the same draw at every step). The
+    model's train mode and the torch RNG are restored, so training after an eval proceeds as
+    it would without it (resume equivalence). Rows of an earlier attempt at this step or later
+    (a resumed run re-running steps) are replaced. Only the main process evaluates.
+    """
+    from moodpo.weights import simplex_grid
+
+    c, acc = trainer.config, trainer.accelerator
+    rows: list[dict] = []
+    prompts: list[Prompt] = []
+    if acc.is_main_process:
+        try:
+            prompts = list(_held_out(c.prompts, c.eval_prompts, c.seed))
+        except MoodpoError as e:  # a source without held-out prompts must not stop the run
+            log.warning("skipping the in-training eval: %s", e)
+    if prompts:
+        model = acc.unwrap_model(trainer.model)
+        policy = Policy(name=Path(c.run_dir).name, kind="moodpo", objectives=list(c.objectives), model=model,
+                        tokenizer=trainer.tokenizer, base_model=c.model, source=str(c.run_dir),
+                        prefix_template=c.prefix_template, prefix_item=c.prefix_item, step=trainer.step,
+                        alpha=c.alpha, precision=c.precision)
+        settings = GenerationSettings(max_new_tokens=c.max_new_tokens, max_prompt_tokens=c.max_prompt_tokens)
+        was_training = model.training
+        cpu_rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        try:
+            model.eval()
+            result = evaluate_policy(policy, trainer.objectives, prompts, simplex_grid(c.num_objectives, c.eval_grid),
+                                     settings=settings, seed=c.seed, progress=False)
+        finally:
+            model.train(was_training)
+            torch.set_rng_state(cpu_rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state_all(cuda_rng)
+        rows = _table_records(result.table(n_boot=200))
+        path = Path(path)
+        kept = []
+        if path.is_file():
+            kept = [ln + "\n" for ln in path.read_text().splitlines()
+                    if ln.strip() and (json.loads(ln).get("step") or 0) < trainer.step]
+        _atomic_write(path, "".join(kept) + _jsonl(rows))
+    acc.wait_for_everyone()
+    return rows
