@@ -47,7 +47,8 @@ def _latest_step(df: pd.DataFrame) -> pd.DataFrame:
     if "step" not in df.columns or df.empty:
         return df
     latest = df.groupby("system")["step"].transform("max")
-    return df[df["step"] == latest]
+    # Systems without steps (base model, soups) have a null max and keep all their rows.
+    return df[latest.isna() | (df["step"] == latest)]
 
 
 def _check_columns(df: pd.DataFrame, objectives: Sequence[str], color: str) -> None:

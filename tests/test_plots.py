@@ -171,3 +171,11 @@ def test_write_html_standalone(tmp_path):
     assert '<script src="https://cdn.plot.ly' not in text  # plotly.js inlined: opens offline
     assert len(text) > 1_000_000
     assert [p.name for p in out.parent.iterdir()] == ["front.html"]
+
+
+def test_latest_step_keeps_systems_without_steps():
+    from moodpo.plots import _latest_step
+
+    df = pd.DataFrame({"system": ["run", "run", "base", "base"], "step": [1, 2, None, None]})
+    kept = _latest_step(df)
+    assert kept["system"].tolist() == ["run", "base", "base"]
