@@ -298,14 +298,6 @@ def _table_records(table: pd.DataFrame) -> list[dict]:
             for row in table.to_dict(orient="records")]
 
 
-def plot_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """The table as the plots want it: plots.py keeps each system's latest `step`, which drops
-    rows whose step is null (base, soups), so a step column with nulls is left out."""
-    if "step" in table.columns and table["step"].isna().any():
-        return table.drop(columns="step")
-    return table
-
-
 def front_figure(table: pd.DataFrame, title: str | None = None):
     """Pareto front (2 objectives) or pairwise projections (3+); None for a single objective."""
     from moodpo.plots import eval_objectives, pairwise_figures, pareto_figure
@@ -313,7 +305,6 @@ def front_figure(table: pd.DataFrame, title: str | None = None):
     objectives = eval_objectives(table)
     if len(objectives) < 2:
         return None
-    table = plot_frame(table)
     if len(objectives) == 2:
         return pareto_figure(table, objectives[0], objectives[1], title=title)
     return pairwise_figures(table, objectives, title=title)
