@@ -1,0 +1,43 @@
+"""Serve the MO-ODPO app: `python app.py` (flags or MOODPO_* environment variables; see --help)."""
+
+import argparse
+import hmac
+import os
+
+from moodpo.errors import MoodpoError
+from ui import AppConfig, build_demo, launch
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(description="Steer, compare, evaluate and train MO-ODPO policies in the browser.")
+    p.add_argument("--host", default=env("MOODPO_HOST"), help="address to listen on (default 127.0.0.1, or "
+                   "GRADIO_SERVER_NAME as on Spaces; 0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=int(env("MOODPO_PORT", "7860")))
+    p.add_argument("--runs", default=env("MOODPO_RUNS", "runs"), help="runs folder: policies, evals, new runs")
+    p.add_argument("--data", default=env("MOODPO_DATA", "data"), help="folder for data the app collects")
+    p.add_argument("--model", default=env("MOODPO_MODEL", "smollm2-135m"), help="base model (name, folder or .gguf)")
+    p.add_argument("--policy", default=env("MOODPO_POLICY", "base"), help="initial policy: base or a path under --runs")
+    p.add_argument("--password", default=env("MOODPO_PASSWORD"), help="ask for this password (any user name)")
+    p.add_argument("--max-runs", type=int, default=int(env("MOODPO_MAX_RUNS", "1")), help="training runs at once")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    config = AppConfig(runs_dir=args.runs, data_dir=args.data, model=args.model, policy=args.policy,
+                       max_runs=args.max_runs)
+    try:
+        demo = build_demo(config)
+    except MoodpoError as e:
+        raise SystemExit(f"app.py: error: {e}") from None
+    def check_password(_user: str, password: str) -> bool:
+        return hmac.compare_digest(password.encode(), args.password.encode())
+
+    launch(demo, server_name=args.host, server_port=args.port, auth=check_password if args.password else None,
+           auth_message="Enter the app password (any user name)." if args.password else None)
+
+
+if __name__ == "__main__":
+    main()

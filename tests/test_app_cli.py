@@ -1,0 +1,33 @@
+"""app.py: flags and environment variables, password check, refusing a bad initial policy."""
+
+from __future__ import annotations
+
+import pytest
+
+import app
+
+
+def test_flags_default_to_environment_variables(monkeypatch):
+    monkeypatch.setenv("MOODPO_PORT", "9999")
+    monkeypatch.setenv("MOODPO_RUNS", "/srv/runs")
+    monkeypatch.setenv("MOODPO_PASSWORD", "secret")
+    args = app.parse_args([])
+    assert (args.port, args.runs, args.password, args.model, args.host) == (9999, "/srv/runs", "secret",
+                                                                           "smollm2-135m", None)
+    args = app.parse_args(["--port", "7000", "--runs", "here", "--model", "tiny", "--policy", "alpha-1"])
+    assert (args.port, args.runs, args.model, args.policy) == (7000, "here", "tiny", "alpha-1")
+
+
+def test_main_builds_and_launches_with_a_password(monkeypatch, tmp_path):
+    seen = {}
+    monkeypatch.setattr(app, "launch", lambda demo, **kwargs: seen.update(kwargs, demo=demo))
+    app.main(["--runs", str(tmp_path), "--port", "7001", "--host", "127.0.0.1", "--password", "pässword"])
+    assert seen["server_port"] == 7001 and seen["server_name"] == "127.0.0.1"
+    assert seen["auth"]("anyone", "pässword") and not seen["auth"]("anyone", "wrong")
+    assert seen["demo"].store.config.runs_dir == tmp_path
+
+
+def test_main_refuses_an_initial_policy_outside_the_runs_folder(monkeypatch, tmp_path):
+    monkeypatch.setattr(app, "launch", lambda demo, **kwargs: pytest.fail("must not launch"))
+    with pytest.raises(SystemExit, match="not under the runs folder"):
+        app.main(["--runs", str(tmp_path), "--policy", "../elsewhere"])

@@ -1,0 +1,79 @@
+"""The Train tab's backend with real background processes (`python -m moodpo train`) on the tiny model."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from moodpo.errors import MoodpoError
+from ui.policies import list_policies
+from ui.settings import AppConfig
+from ui.training import TrainingManager
+
+QUICK = """\
+objectives: [conciseness]
+batch_size: 2
+max_new_tokens: 8
+max_prompts: 8
+warmup_steps: 0
+save_every: 0
+"""
+
+
+@pytest.fixture
+def trainer(tmp_path, tiny_model_dir):
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "quick.yaml").write_text(QUICK)
+    manager = TrainingManager(AppConfig(runs_dir=tmp_path / "runs", configs_dir=configs, model=tiny_model_dir))
+    yield manager
+    manager.shutdown()
+
+
+def wait_for(condition, timeout: float = 240, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(every)
+    raise AssertionError("timed out")
+
+
+def test_a_run_trains_in_the_background_and_becomes_a_policy(trainer):
+    name = trainer.start("quick", "two-steps", "0.5", 2, ["conciseness"])
+    assert trainer.active_runs() == ["two-steps"]
+    assert trainer.status(name).state in ("starting", "training")
+    wait_for(lambda: not trainer.active_runs())
+    status = trainer.status(name)
+    assert status.state == "finished", (status, (trainer.log_dir / f"{name}.log").read_text()[-2000:])
+    assert status.step == 2 and status.max_steps == 2
+    run = trainer.config.runs_dir / name
+    assert (run / "adapter" / "adapter_config.json").is_file()
+    metrics = trainer.metrics(name)
+    assert list(metrics["step"]) == [1, 2] and "loss" in metrics.columns
+    choice = {c.value: c for c in list_policies(trainer.config)}[name]
+    assert choice.kind == "run" and choice.objectives == ("conciseness",) and "α=0.5" in choice.label
+
+
+def test_stop_saves_a_checkpoint_and_only_one_run_at_a_time(trainer):
+    name = trainer.start("quick", "long", "1.0", 500, ["conciseness"])
+    with pytest.raises(MoodpoError, match="long is training; stop it first"):
+        trainer.start("quick", "second", "1.0", 5, ["conciseness"])
+    assert not (trainer.config.runs_dir / "second").exists()
+    wait_for(lambda: trainer.status(name).step >= 1)
+    assert "saves a checkpoint" in trainer.stop(name)
+    assert trainer.status(name).state in ("stopping", "stopped")
+    wait_for(lambda: not trainer.active_runs())
+    status = trainer.status(name)
+    assert status.state == "stopped", (status, (trainer.log_dir / f"{name}.log").read_text()[-2000:])
+    assert list((trainer.config.runs_dir / name / "checkpoints").iterdir())
+    assert not (trainer.config.runs_dir / name / "adapter").exists()
+
+
+def test_stop_while_still_loading_interrupts_the_process(trainer):
+    name = trainer.start("quick", "early", "1.0", 500, ["conciseness"])
+    assert trainer.status(name).state == "starting"
+    assert "before its first step" in trainer.stop(name)
+    wait_for(lambda: not trainer.active_runs(), timeout=60)
+    assert trainer.status(name).state != "failed"

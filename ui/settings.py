@@ -1,0 +1,36 @@
+"""What one app process is configured with: folders, the base model and the limits it enforces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from moodpo.models import DEFAULT_MODEL
+from moodpo.policy import DEFAULT_OBJECTIVES
+
+# Sliders are created up front (gradio layouts are static); a policy may steer at most this many.
+MAX_OBJECTIVES = 6
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    runs_dir: Path = Path("runs")
+    data_dir: Path = Path("data")
+    configs_dir: Path = Path("configs")
+    model: str = DEFAULT_MODEL
+    # The objectives the base model is steered on (runs and soups sets know their own).
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    policy: str = "base"
+    max_prompt_chars: int = 4000
+    max_new_tokens: int = 96
+    max_new_tokens_limit: int = 512
+    # Training runs started from the app that may go at once.
+    max_runs: int = 1
+    # Loaded policies kept in memory (each holds its own copy of the base model).
+    cached_policies: int = 3
+
+    def __post_init__(self):
+        object.__setattr__(self, "runs_dir", Path(self.runs_dir))
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        object.__setattr__(self, "configs_dir", Path(self.configs_dir))
+        object.__setattr__(self, "objectives", tuple(self.objectives))

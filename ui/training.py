@@ -1,0 +1,289 @@
+"""The Train tab's backend: start `python -m moodpo train` in a background process, watch, stop.
+
+The app never trains inside a UI event. It writes the resolved config next to a log file in
+`<runs>/.logs/`, starts the CLI on it, and from then on reads only what the trainer writes:
+`<run>/config.yaml`, `<run>/metrics.jsonl`, checkpoints and the final adapter. Stopping writes
+the trainer's STOP file, so the run saves a checkpoint after its current step; a run still
+loading (no step yet) is interrupted instead, because the trainer clears STOP when it starts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from moodpo.config import TrainConfig, load_config
+from moodpo.errors import MoodpoError
+from moodpo.models import is_adapter_dir
+from moodpo.trainer import FINAL_ADAPTER_DIR, STOP_FILE, checkpoints
+from ui.fronts import find_eval, jsonl_rows
+from ui.policies import find_runs, read_run_config, resolve_under
+from ui.settings import AppConfig
+
+DEFAULTS = "defaults"
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+LOG_FOLDER = ".logs"
+MAX_STEPS_LIMIT = 100_000
+CURVE_KEYS = ("loss", "rewards/margins", "rewards/accuracies", "objective/kl")
+# A run this app did not start counts as training while its metrics.jsonl changed this recently.
+EXTERNAL_ACTIVE_SECONDS = 120
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    name: str
+    state: str  # starting, training, stopping, finished, stopped, failed, not started
+    step: int
+    max_steps: int
+    message: str
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("starting", "training", "stopping")
+
+
+def parse_alpha(text) -> float | list[float]:
+    """'0.3' -> 0.3; '0.3, 1' -> [0.3, 1.0]; every value finite and > 0."""
+    parts = [p for p in str(text if text is not None else "").replace(",", " ").split() if p]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise MoodpoError(f"alpha must be a number > 0 (or one per objective), got {text!r}") from None
+    if not values or any(not math.isfinite(v) or v <= 0 for v in values):
+        raise MoodpoError(f"alpha must be a number > 0 (or one per objective), got {text!r}")
+    return values[0] if len(values) == 1 else values
+
+
+def _checkpoint_step(run_dir: Path) -> int:
+    """Step of the run's newest checkpoint (0 without one)."""
+    found = checkpoints(run_dir)
+    return int(found[-1].name.split("-")[1]) if found else 0
+
+
+def _tail(path: Path, lines: int = 1) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+class TrainingManager:
+    """Background training runs started from this app process, plus read-only views of every run."""
+
+    def __init__(self, config: AppConfig, python: str = sys.executable):
+        self.config = config
+        self.python = python
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._max_steps: dict[str, int] = {}
+        self._stop_requested: set[str] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def log_dir(self) -> Path:
+        return self.config.runs_dir / LOG_FOLDER
+
+    def config_files(self) -> dict[str, Path | None]:
+        """Every configs/*.yaml by its stem; just 'defaults' (TrainConfig's own) when there is none."""
+        folder = self.config.configs_dir
+        found = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) if folder.is_dir() else []
+        files: dict[str, Path | None] = {}
+        for path in found:
+            files.setdefault(path.stem, path)
+        return files or {DEFAULTS: None}
+
+    def default_config(self) -> str:
+        files = self.config_files()
+        return "default" if "default" in files else next(iter(files))
+
+    def load(self, name: str, overrides: dict | None = None) -> TrainConfig:
+        files = self.config_files()
+        if name not in files:
+            raise MoodpoError(f"unknown config {name!r}; choose one of {', '.join(files)}")
+        return load_config(files[name], {"model": self.config.model, **(overrides or {})})
+
+    def objective_choices(self, name: str) -> list[str]:
+        """What the Train tab offers: the built-in objectives and the config's own."""
+        from moodpo.objectives import available_objectives
+
+        return list(dict.fromkeys([*available_objectives(), *self.load(name).objectives]))
+
+    def suggest_name(self, config_name: str, alpha) -> str:
+        alpha_text = str(alpha).replace(",", "_").replace(" ", "")
+        return f"{config_name}-a{alpha_text}-{time.strftime('%m%d-%H%M%S')}"
+
+    def start(self, config_name: str, run_name: str, alpha, max_steps, objectives) -> str:
+        """Validate everything, then start the trainer in the background; returns the run name."""
+        run_name = (run_name or "").strip()
+        if not RUN_NAME.fullmatch(run_name):
+            raise MoodpoError("run name: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        objectives = list(objectives or [])
+        if not objectives:
+            raise MoodpoError("choose at least one objective")
+        allowed = self.objective_choices(config_name)
+        unknown = [o for o in objectives if o not in allowed]
+        if unknown:
+            raise MoodpoError(f"objective(s) {', '.join(map(str, unknown))} not offered; "
+                              f"choose from {', '.join(allowed)}")
+        try:
+            steps = float(max_steps)
+        except (TypeError, ValueError):
+            steps = float("nan")
+        if not math.isfinite(steps) or steps != int(steps) or not 1 <= steps <= MAX_STEPS_LIMIT:
+            raise MoodpoError(f"steps must be a whole number from 1 to {MAX_STEPS_LIMIT:,}, got {max_steps}")
+        run_dir = self.config.runs_dir / run_name
+        config = self.load(config_name, {"run_dir": str(run_dir.resolve()), "alpha": parse_alpha(alpha),
+                                         "max_steps": int(steps), "objectives": objectives,
+                                         "resume": False, "overwrite": False})
+        with self._lock:
+            active = self.active_runs()
+            if len(active) >= self.config.max_runs:
+                raise MoodpoError(f"{', '.join(active)} is training; stop it first (the app runs "
+                                  f"{self.config.max_runs} at a time, see --max-runs)")
+            if run_dir.exists() or run_name in self._procs:
+                raise MoodpoError(f"run folder {run_name} already exists; choose another name")
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            config_path = self.log_dir / f"{run_name}.yaml"
+            config.save(config_path)
+            env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false",
+                   "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+            with open(self.log_dir / f"{run_name}.log", "w") as log:
+                self._procs[run_name] = subprocess.Popen(
+                    [self.python, "-m", "moodpo", "train", "--config", str(config_path)],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            self._max_steps[run_name] = config.max_steps
+        return run_name
+
+    def stop(self, run_name: str) -> str:
+        """Ask a training run to stop; returns what will happen, for the user."""
+        run_dir = self.config.runs_dir / (run_name or "")
+        proc = self._procs.get(run_name)
+        if proc is None or proc.poll() is not None:
+            run_dir = resolve_under(self.config.runs_dir, run_name, what="run")
+            if run_name not in self.active_runs():
+                raise MoodpoError(f"{run_name} is not training")
+        self._stop_requested.add(run_name)
+        if (run_dir / "metrics.jsonl").is_file():
+            (run_dir / STOP_FILE).touch()
+            return f"Stopping {run_name}: it saves a checkpoint after the current step, then exits."
+        proc.send_signal(signal.SIGINT)
+        return f"Stopped {run_name} before its first step."
+
+    def shutdown(self, timeout: float = 60) -> None:
+        """Interrupt every run this app started and wait for them (tests; the trainer checkpoints on SIGINT)."""
+        for proc in self._procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in self._procs.values():
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def _external_active(self, run_dir: Path) -> bool:
+        metrics = run_dir / "metrics.jsonl"
+        if not metrics.is_file() or is_adapter_dir(run_dir / FINAL_ADAPTER_DIR):
+            return False
+        if time.time() - metrics.stat().st_mtime > EXTERNAL_ACTIVE_SECONDS:
+            return False
+        # A run stopped with the STOP file leaves it behind, next to a checkpoint of its last step.
+        stopped = (run_dir / STOP_FILE).exists() and _checkpoint_step(run_dir) >= self._last_step(run_dir)
+        return not stopped
+
+    def active_runs(self) -> list[str]:
+        """Runs training now: those this app started and still running, and recently active others."""
+        ours = [name for name, proc in self._procs.items() if proc.poll() is None]
+        others = [rel for rel, kind in find_runs(self.config.runs_dir)
+                  if kind == "run" and rel not in self._procs and self._external_active(self.config.runs_dir / rel)]
+        return ours + others
+
+    @staticmethod
+    def _last_step(run_dir: Path) -> int:
+        rows = jsonl_rows(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
+        return int(rows[-1].get("step", len(rows))) if rows else 0
+
+    def metrics(self, run_name: str) -> pd.DataFrame:
+        run_dir = resolve_under(self.config.runs_dir, run_name, what="run")
+        path = run_dir / "metrics.jsonl"
+        return pd.DataFrame(jsonl_rows(path)) if path.is_file() else pd.DataFrame()
+
+    def status(self, run_name: str) -> RunStatus:
+        run_dir = self.config.runs_dir / run_name
+        proc = self._procs.get(run_name)
+        if proc is None:
+            run_dir = resolve_under(self.config.runs_dir, run_name, what="run")
+        metrics = self.metrics(run_name) if run_dir.exists() else pd.DataFrame()
+        # metrics.jsonl may be gone (a copied run); the newest checkpoint still says how far it got
+        step = max(int(metrics["step"].iloc[-1]) if "step" in metrics.columns and len(metrics) else 0,
+                   _checkpoint_step(run_dir))
+        max_steps = int(read_run_config(run_dir).get("max_steps") or self._max_steps.get(run_name) or 0)
+        progress = f"step {step} / {max_steps}" if max_steps else f"step {step}"
+        if "loss" in metrics.columns:
+            loss = pd.to_numeric(metrics["loss"], errors="coerce").dropna()
+            if len(loss):
+                progress += f" · loss {loss.iloc[-1]:.3f}"
+        finished = is_adapter_dir(run_dir / FINAL_ADAPTER_DIR)
+        if proc is not None and proc.poll() is None:
+            if step == 0:
+                state, message = "starting", "loading the model and objectives…"
+            elif (run_dir / STOP_FILE).exists():
+                state, message = "stopping", f"{progress} · saving a checkpoint"
+            else:
+                state, message = "training", f"{progress}{self._eta(metrics, step, max_steps)}"
+        elif proc is not None and proc.returncode != 0 and not finished and run_name not in self._stop_requested:
+            error = _tail(self.log_dir / f"{run_name}.log")
+            state, message = "failed", f"exit code {proc.returncode}: {error or 'see ' + str(self.log_dir)}"
+        elif finished:
+            state, message = "finished", progress
+        elif proc is None and self._external_active(run_dir):
+            state, message = "training", f"{progress} (started outside this app)"
+        elif checkpoints(run_dir):
+            state, message = "stopped", f"{progress} · resume with `python -m moodpo train --resume --run_dir ...`"
+        elif run_name in self._stop_requested:
+            state, message = "stopped", "stopped before its first step"
+        else:
+            state, message = "not started", progress
+        return RunStatus(run_name, state, step, max_steps, message)
+
+    @staticmethod
+    def _eta(metrics: pd.DataFrame, step: int, max_steps: int) -> str:
+        if "time/step" not in metrics.columns or not max_steps:
+            return ""
+        per_step = pd.to_numeric(metrics["time/step"], errors="coerce").dropna().tail(5).mean()
+        if not per_step or not math.isfinite(per_step):
+            return ""
+        left = per_step * max(max_steps - step, 0)
+        return f" · {per_step:.1f} s/step · about {left / 60:.0f} min left" if left >= 90 else \
+            f" · {per_step:.1f} s/step · about {left:.0f} s left"
+
+    def run_names(self) -> list[str]:
+        """Every training run under the runs folder (and those starting), newest first."""
+        names = {rel for rel, kind in find_runs(self.config.runs_dir) if kind == "run"} | set(self._procs)
+
+        def mtime(name: str) -> float:
+            try:
+                return (self.config.runs_dir / name).stat().st_mtime
+            except OSError:
+                return time.time()  # starting: its folder does not exist yet
+        return sorted(names, key=mtime, reverse=True)
+
+    def runs_table(self) -> pd.DataFrame:
+        rows = []
+        for name in self.run_names():
+            status = self.status(name)
+            run = read_run_config(self.config.runs_dir / name)
+            rows.append({"run": name, "state": status.state, "step": status.step, "steps": status.max_steps,
+                         "alpha": str(run.get("alpha", "")), "objectives": ", ".join(run.get("objectives") or []),
+                         "eval data": "yes" if find_eval(self.config.runs_dir / name, name) else "no"})
+        return pd.DataFrame(rows, columns=["run", "state", "step", "steps", "alpha", "objectives", "eval data"])
