@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from moodpo.errors import MoodpoError
@@ -71,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C (or the app's stop, which sends SIGINT before the first step) must reach the
+        # trainer as KeyboardInterrupt even when this process was started with SIGINT ignored,
+        # as shells do for background jobs.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("transformers", "accelerate", "peft", "httpx", "sentence_transformers"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
