@@ -339,7 +339,7 @@ class Trainer:
         # A non-finite loss or gradient never reaches the weights: the step is skipped and logged.
         self.optimizer.zero_grad(set_to_none=True)
         with warnings.catch_warnings():  # a skipped step still advances the schedule, on purpose
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
             self.scheduler.step()
         t_end = time.perf_counter()
 
