@@ -125,7 +125,10 @@ class Policy:
                seed: int | None = 0) -> Iterator[str]:
         """Yield the growing response text as tokens arrive (TextIteratorStreamer in a thread).
 
-        Holds the policy lock while generating, so concurrent callers queue rather than interleave.
+        The generation thread holds the policy lock from seeding to the last token, so concurrent
+        callers queue rather than interleave. The lock never spans a yield: a consumer may be
+        advanced from different threads (gradio does this) or walk away mid-stream, and the
+        generation still finishes and releases the lock on the thread that took it.
         """
         from transformers import TextIteratorStreamer
 
@@ -134,34 +137,36 @@ class Policy:
         settings = settings or GenerationSettings()
         w = self.check_weights(weights)
         prefix = self.prefix(w)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         errors: list[BaseException] = []
 
         def run():
             try:
-                ids, mask = encode_prompts(self.tokenizer, [prompt], [prefix], settings.max_prompt_tokens)
-                config = generation_config(self.tokenizer, eos_token_ids(self.model, self.tokenizer),
-                                           max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                                           top_p=settings.top_p, top_k=settings.top_k, do_sample=settings.do_sample)
-                dtype = autocast_dtype(self.precision)
-                with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-                    self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
-                                        streamer=streamer)
+                with self.lock:
+                    if seed is not None:
+                        torch.manual_seed(seed)
+                    self._use_weights(w)
+                    ids, mask = encode_prompts(self.tokenizer, [prompt], [prefix], settings.max_prompt_tokens)
+                    config = generation_config(self.tokenizer, eos_token_ids(self.model, self.tokenizer),
+                                               max_new_tokens=settings.max_new_tokens,
+                                               temperature=settings.temperature, top_p=settings.top_p,
+                                               top_k=settings.top_k, do_sample=settings.do_sample)
+                    dtype = autocast_dtype(self.precision)
+                    with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.float32,
+                                                         enabled=dtype is not None):
+                        self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
+                                            streamer=streamer)
             except BaseException as e:  # surfaced to the consumer below
                 errors.append(e)
                 streamer.end()
 
-        with self.lock:
-            if seed is not None:
-                torch.manual_seed(seed)
-            self._use_weights(w)
-            thread = threading.Thread(target=run, daemon=True)
-            thread.start()
-            text = ""
-            for piece in streamer:
-                text += piece
-                yield text
-            thread.join()
+        thread = threading.Thread(target=run, daemon=True, name="policy-stream")
+        thread.start()
+        text = ""
+        for piece in streamer:
+            text += piece
+            yield text
+        thread.join()
         if errors:
             raise errors[0]
 

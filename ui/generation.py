@@ -8,8 +8,6 @@ MoodpoError and nothing is generated or written.
 from __future__ import annotations
 
 import math
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -77,33 +75,6 @@ def score_responses(objectives: Sequence[str], prompt: str, responses: Sequence[
     return [{o: float(s) for o, s in zip(objectives, row)} for row in scores]
 
 
-def stream_on_one_thread(start: Callable[[], Iterator[str]]) -> Iterator[str]:
-    """Run the generator `start()` to its end on one dedicated thread and pass its items on.
-
-    Gradio advances a sync generator handler on whichever worker thread is free, but
-    Policy.stream holds the policy's RLock across its yields, and an RLock must be released by
-    the thread that acquired it (otherwise it stays held and the next request waits forever).
-    Here acquire and release happen on one thread; if the user goes away mid-stream, the thread
-    still finishes the generation and releases the lock before the next request starts.
-    """
-    items: queue.Queue = queue.Queue()
-    end = object()
-
-    def produce():
-        try:
-            for item in start():
-                items.put(item)
-        except BaseException as e:  # handed to the consumer below
-            items.put(e)
-        items.put(end)
-
-    threading.Thread(target=produce, daemon=True, name="policy-stream").start()
-    while (item := items.get()) is not end:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-
-
 @dataclass(frozen=True)
 class Side:
     policy: str
@@ -137,7 +108,7 @@ def steer(store: PolicyStore, config: AppConfig, policy: str, prompt: str, weigh
     state = _state(side, objectives, w, model.prefix(w))
     start = time.perf_counter()
     text = ""
-    for text in stream_on_one_thread(lambda: model.stream(prompt, w, settings=settings, seed=seed)):
+    for text in model.stream(prompt, w, settings=settings, seed=seed):
         yield {**state, "response": text, "status": "generating"}
     yield {**state, "response": text, "status": "scoring"}
     scores = score_responses(objectives, prompt, [text])[0]
@@ -164,10 +135,7 @@ def compare(store: PolicyStore, config: AppConfig, prompt: str, a: Side, b: Side
     states = [_state(side, objs, w, m.prefix(w)) for side, (objs, w), m in zip((a, b), prepared, models)]
     start = time.perf_counter()
     for i, (model, (_, w)) in enumerate(zip(models, prepared)):
-        def open_stream(model=model, w=w):
-            return model.stream(prompt, w, settings=settings, seed=seed)
-
-        for text in stream_on_one_thread(open_stream):
+        for text in model.stream(prompt, w, settings=settings, seed=seed):
             states[i] = {**states[i], "response": text}
             yield {"a": states[0], "b": states[1], "objectives": objectives, "status": "generating"}
     yield {"a": states[0], "b": states[1], "objectives": objectives, "status": "scoring"}
