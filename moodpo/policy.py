@@ -61,7 +61,11 @@ class Policy:
     alpha: float | list[float] | None = None
     soup_adapters: list[str] = field(default_factory=list)
     precision: str = "auto"
+    # Sample with moodpo.fastgen where the architecture allows (same distribution, faster).
+    fast: bool = True
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _sampler: object = field(default=None, repr=False)
+    _sampler_weights: tuple | None = field(default=None, repr=False)
 
     @property
     def num_objectives(self) -> int:
@@ -84,6 +88,20 @@ class Policy:
             self.model.add_weighted_adapter(self.soup_adapters, [float(w) for w in weights], name,
                                             combination_type="cat")
         self.model.set_adapter(name)
+
+    def sampler(self, weights: np.ndarray | None = None):
+        """The fast sampler over the current adapter (soups: after `_use_weights(weights)`), or None."""
+        from moodpo.fastgen import FastSampler, supports
+
+        if not self.fast or not supports(self.model):
+            return None
+        key = tuple(np.round(weights, 6)) if self.kind == "soups" and weights is not None else None
+        if self._sampler is None:
+            self._sampler = FastSampler(self.model, dtype=autocast_dtype(self.precision) or torch.float32)
+        elif key != self._sampler_weights:
+            self._sampler.refresh()
+        self._sampler_weights = key
+        return self._sampler
 
     def generate(self, prompts: Sequence[str], weights: np.ndarray | Sequence[Sequence[float]], *,
                  settings: GenerationSettings | None = None, seed: int | None = 0,
@@ -112,13 +130,14 @@ class Policy:
             return out
 
     def _generate(self, prompts, weights, settings, num_samples) -> list[str]:
+        """Sample for rows that share one adapter state (soups: one weight vector, already in use)."""
         prefixes = [build_prefix(self.objectives, w, template=self.prefix_template, item=self.prefix_item)
                     for w in weights]
         rollout = sample_responses(self.model, self.tokenizer, prompts, prefixes, num_samples=num_samples,
                                    max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
                                    top_p=settings.top_p, top_k=settings.top_k, do_sample=settings.do_sample,
                                    max_prompt_tokens=settings.max_prompt_tokens,
-                                   autocast=autocast_dtype(self.precision))
+                                   autocast=autocast_dtype(self.precision), sampler=self.sampler(weights[0]))
         return rollout.texts
 
     def stream(self, prompt: str, weights: Sequence[float], *, settings: GenerationSettings | None = None,
@@ -151,6 +170,14 @@ class Policy:
                                                max_new_tokens=settings.max_new_tokens,
                                                temperature=settings.temperature, top_p=settings.top_p,
                                                top_k=settings.top_k, do_sample=settings.do_sample)
+                    sampler = self.sampler(w)
+                    if sampler is not None:
+                        sampler.generate(ids, mask, max_new_tokens=config.max_new_tokens,
+                                         eos_token_ids=config.eos_token_id, pad_token_id=config.pad_token_id,
+                                         do_sample=settings.do_sample, temperature=settings.temperature,
+                                         top_k=settings.top_k, top_p=settings.top_p, streamer=streamer,
+                                         generators=_generators([seed]) if seed is not None else None)
+                        return
                     dtype = autocast_dtype(self.precision)
                     with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.float32,
                                                          enabled=dtype is not None):
@@ -169,6 +196,83 @@ class Policy:
         thread.join()
         if errors:
             raise errors[0]
+
+
+    def stream_many(self, prompt: str, weights: Sequence[Sequence[float]], *,
+                    settings: GenerationSettings | None = None, seed: int | None = 0) -> Iterator[list[str]]:
+        """Stream one response per weight vector, all growing together; yields the list of texts.
+
+        Prefix-conditioned policies with the fast sampler run every row in one batch, each row
+        with its own generator seeded `seed`, so row i draws the same random numbers `stream`
+        would for that weight vector (batched arithmetic may differ in the last bits). Otherwise
+        the rows stream one after another.
+        """
+        settings = settings or GenerationSettings()
+        ws = [self.check_weights(w) for w in weights]
+        if self.kind == "soups" or self.sampler() is None:
+            texts = [""] * len(ws)
+            for i, w in enumerate(ws):
+                for texts[i] in self.stream(prompt, w, settings=settings, seed=seed):
+                    yield list(texts)
+            return
+        from moodpo.sampling import encode_prompts
+
+        rows = _RowStreamer(self.tokenizer, len(ws))
+        errors: list[BaseException] = []
+
+        def run():
+            try:
+                with self.lock:
+                    ids, mask = encode_prompts(self.tokenizer, [prompt] * len(ws), [self.prefix(w) for w in ws],
+                                               settings.max_prompt_tokens)
+                    eos = eos_token_ids(self.model, self.tokenizer)
+                    self.sampler().generate(ids, mask, max_new_tokens=settings.max_new_tokens, eos_token_ids=eos,
+                                            pad_token_id=self.tokenizer.pad_token_id, do_sample=settings.do_sample,
+                                            temperature=settings.temperature, top_k=settings.top_k,
+                                            top_p=settings.top_p, streamer=rows,
+                                            generators=_generators([seed] * len(ws)) if seed is not None else None)
+            except BaseException as e:  # surfaced to the consumer below
+                errors.append(e)
+                rows.end()
+
+        thread = threading.Thread(target=run, daemon=True, name="policy-stream-many")
+        thread.start()
+        for texts in rows:
+            yield texts
+        thread.join()
+        if errors:
+            raise errors[0]
+
+
+def _generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+
+class _RowStreamer:
+    """A streamer for a batch: iterating yields every row's decoded text after each step."""
+
+    def __init__(self, tokenizer, rows: int):
+        import queue
+
+        self.tokenizer, self.queue = tokenizer, queue.Queue()
+        self.tokens: list[list[int]] = [[] for _ in range(rows)]
+        self.prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # the first call carries the prompt
+            self.prompt_seen = True
+            return
+        # Finished rows get padding, which decoding drops with the other special tokens.
+        for row, token in zip(self.tokens, value.reshape(-1).tolist()):
+            row.append(token)
+        self.queue.put([self.tokenizer.decode(t, skip_special_tokens=True) for t in self.tokens])
+
+    def end(self) -> None:
+        self.queue.put(None)
+
+    def __iter__(self):
+        while (texts := self.queue.get()) is not None:
+            yield texts
 
 
 def _run_config(run_dir: Path) -> TrainConfig:

@@ -95,8 +95,11 @@ def generation_config(tokenizer, eos_ids, *, max_new_tokens, min_new_tokens=0, t
 def sample_responses(model, tokenizer, prompts: Sequence[str], prefixes: Sequence[str | None], *, num_samples: int,
                      max_new_tokens: int, min_new_tokens: int = 0, temperature: float = 1.0, top_p: float = 1.0,
                      top_k: int = 0, do_sample: bool = True, max_prompt_tokens: int | None = None,
-                     autocast: torch.dtype | None = None) -> Rollout:
-    """Sample `num_samples` responses for each prompt in one batched `generate` call."""
+                     autocast: torch.dtype | None = None, sampler=None) -> Rollout:
+    """Sample `num_samples` responses for each prompt in one batched call.
+
+    `sampler` (a `moodpo.fastgen.FastSampler` over `model`) replaces `model.generate`.
+    """
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, prefixes, max_prompt_tokens)
     device = next(model.parameters()).device
     prompt_ids = prompt_ids.repeat_interleave(num_samples, 0).to(device)
@@ -104,12 +107,18 @@ def sample_responses(model, tokenizer, prompts: Sequence[str], prefixes: Sequenc
     eos_ids = eos_token_ids(model, tokenizer)
     config = generation_config(tokenizer, eos_ids, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
                                temperature=temperature, top_p=top_p, top_k=top_k, do_sample=do_sample)
-    was_training = model.training
-    model.eval()
-    with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-        out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
-    model.train(was_training)
-    completion_ids = out[:, prompt_ids.shape[1]:]
+    if sampler is not None:
+        completion_ids = sampler.generate(prompt_ids, prompt_mask, max_new_tokens=max_new_tokens,
+                                          min_new_tokens=min_new_tokens, eos_token_ids=eos_ids,
+                                          pad_token_id=tokenizer.pad_token_id, do_sample=do_sample,
+                                          temperature=temperature, top_k=top_k, top_p=top_p)
+    else:
+        was_training = model.training
+        model.eval()
+        with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+            out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
+        model.train(was_training)
+        completion_ids = out[:, prompt_ids.shape[1]:]
     mask = completion_mask(completion_ids, eos_ids)
     completion_ids = completion_ids.masked_fill(mask == 0, tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)

@@ -29,6 +29,8 @@ import torch
 from moodpo.conditioning import build_prefix
 from moodpo.config import TrainConfig, load_config
 from moodpo.errors import MoodpoError
+from moodpo.fastgen import FastSampler
+from moodpo.fastgen import supports as fastgen_supports
 from moodpo.loss import dpo_loss
 from moodpo.models import add_lora, autocast_dtype, load_model, load_tokenizer, resolve_model
 from moodpo.sampling import Rollout, sample_responses, select_pairs, sequence_logps
@@ -162,6 +164,9 @@ class Trainer:
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.params = params
         self.autocast = autocast_dtype(config.precision)
+        # The sampler holds a merged snapshot of the weights; refreshed after every update.
+        self.sampler = (FastSampler(self._unwrapped(), dtype=self.autocast or torch.float32)
+                        if config.fast_generation and fastgen_supports(model) else None)
 
         self.weights = WeightSampler(config.num_objectives, mode=config.weight_mode, alpha=config.alpha,
                                      fixed=config.fixed_weights, seed=config.seed * 1000 + acc.process_index)
@@ -171,6 +176,8 @@ class Trainer:
         self.step = 0
         if self.resume_from is not None:
             self._load_checkpoint(self.resume_from)
+            if self.sampler is not None:
+                self.sampler.refresh()
         else:
             torch.manual_seed(config.seed * 1000 + acc.process_index)
         if acc.is_main_process:
@@ -302,7 +309,8 @@ class Trainer:
         rollout = sample_responses(self._unwrapped(), self.tokenizer, prompts, prefixes, num_samples=n,
                                    max_new_tokens=c.max_new_tokens, min_new_tokens=c.min_new_tokens,
                                    temperature=c.temperature, top_p=c.top_p, top_k=c.top_k,
-                                   max_prompt_tokens=c.max_prompt_tokens, autocast=self.autocast)
+                                   max_prompt_tokens=c.max_prompt_tokens, autocast=self.autocast,
+                                   sampler=self.sampler)
         t_gen = time.perf_counter()
 
         # Rewards see the prompt without the prefix (the paper's r_k(x, y)).
@@ -336,6 +344,8 @@ class Trainer:
             finite = math.isfinite(grad_norm)
             if finite:
                 self.optimizer.step()
+                if self.sampler is not None:
+                    self.sampler.refresh()
         # A non-finite loss or gradient never reaches the weights: the step is skipped and logged.
         self.optimizer.zero_grad(set_to_none=True)
         with warnings.catch_warnings():  # a skipped step still advances the schedule, on purpose

@@ -116,15 +116,44 @@ def steer(store: PolicyStore, config: AppConfig, policy: str, prompt: str, weigh
            "seconds": round(time.perf_counter() - start, 2)}
 
 
+def _zip_streams(streams: Sequence[Iterator[str]]) -> Iterator[list[str]]:
+    """Advance several text streams in parallel threads; yield all latest texts whenever one grows."""
+    import queue
+    import threading
+
+    updates: queue.Queue = queue.Queue()
+
+    def pump(i: int, stream: Iterator[str]) -> None:
+        try:
+            for text in stream:
+                updates.put((i, text, None))
+        except BaseException as e:  # re-raised in the consumer
+            updates.put((i, None, e))
+        updates.put((i, None, None))
+
+    for i, s in enumerate(streams):
+        threading.Thread(target=pump, args=(i, s), daemon=True, name=f"compare-{i}").start()
+    texts, running = [""] * len(streams), len(streams)
+    while running:
+        i, text, error = updates.get()
+        if error is not None:
+            raise error
+        if text is None:
+            running -= 1
+            continue
+        texts[i] = text
+        yield list(texts)
+
+
 def compare(store: PolicyStore, config: AppConfig, prompt: str, a: Side, b: Side, *, seed=0,
             max_new_tokens=None, temperature=0.7,
             on_load: Callable[[str], None] | None = None) -> Iterator[dict]:
     """Stream two responses to one prompt with the same seed; yields {"a": state, "b": state, "objectives", "status"}.
 
-    The sides run one after the other, each seeded the same, so pane A is exactly what Steer
-    gives for A's policy and weights: two simultaneous samplers would share torch's global RNG
-    and the comparison would no longer be like for like. Both are scored on the union of their
-    objectives.
+    Both panes stream together: one policy at two weight vectors runs as one batch of two rows,
+    two policies run side by side in two threads. Each side has its own random generator
+    seeded `seed`, so a pane draws what Steer draws for its policy and weights. Both are scored
+    on the union of their objectives.
     """
     prompt = check_prompt(prompt, config.max_prompt_chars)
     settings, seed = check_sampling(config, config.max_new_tokens if max_new_tokens is None else max_new_tokens,
@@ -134,10 +163,14 @@ def compare(store: PolicyStore, config: AppConfig, prompt: str, a: Side, b: Side
     models = [store.get(side.policy, on_load) for side in (a, b)]
     states = [_state(side, objs, w, m.prefix(w)) for side, (objs, w), m in zip((a, b), prepared, models)]
     start = time.perf_counter()
-    for i, (model, (_, w)) in enumerate(zip(models, prepared)):
-        for text in model.stream(prompt, w, settings=settings, seed=seed):
-            states[i] = {**states[i], "response": text}
-            yield {"a": states[0], "b": states[1], "objectives": objectives, "status": "generating"}
+    if models[0] is models[1]:
+        streams = models[0].stream_many(prompt, [prepared[0][1], prepared[1][1]], settings=settings, seed=seed)
+    else:
+        streams = _zip_streams([m.stream(prompt, w, settings=settings, seed=seed)
+                                for m, (_, w) in zip(models, prepared)])
+    for texts in streams:
+        states = [{**s, "response": t} for s, t in zip(states, texts)]
+        yield {"a": states[0], "b": states[1], "objectives": objectives, "status": "generating"}
     yield {"a": states[0], "b": states[1], "objectives": objectives, "status": "scoring"}
     scores = score_responses(objectives, prompt, [states[0]["response"], states[1]["response"]])
     states = [{**s, "scores": sc} for s, sc in zip(states, scores)]
