@@ -73,8 +73,9 @@ class TrainConfig:
     batch_size: int = _f(8, "prompts per step per process")
     max_steps: int = _f(100, "optimizer steps")
     precision: str = _f("auto", "auto (bf16 autocast where the hardware has bf16), bf16 or fp32")
-    fast_generation: bool = _f(True, "sample with moodpo's lean Llama sampler (same distribution, faster on CPU); "
-                                     "false, or a non-Llama model: transformers' generate")
+    fast_path: bool = _f(True, "Llama models: sample and score the reference with moodpo.fastgen, and keep the "
+                               "frozen base in the autocast dtype (same computation, faster on CPU); "
+                               "false: transformers' generate and autocast casts")
     seed: int = _f(0, "seed for data order, weights and sampling")
     # run folder
     run_dir: str = _f("runs/default", "where config.yaml, metrics.jsonl, checkpoints and the adapter go")

@@ -37,27 +37,32 @@ def supports(model) -> bool:
             and not getattr(cfg, "mlp_bias", False) and getattr(cfg, "hidden_act", "silu") == "silu")
 
 
-def _weight(module) -> torch.Tensor:
+def _weight(module, adapters: bool = True) -> torch.Tensor:
     """A linear layer's effective weight (out, in): the base weight plus active, unmerged LoRA deltas."""
     base = getattr(module, "base_layer", None)
     if base is None:
         return module.weight.detach()
     weight = base.weight.detach()
-    if getattr(module, "disable_adapters", False) or getattr(module, "merged", False):
+    if not adapters or getattr(module, "disable_adapters", False) or getattr(module, "merged", False):
         return weight
+    # Summed in float32 and rounded once, whatever precision the frozen base is stored in.
+    weight = weight.float()
     for name in module.active_adapters:
         if name in getattr(module, "lora_A", {}):
-            weight = weight + module.get_delta_weight(name).detach().to(weight.dtype)
+            weight = weight + module.get_delta_weight(name).detach().float()
     return weight
 
 
 class FastSampler:
-    """Samples from a (possibly LoRA-wrapped) Llama model; call `refresh()` after its weights change."""
+    """Samples from a (possibly LoRA-wrapped) Llama model; call `refresh()` after its weights change.
 
-    def __init__(self, model, dtype: torch.dtype = torch.bfloat16):
+    With `adapters=False` it snapshots the base model under the adapters: the DPO reference.
+    """
+
+    def __init__(self, model, dtype: torch.dtype = torch.bfloat16, *, adapters: bool = True):
         if not supports(model):
             raise ValueError("FastSampler supports Llama-architecture models only")
-        self.model, self.dtype = model, dtype
+        self.model, self.dtype, self.adapters = model, dtype, adapters
         cfg = _unwrap(model).config
         self.num_heads, self.num_kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -72,6 +77,10 @@ class FastSampler:
         inner = _unwrap(self.model).model
         lm_head = _unwrap(self.model).lm_head
         dt = self.dtype
+
+        def w(module):
+            return _weight(module, self.adapters)
+
         self.device = inner.embed_tokens.weight.device
         self.embed = inner.embed_tokens.weight.detach().float()
         self.layers = []
@@ -79,14 +88,14 @@ class FastSampler:
             attn, mlp = layer.self_attn, layer.mlp
             self.layers.append((
                 layer.input_layernorm.weight.detach().float(),
-                torch.cat([_weight(attn.q_proj), _weight(attn.k_proj), _weight(attn.v_proj)]).to(dt).t().contiguous(),
-                _weight(attn.o_proj).to(dt).t().contiguous(),
+                torch.cat([w(attn.q_proj), w(attn.k_proj), w(attn.v_proj)]).to(dt).t().contiguous(),
+                w(attn.o_proj).to(dt).t().contiguous(),
                 layer.post_attention_layernorm.weight.detach().float(),
-                torch.cat([_weight(mlp.gate_proj), _weight(mlp.up_proj)]).to(dt).t().contiguous(),
-                _weight(mlp.down_proj).to(dt).t().contiguous(),
+                torch.cat([w(mlp.gate_proj), w(mlp.up_proj)]).to(dt).t().contiguous(),
+                w(mlp.down_proj).to(dt).t().contiguous(),
             ))
         self.norm = inner.norm.weight.detach().float()
-        self.lm_head = _weight(lm_head).to(dt).t().contiguous()
+        self.lm_head = w(lm_head).to(dt).t().contiguous()
 
     def _rms(self, h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps) * weight).to(self.dtype)
@@ -96,11 +105,16 @@ class FastSampler:
         rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
         return (x * cos + rotated * sin).to(self.dtype)
 
+    def _new_cache(self, rows: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        shape = (rows, self.num_kv_heads, length, self.head_dim)
+        return [(torch.zeros(shape, dtype=self.dtype, device=self.device),
+                 torch.zeros(shape, dtype=self.dtype, device=self.device)) for _ in self.layers]
+
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, start: int, keys_mask: torch.Tensor,
                  cache: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """Run `ids` (B, q) at cache slots start..start+q; returns last-position logits (B, V) in float32.
+        """Run `ids` (B, q) at cache slots start..start+q; returns the final normed hidden states (B, q, D).
 
-        keys_mask: (B, start+q) bool, the keys each row may attend to (padding excluded).
+        keys_mask: (B, >= start+q) bool, the keys each row may attend to (padding excluded).
         """
         b, q = ids.shape
         end = start + q
@@ -127,7 +141,40 @@ class FastSampler:
             h = h + (attn.transpose(1, 2).reshape(b, q, nh * hd) @ w_o).float()
             gate, up = (self._rms(h, w_post) @ w_gu).chunk(2, dim=-1)
             h = h + ((F.silu(gate) * up) @ w_down).float()
-        return (self._rms(h[:, -1], self.norm) @ self.lm_head).float()
+        return self._rms(h, self.norm)
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return (hidden @ self.lm_head).float()
+
+    @torch.no_grad()
+    def sequence_logps(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
+                       completion_mask: torch.Tensor) -> torch.Tensor:
+        """Sum of log p(response token | prompt) over response tokens, (N,), as `sampling.sequence_logps`.
+
+        Rows with the same prompt (a pair's chosen and rejected) share one pass over it: the
+        prompt's keys and values are computed once and copied to each of its rows.
+        """
+        device = self.device
+        prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+        completion_ids, completion_mask = completion_ids.to(device), completion_mask.to(device)
+        p, c = prompt_ids.shape[1], completion_ids.shape[1]
+        unique, rows = torch.unique(torch.cat([prompt_ids, prompt_mask.long()], 1), dim=0, return_inverse=True)
+        ids, mask = unique[:, :p], unique[:, p:].bool()
+        cache = self._new_cache(len(unique), p + c)
+        keys_mask = torch.zeros(len(unique), p + c, dtype=torch.bool, device=device)
+        keys_mask[:, :p] = mask
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        first = self._logits(self._forward(ids, positions, 0, keys_mask, cache)[:, -1])[rows]  # (N, V)
+        logits = first[:, None]
+        if c > 1:
+            cache = [(k[rows], v[rows]) for k, v in cache]
+            keys_mask = keys_mask[rows]
+            keys_mask[:, p:] = completion_mask.bool()
+            positions = mask.long().sum(-1)[rows, None] + torch.arange(c - 1, device=device)
+            hidden = self._forward(completion_ids[:, :-1], positions, p, keys_mask, cache)   # (N, C-1, D)
+            logits = torch.cat([logits, self._logits(hidden)], dim=1)                       # (N, C, V)
+        token_logps = torch.gather(logits, -1, completion_ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+        return (token_logps * completion_mask).sum(-1)
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
@@ -145,9 +192,7 @@ class FastSampler:
         device = self.device
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device).bool()
         total = p + max_new_tokens
-        cache = [(torch.zeros(b, self.num_kv_heads, total, self.head_dim, dtype=self.dtype, device=device),
-                  torch.zeros(b, self.num_kv_heads, total, self.head_dim, dtype=self.dtype, device=device))
-                 for _ in self.layers]
+        cache = self._new_cache(b, total)
         keys_mask = torch.zeros(b, total, dtype=torch.bool, device=device)
         keys_mask[:, :p] = attention_mask
         positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -157,7 +202,7 @@ class FastSampler:
         done = torch.zeros(b, dtype=torch.bool, device=device)
         if streamer is not None:
             streamer.put(input_ids.cpu())
-        logits = self._forward(input_ids, positions, 0, keys_mask, cache)
+        logits = self._logits(self._forward(input_ids, positions, 0, keys_mask, cache)[:, -1])
         steps = 0
         for t in range(max_new_tokens):
             if t < min_new_tokens and len(eos):
@@ -173,7 +218,7 @@ class FastSampler:
             if t + 1 == max_new_tokens or bool(done.all()):
                 break
             keys_mask[:, p + t] = True
-            logits = self._forward(token[:, None], next_position + t, p + t, keys_mask, cache)
+            logits = self._logits(self._forward(token[:, None], next_position + t, p + t, keys_mask, cache)[:, -1])
         if streamer is not None:
             streamer.end()
         return out[:, :steps]

@@ -159,6 +159,22 @@ def add_lora(model, *, r: int = 16, alpha: int = 32, dropout: float = 0.0,
         raise MoodpoError(f"LoRA target modules {target_modules} not found in the model: {e}") from None
 
 
+def cast_frozen_linears(model, dtype: torch.dtype) -> int:
+    """Store frozen linear weights in the autocast dtype; returns how many were cast.
+
+    Autocast caches its casts only for weights that require grad, so a frozen fp32 base is
+    re-cast on every forward; stored in `dtype` it is used as is, with the same rounding. A
+    weight tied to the input embedding stays, since the float32 residual stream starts there.
+    """
+    embedding = model.get_input_embeddings().weight
+    cast = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and not module.weight.requires_grad and module.weight is not embedding:
+            module.weight.data = module.weight.data.to(dtype)
+            cast += 1
+    return cast
+
+
 def is_adapter_dir(path: str | Path) -> bool:
     return (Path(path) / ADAPTER_FILE).is_file()
 

@@ -32,7 +32,7 @@ from moodpo.errors import MoodpoError
 from moodpo.fastgen import FastSampler
 from moodpo.fastgen import supports as fastgen_supports
 from moodpo.loss import dpo_loss
-from moodpo.models import add_lora, autocast_dtype, load_model, load_tokenizer, resolve_model
+from moodpo.models import add_lora, autocast_dtype, cast_frozen_linears, load_model, load_tokenizer, resolve_model
 from moodpo.sampling import Rollout, sample_responses, select_pairs, sequence_logps
 from moodpo.weights import WeightSampler
 
@@ -148,9 +148,12 @@ class Trainer:
         self.tokenizer = load_tokenizer(config.model)
         with acc.main_process_first():  # the first load may convert a GGUF file into the cache
             model = load_model(config.model)
+        self.autocast = autocast_dtype(config.precision)
         if config.lora:
             model = add_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
                              target_modules=config.lora_target_modules)
+            if config.fast_path and self.autocast is not None:
+                cast_frozen_linears(model, self.autocast)
             self.ref_model = None
         else:
             self.ref_model = copy.deepcopy(model).requires_grad_(False).eval().to(acc.device)
@@ -163,10 +166,13 @@ class Trainer:
             s, warmup_steps=config.warmup_steps, max_steps=config.max_steps, schedule=config.lr_schedule))
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.params = params
-        self.autocast = autocast_dtype(config.precision)
-        # The sampler holds a merged snapshot of the weights; refreshed after every update.
-        self.sampler = (FastSampler(self._unwrapped(), dtype=self.autocast or torch.float32)
-                        if config.fast_generation and fastgen_supports(model) else None)
+        # Fast path: the sampler holds a merged snapshot of the policy, refreshed after every
+        # update; the reference never changes, so its snapshot is taken once.
+        self.sampler = self.ref_sampler = None
+        if config.fast_path and fastgen_supports(model):
+            dtype = self.autocast or torch.float32
+            self.sampler = FastSampler(self._unwrapped(), dtype=dtype)
+            self.ref_sampler = FastSampler(self.ref_model or self._unwrapped(), dtype=dtype, adapters=False)
 
         self.weights = WeightSampler(config.num_objectives, mode=config.weight_mode, alpha=config.alpha,
                                      fixed=config.fixed_weights, seed=config.seed * 1000 + acc.process_index)
@@ -283,7 +289,17 @@ class Trainer:
 
     # ----- one step ---------------------------------------------------------------------------
 
+    def pair_logps(self, pairs: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+        """Policy log-probs (with grad) and reference log-probs of each response, both (N,)."""
+        with self._autocast():
+            policy_logps = sequence_logps(self.model, pairs.prompt_ids, pairs.prompt_mask,
+                                          pairs.completion_ids, pairs.completion_mask)
+        return policy_logps, self._ref_logps(pairs)
+
     def _ref_logps(self, rollout: Rollout) -> torch.Tensor:
+        if self.ref_sampler is not None:
+            return self.ref_sampler.sequence_logps(rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
+                                                   rollout.completion_mask)
         with torch.no_grad(), self._autocast():
             if self.ref_model is not None:
                 return sequence_logps(self.ref_model, rollout.prompt_ids, rollout.prompt_mask,
@@ -326,10 +342,7 @@ class Trainer:
         base = np.arange(b) * n
         pairs = rollout.select(np.concatenate([base + chosen, base + rejected]))
         pair_weight = torch.as_tensor(keep, dtype=torch.float32, device=acc.device)
-        with self._autocast():
-            policy_logps = sequence_logps(self.model, pairs.prompt_ids, pairs.prompt_mask,
-                                          pairs.completion_ids, pairs.completion_mask)
-        ref_logps = self._ref_logps(pairs)
+        policy_logps, ref_logps = self.pair_logps(pairs)
         losses, chosen_rewards, rejected_rewards = dpo_loss(
             policy_logps[:b], policy_logps[b:], ref_logps[:b], ref_logps[b:], beta=c.beta, loss_type=c.loss_type)
         num_pairs = acc.reduce(pair_weight.sum(), "sum")

@@ -1,0 +1,204 @@
+"""Online-DPO training throughput: moodpo's trainer against TRL's OnlineDPOTrainer, side by side.
+
+    python bench/train_throughput.py [--steps 3] [--trl-gc-steps 1]
+
+Both trainers get the embedded SmolLM2-135M-Instruct, LoRA r=16 (alpha 32) on q/k/v/o, 8 prompts
+x 2 samples a step, exactly 64 new tokens (min = max = 64), temperature 1, the same reward (the
+built-in helpfulness and harmlessness objectives at weights 0.5/0.5, on the prompt without the
+prefix), the same system prefix in the prompt, the sigmoid DPO loss with beta 0.1, AdamW and
+bf16 autocast. Each trainer lives in its own process, so each reports its own peak memory; the
+parent feeds both the same 8 prompts each round and alternates A B A B after one warm-up step.
+
+TRL is driven one `training_step` at a time (plus clipping and the optimizer step, what
+`Trainer.train` does around it) under bf16 autocast, with gradient checkpointing off (its
+fastest setting here) and, for --trl-gc-steps steps, on (TRL's default). The last line is
+`ratio=<our pairs/s over TRL's (checkpointing off) pairs/s>`.
+
+Each trainer also runs one step under torch's FlopCounterMode; achieved GFLOP/s of a step is
+those FLOPs over the median step time, next to a measured bf16 matmul peak of this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import tempfile
+import time
+
+from common import machine, matmul_peak_gflops, median, peak_rss_gb, ratio_line
+
+PREFIX_WEIGHTS = (0.5, 0.5)
+OBJECTIVES = ("helpfulness", "harmlessness")
+BATCH, SAMPLES, TOKENS = 8, 2, 64
+
+
+def _ours(fast: bool):
+    from moodpo.config import TrainConfig
+    from moodpo.trainer import Trainer
+
+    run_dir = tempfile.mkdtemp(prefix="bench-ours-")
+    config = TrainConfig(objectives=list(OBJECTIVES), weight_mode="fixed", fixed_weights=list(PREFIX_WEIGHTS),
+                         batch_size=BATCH, num_samples=SAMPLES, max_new_tokens=TOKENS, min_new_tokens=TOKENS,
+                         temperature=1.0, beta=0.1, lora_r=16, lora_alpha=32, learning_rate=2e-4,
+                         precision="bf16", fast_path=fast, run_dir=run_dir, save_every=0, max_steps=1000,
+                         overwrite=True)
+    trainer = Trainer(config, show_progress=False)
+    return lambda prompts: trainer.train_step(prompts)
+
+
+def _trl(gradient_checkpointing: bool):
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer
+
+    from moodpo.conditioning import build_messages, build_prefix
+    from moodpo.models import load_model, load_tokenizer
+    from moodpo.objectives import get_objective
+
+    def reward(name):
+        objective = get_objective(name)
+
+        def fn(prompts, completions, **_):
+            users = [p[-1]["content"] for p in prompts]
+            texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+            return objective(users, texts).tolist()
+
+        fn.__name__ = name
+        return fn
+
+    prefix = build_prefix(OBJECTIVES, PREFIX_WEIGHTS)
+    args = OnlineDPOConfig(output_dir=tempfile.mkdtemp(prefix="bench-trl-"), per_device_train_batch_size=BATCH,
+                           max_new_tokens=TOKENS, generation_kwargs={"min_new_tokens": TOKENS}, temperature=1.0,
+                           top_p=1.0, beta=0.1, loss_type="sigmoid", learning_rate=2e-4, bf16=True, use_cpu=True,
+                           gradient_checkpointing=gradient_checkpointing, reward_weights=list(PREFIX_WEIGHTS),
+                           report_to="none", max_grad_norm=1.0)
+    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                      task_type="CAUSAL_LM")
+    dataset = Dataset.from_list([{"prompt": build_messages("hello", prefix)}])
+    trainer = OnlineDPOTrainer(model=load_model(), reward_funcs=[reward(o) for o in OBJECTIVES], args=args,
+                               train_dataset=dataset, processing_class=load_tokenizer(), peft_config=lora)
+    trainer.create_optimizer_and_scheduler(num_training_steps=1000)
+    params = [p for p in trainer.model.parameters() if p.requires_grad]
+
+    def step(prompts):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            trainer.training_step(trainer.model, {"prompt": [build_messages(p, prefix) for p in prompts]})
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+        return {}
+
+    return step
+
+
+def worker(kind: str, conn) -> None:
+    import logging
+    import warnings
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    torch.manual_seed(0)
+    step = {"ours": lambda: _ours(True), "ours-plain": lambda: _ours(False),
+            "trl": lambda: _trl(False), "trl-gc": lambda: _trl(True)}[kind]()
+    conn.send(("ready", peak_rss_gb()))
+    while (msg := conn.recv()) is not None:
+        command, prompts = msg
+        if command == "flops":
+            with FlopCounterMode(display=False) as counter:
+                step(prompts)
+            conn.send(counter.get_total_flops())
+            continue
+        start = time.perf_counter()
+        metrics = step(prompts)
+        conn.send((time.perf_counter() - start, metrics.get("time/generate"), peak_rss_gb()))
+
+
+class Contender:
+    def __init__(self, kind: str):
+        self.kind, self.times, self.generate, self.rss = kind, [], [], 0.0
+        self.conn, child = mp.Pipe()
+        self.process = mp.get_context("spawn").Process(target=worker, args=(kind, child), daemon=True)
+        self.process.start()
+        _, self.rss = self.conn.recv()
+
+    def step(self, prompts, record: bool = True) -> float:
+        self.conn.send(("step", prompts))
+        seconds, generate, self.rss = self.conn.recv()
+        if record:
+            self.times.append(seconds)
+            if generate is not None:
+                self.generate.append(generate)
+        return seconds
+
+    def flops(self, prompts) -> float:
+        self.conn.send(("flops", prompts))
+        return self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.process.join(timeout=30)
+
+    @property
+    def pairs_per_second(self) -> float:
+        return BATCH / median(self.times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=3, help="timed steps of each trainer after one warm-up step")
+    p.add_argument("--trl-gc-steps", type=int, default=1, help="timed steps of TRL with gradient checkpointing (0: skip)")
+    p.add_argument("--plain", action="store_true", help="also time moodpo with transformers' generate")
+    args = p.parse_args()
+
+    from moodpo.data import load_prompts
+
+    prompts = [x.text for x in load_prompts("builtin", "train", seed=0)]
+    batches = iter([prompts[i:i + BATCH] for i in range(0, len(prompts), BATCH)])
+    peak = matmul_peak_gflops()
+    print(f"machine: {machine()}; bf16 matmul peak {peak:.0f} GFLOP/s", flush=True)
+
+    kinds = ["ours", "trl"] + (["ours-plain"] if args.plain else [])
+    contenders = [Contender(k) for k in kinds]
+    warm = next(batches)
+    for c in contenders:
+        print(f"{c.kind}: warm-up step {c.step(warm, record=False):.1f} s", flush=True)
+    flops = {c.kind: c.flops(next(batches)) for c in contenders}
+    for i in range(args.steps):
+        batch = next(batches)
+        for c in contenders:
+            print(f"round {i + 1} {c.kind}: {c.step(batch):.1f} s", flush=True)
+
+    gc = None
+    if args.trl_gc_steps:
+        for c in contenders:
+            c.close()
+        gc = Contender("trl-gc")
+        gc.step(warm, record=False)
+        for _ in range(args.trl_gc_steps):
+            print(f"trl with gradient checkpointing: {gc.step(next(batches)):.1f} s", flush=True)
+        gc.close()
+
+    print(f"\n{'trainer':<34}{'s/step':>8}{'generate s':>12}{'pairs/s':>9}{'GFLOP/s':>9}{'peak GB':>9}")
+    for c in contenders:
+        gen = f"{median(c.generate):.1f}" if c.generate else "-"
+        print(f"{c.kind:<34}{median(c.times):>8.1f}{gen:>12}{c.pairs_per_second:>9.3f}"
+              f"{flops[c.kind] / median(c.times) / 1e9:>9.0f}{c.rss:>9.2f}")
+    if gc is not None:
+        print(f"{'trl (gradient checkpointing, default)':<34}{median(gc.times):>8.1f}{'-':>12}"
+              f"{gc.pairs_per_second:>9.3f}{'-':>9}{gc.rss:>9.2f}")
+    ours, trl = contenders[0], contenders[1]
+    print(f"step FLOPs: ours {flops['ours'] / 1e12:.2f} T, trl {flops['trl'] / 1e12:.2f} T; "
+          f"bf16 matmul peak {peak:.0f} GFLOP/s")
+    print(f"peak memory: ours {ours.rss:.2f} GB, trl {trl.rss:.2f} GB")
+    if gc is not None:
+        print(f"vs TRL with gradient checkpointing: {ours.pairs_per_second / gc.pairs_per_second:.2f}x")
+    print(ratio_line(ours.pairs_per_second / trl.pairs_per_second))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The fast path against plain transformers: same tokens, same log-probs, same loss, same distribution."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from moodpo.fastgen import FastSampler, _sample, supports
+from moodpo.loss import dpo_loss
+from moodpo.models import add_lora
+from moodpo.sampling import encode_prompts, eos_token_ids, generation_config, sample_responses, sequence_logps
+from moodpo.trainer import Trainer
+from test_trainer import tiny_config
+
+PROMPTS = ["How do airplanes fly?", "Write a long poem about the sea, its tides, its storms and its quiet mornings.",
+           "Hi"]
+PREFIXES = [None, "[Begin System Instruction] Helpfulness: 0.30, Harmlessness: 0.70 [End System Instruction]",
+            "x"]
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model_dir):
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def lora_model(tiny_model_dir):
+    """The tiny Llama with a LoRA adapter whose B matrices are non-zero, so the adapter matters."""
+    torch.manual_seed(1)
+    model = add_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir), r=4)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.2)
+    return model.eval()
+
+
+def test_supports_llama_only(lora_model):
+    assert supports(lora_model)
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    assert not supports(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2)))
+
+
+@pytest.mark.parametrize("min_new_tokens", [0, 12])
+def test_greedy_tokens_equal_transformers_generate(lora_model, tok, min_new_tokens):
+    ids, mask = encode_prompts(tok, PROMPTS, PREFIXES)
+    eos = eos_token_ids(lora_model, tok)
+    config = generation_config(tok, eos, max_new_tokens=24, min_new_tokens=min_new_tokens, do_sample=False)
+    expected = lora_model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, ids.shape[1]:]
+    got = FastSampler(lora_model, dtype=torch.float32).generate(
+        ids, mask, max_new_tokens=24, min_new_tokens=min_new_tokens, eos_token_ids=eos,
+        pad_token_id=tok.pad_token_id, do_sample=False)
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("adapters", [True, False])
+def test_sequence_logps_equal_the_plain_forward(lora_model, tok, adapters):
+    torch.manual_seed(0)
+    rollout = sample_responses(lora_model, tok, PROMPTS, PREFIXES, num_samples=2, max_new_tokens=10)
+    # chosen/rejected layout: rows with the same prompt share one prompt pass in the fast path
+    order = torch.tensor([0, 2, 4, 1, 3, 5])
+    pairs = rollout.select(order)
+    fast = FastSampler(lora_model, dtype=torch.float32, adapters=adapters)
+    got = fast.sequence_logps(pairs.prompt_ids, pairs.prompt_mask, pairs.completion_ids, pairs.completion_mask)
+    with torch.no_grad():
+        if adapters:
+            expected = sequence_logps(lora_model, pairs.prompt_ids, pairs.prompt_mask, pairs.completion_ids,
+                                      pairs.completion_mask)
+        else:
+            with lora_model.disable_adapter():
+                expected = sequence_logps(lora_model, pairs.prompt_ids, pairs.prompt_mask, pairs.completion_ids,
+                                          pairs.completion_mask)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+    one = fast.sequence_logps(pairs.prompt_ids, pairs.prompt_mask, pairs.completion_ids[:, :1],
+                              pairs.completion_mask[:, :1])
+    with torch.no_grad(), (lora_model.disable_adapter() if not adapters else torch.enable_grad()):
+        plain_one = sequence_logps(lora_model, pairs.prompt_ids, pairs.prompt_mask, pairs.completion_ids[:, :1],
+                                   pairs.completion_mask[:, :1])
+    torch.testing.assert_close(one, plain_one.detach(), rtol=1e-5, atol=1e-4)
+
+
+def test_refresh_follows_the_adapter(lora_model, tok):
+    ids, mask = encode_prompts(tok, PROMPTS[:1], PREFIXES[:1])
+    fast = FastSampler(lora_model, dtype=torch.float32)
+    run = dict(max_new_tokens=1, eos_token_ids=[tok.eos_token_id], pad_token_id=tok.pad_token_id, do_sample=False)
+    before = fast.sequence_logps(ids, mask, ids[:, -3:], mask[:, -3:])
+    saved = {n: p.detach().clone() for n, p in lora_model.named_parameters() if "lora_B" in n}
+    try:
+        with torch.no_grad():
+            for name, p in lora_model.named_parameters():
+                if "lora_B" in name:
+                    p.add_(0.5)
+        assert torch.equal(fast.sequence_logps(ids, mask, ids[:, -3:], mask[:, -3:]), before)  # a snapshot
+        fast.refresh()
+        assert not torch.allclose(fast.sequence_logps(ids, mask, ids[:, -3:], mask[:, -3:]), before)
+        fast.generate(ids, mask, **run)
+    finally:
+        with torch.no_grad():
+            for name, p in lora_model.named_parameters():
+                if name in saved:
+                    p.copy_(saved[name])
+
+
+def test_a_row_draws_the_same_alone_or_batched(lora_model, tok):
+    ids, mask = encode_prompts(tok, PROMPTS, PREFIXES)
+    fast = FastSampler(lora_model, dtype=torch.float32)
+    kw = dict(max_new_tokens=16, eos_token_ids=[tok.eos_token_id], pad_token_id=tok.pad_token_id, temperature=0.8)
+    batched = fast.generate(ids, mask, generators=[torch.Generator().manual_seed(s) for s in (5, 6, 7)], **kw)
+    alone_ids, alone_mask = encode_prompts(tok, PROMPTS[1:2], PREFIXES[1:2])
+    alone = fast.generate(alone_ids, alone_mask, generators=[torch.Generator().manual_seed(6)], **kw)
+    assert torch.equal(batched[1, :alone.shape[1]], alone[0])
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 0, 0.9), (1.3, 3, 1.0), (1.0, 4, 0.6)])
+def test_sampling_distribution_matches_transformers_warpers(temperature, top_k, top_p):
+    from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper,
+                                                        TopKLogitsWarper, TopPLogitsWarper)
+
+    logits = torch.tensor([[2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, -3.0]])
+    warpers = LogitsProcessorList([TemperatureLogitsWarper(temperature)]
+                                  + ([TopKLogitsWarper(top_k)] if top_k else [])
+                                  + ([TopPLogitsWarper(top_p)] if top_p < 1 else []))
+    expected = warpers(None, logits.clone()).softmax(-1)[0]
+    torch.manual_seed(0)
+    draws = _sample(logits.expand(40000, -1), do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p)
+    freq = torch.bincount(draws, minlength=logits.shape[-1]).float() / len(draws)
+    assert torch.all(freq[expected == 0] == 0)
+    torch.testing.assert_close(freq, expected, atol=0.01, rtol=0)
+
+
+@pytest.mark.parametrize("precision,rtol,atol", [("fp32", 1e-5, 1e-4), ("bf16", 0.01, 0.01)])
+def test_fast_path_loss_equals_a_plain_reference(tiny_model_dir, tmp_path, precision, rtol, atol):
+    """The trainer's loss on one batch against DPO written out plainly: full forward, log-softmax, gather."""
+    trainer = Trainer(tiny_config(tiny_model_dir, tmp_path / "run", precision=precision, fast_path=True),
+                      show_progress=False)
+    model = trainer._unwrapped()
+    with torch.no_grad():  # a non-zero adapter, so policy and reference differ
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.2)
+    trainer.sampler.refresh()
+    torch.manual_seed(0)
+    rollout = sample_responses(model, trainer.tokenizer, PROMPTS, PREFIXES, num_samples=2, max_new_tokens=10,
+                               sampler=trainer.sampler)
+    pairs = rollout.select([0, 2, 4, 1, 3, 5])
+    policy_logps, ref_logps = trainer.pair_logps(pairs)
+    fast_loss = dpo_loss(policy_logps[:3], policy_logps[3:], ref_logps[:3], ref_logps[3:], beta=0.1)[0]
+
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    plain_peft = add_lora(plain, r=trainer.config.lora_r, alpha=trainer.config.lora_alpha)
+    plain_peft.load_state_dict({n: p.float() for n, p in model.state_dict().items()})
+
+    def logps(m):
+        ids = torch.cat([pairs.prompt_ids, pairs.completion_ids], 1)
+        mask = torch.cat([pairs.prompt_mask, pairs.completion_mask], 1)
+        logits = m(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits
+        logp = logits[:, pairs.prompt_ids.shape[1] - 1:-1].float().log_softmax(-1)
+        return (logp.gather(-1, pairs.completion_ids[..., None])[..., 0] * pairs.completion_mask).sum(-1)
+
+    with torch.no_grad():
+        plain_policy = logps(plain_peft)
+        with plain_peft.disable_adapter():
+            plain_ref = logps(plain_peft)
+    plain_loss = dpo_loss(plain_policy[:3], plain_policy[3:], plain_ref[:3], plain_ref[3:], beta=0.1)[0]
+    torch.testing.assert_close(policy_logps.detach(), plain_policy, rtol=rtol, atol=atol)
+    torch.testing.assert_close(ref_logps, plain_ref, rtol=rtol, atol=atol)
+    torch.testing.assert_close(fast_loss.detach(), plain_loss, rtol=rtol, atol=atol)
