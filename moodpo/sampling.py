@@ -126,19 +126,46 @@ def sample_responses(model, tokenizer, prompts: Sequence[str], prefixes: Sequenc
 
 
 def sequence_logps(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
-                   completion_mask: torch.Tensor) -> torch.Tensor:
+                   completion_mask: torch.Tensor, *, share_prompts: bool = False) -> torch.Tensor:
     """Sum of log p(response token | prefix) over response tokens, shape (N,).
 
     Only the last C + 1 positions' logits are materialised (`logits_to_keep`): position P - 1
     predicts the first response token, position P + C - 2 the last. Position ids follow the
     attention mask, as in generation, so left padding does not shift positions.
+
+    `share_prompts`: rows with the same prompt (a pair's chosen and rejected) run it once and
+    continue from copies of its KV cache, so the prompt's forward and backward are done once per
+    prompt. The gradient is the same; a model under DDP must not use it (two forward calls).
     """
+    if share_prompts and completion_ids.shape[1] > 1:
+        keyed = torch.cat([prompt_ids, prompt_mask.long()], dim=1)
+        unique, rows = torch.unique(keyed, dim=0, return_inverse=True)
+        if len(unique) < len(keyed):
+            return _shared_prompt_logps(model, unique[:, :prompt_ids.shape[1]], unique[:, prompt_ids.shape[1]:],
+                                        rows, completion_ids, completion_mask)
     input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
     attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     c = completion_ids.shape[1]
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                    logits_to_keep=c + 1, use_cache=False).logits[:, :-1].float()
+    token_logps = torch.gather(logits, -1, completion_ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+    return (token_logps * completion_mask).sum(-1)
+
+
+def _shared_prompt_logps(model, prompt_ids, prompt_mask, rows, completion_ids, completion_mask) -> torch.Tensor:
+    """`sequence_logps` with each distinct prompt (U, P) run once; rows (N,) maps responses to prompts."""
+    positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1)
+    cache = out.past_key_values
+    cache.batch_select_indices(rows)                                   # differentiable row copies
+    c = completion_ids.shape[1]
+    attention_mask = torch.cat([prompt_mask[rows], completion_mask[:, :-1]], dim=1)
+    positions = prompt_mask.sum(-1)[rows, None] + torch.arange(c - 1, device=completion_ids.device)
+    rest = model(input_ids=completion_ids[:, :-1], attention_mask=attention_mask, position_ids=positions,
+                 past_key_values=cache, use_cache=True).logits
+    logits = torch.cat([out.logits[rows, -1:], rest], dim=1).float()   # (N, C, V)
     token_logps = torch.gather(logits, -1, completion_ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
     return (token_logps * completion_mask).sum(-1)
 

@@ -169,6 +169,8 @@ class Trainer:
         # Fast path: the sampler holds a merged snapshot of the policy, refreshed after every
         # update; the reference never changes, so its snapshot is taken once.
         self.sampler = self.ref_sampler = None
+        # DDP cannot take two forward calls for one backward, so only one process shares prompts.
+        self.share_prompts = config.fast_path and acc.num_processes == 1
         if config.fast_path and fastgen_supports(model):
             dtype = self.autocast or torch.float32
             self.sampler = FastSampler(self._unwrapped(), dtype=dtype)
@@ -293,7 +295,7 @@ class Trainer:
         """Policy log-probs (with grad) and reference log-probs of each response, both (N,)."""
         with self._autocast():
             policy_logps = sequence_logps(self.model, pairs.prompt_ids, pairs.prompt_mask,
-                                          pairs.completion_ids, pairs.completion_mask)
+                                          pairs.completion_ids, pairs.completion_mask, share_prompts=self.share_prompts)
         return policy_logps, self._ref_logps(pairs)
 
     def _ref_logps(self, rollout: Rollout) -> torch.Tensor:

@@ -166,3 +166,23 @@ def test_fast_path_loss_equals_a_plain_reference(tiny_model_dir, tmp_path, preci
     torch.testing.assert_close(policy_logps.detach(), plain_policy, rtol=rtol, atol=atol)
     torch.testing.assert_close(ref_logps, plain_ref, rtol=rtol, atol=atol)
     torch.testing.assert_close(fast_loss.detach(), plain_loss, rtol=rtol, atol=atol)
+
+
+def test_shared_prompt_logps_give_the_same_values_and_gradients(lora_model, tok):
+    torch.manual_seed(0)
+    rollout = sample_responses(lora_model, tok, PROMPTS, PREFIXES, num_samples=2, max_new_tokens=10)
+    pairs = rollout.select([0, 2, 4, 1, 3, 5])
+    args = (pairs.prompt_ids, pairs.prompt_mask, pairs.completion_ids, pairs.completion_mask)
+    lora = [p for n, p in lora_model.named_parameters() if "lora_" in n]
+    for p in lora:
+        p.requires_grad_(True)
+    results = []
+    for share in (False, True):
+        lora_model.zero_grad()
+        logps = sequence_logps(lora_model, *args, share_prompts=share)
+        (logps * torch.arange(1.0, 7.0)).sum().backward()
+        results.append((logps.detach(), [p.grad.clone() for p in lora]))
+    lora_model.zero_grad()
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-4)
+    for shared, plain in zip(results[1][1], results[0][1]):
+        torch.testing.assert_close(shared, plain, rtol=1e-3, atol=1e-4)
