@@ -19,6 +19,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default=env("MOODPO_MODEL", "smollm2-135m"), help="base model (name, folder or .gguf)")
     p.add_argument("--policy", default=env("MOODPO_POLICY", "base"), help="initial policy: base or a path under --runs")
     p.add_argument("--password", default=env("MOODPO_PASSWORD"), help="ask for this password (any user name)")
+    p.add_argument("--admin-password", default=env("MOODPO_ADMIN_PASSWORD"),
+                   help="admin password of the Vote tab (studies, unblinded results, exports); without it those "
+                        "controls are not built. Prefer the environment variable: flags show in `ps`")
+    p.add_argument("--vote-study", default=env("MOODPO_VOTE_STUDY"),
+                   help="the study (id or name) the Vote tab opens on; default: the first open one")
     p.add_argument("--max-runs", type=int, default=int(env("MOODPO_MAX_RUNS", "1")), help="training runs at once")
     return p.parse_args(argv)
 
@@ -27,7 +32,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     config = AppConfig(runs_dir=args.runs, data_dir=args.data, model=args.model, policy=args.policy,
-                       max_runs=args.max_runs)
+                       max_runs=args.max_runs, admin_password=args.admin_password, vote_study=args.vote_study)
     try:
         demo = build_demo(config)
     except MoodpoError as e:

@@ -7,6 +7,11 @@
     python -m moodpo sweep --config configs/default.yaml --alpha 0.3 1 3 [--grid 11] [--limit N]
     python -m moodpo steer-report --run runs/default --weights "1,0" "0.5,0.5" "0,1" [--limit 5]
     python -m moodpo objectives --model smollm2-135m --objectives helpfulness harmlessness conciseness
+    python -m moodpo make-study --config configs/studies/demo.yaml [--data data] [--runs DIR] [--field value ...]
+    python -m moodpo studies [--data data]
+    python -m moodpo votes-report [--study ID|NAME] [--out DIR]
+    python -m moodpo votes-export --study ID|NAME --format csv|jsonl|trl --out PATH [--question overall]
+    python -m moodpo close-study --study ID|NAME        (open-study reopens it)
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import dataclasses
 import html
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -318,6 +324,158 @@ def cmd_objectives(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store(args):
+    from moodpo.votes import VoteStore
+
+    return VoteStore(args.data)
+
+
+def cmd_make_study(args: argparse.Namespace) -> int:
+    from moodpo.study import STUDY_FIELDS, load_study_config, make_study
+
+    spec = load_study_config(args.config, {k: v for k, v in vars(args).items() if k in STUDY_FIELDS})
+    study = make_study(spec, args.data, runs_dir=args.runs)
+    print(f"study {study.name!r} ({study.id}): {study.n_pairs} pairs ({len(spec.comparisons)} comparisons x "
+          f"{study.n_pairs // len(spec.comparisons)} prompts), questions {', '.join(study.questions)}, "
+          f"overlap {study.overlap} -> {_store(args).path}")
+    return 0
+
+
+def cmd_studies(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from moodpo.evaluate import format_table
+
+    store = _store(args)
+    rows = [{"id": s.id, "name": s.name, "status": s.status, "pairs": s.n_pairs, "overlap": s.overlap,
+             "votes": store.count_votes(s.id), "questions": ",".join(s.questions), "created": s.created[:19]}
+            for s in store.studies()]
+    print(format_table(pd.DataFrame(rows)) if rows else f"no studies in {store.path} yet; create one with make-study")
+    return 0
+
+
+def _votes(args):
+    """(votes frame, title) for --study, or for every study when it is not given."""
+    from moodpo.votes import VoteError
+
+    store = _store(args)
+    study = store.find_study(args.study) if args.study else None
+    frame = store.votes_frame(study.id if study else None)
+    title = f"study {study.name}" if study else f"all studies in {store.path}"
+    if frame.empty:
+        raise VoteError(f"{title} has no votes yet; annotate in the app first")
+    return frame, title
+
+
+def cmd_votes_report(args: argparse.Namespace) -> int:
+    from moodpo.evaluate import _atomic_write, format_table
+    from moodpo.votestats import TABLE_TITLES, report, report_html
+
+    frame, title = _votes(args)
+    tables = report(frame, n_boot=args.n_boot, seed=args.seed, margin=args.margin)
+    print(f"{title}: {frame['vote_id'].nunique()} votes by {frame['annotator_id'].nunique()} annotators on "
+          f"{frame['pair_id'].nunique()} pairs")
+    for name, table in tables.items():
+        print(f"\n{TABLE_TITLES[name]}\n{format_table(table) if len(table) else '(none)'}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, table in tables.items():
+            _atomic_write(out / f"{name}.csv", table.to_csv(index=False))
+        _atomic_write(out / "report.html", report_html(tables, f"Votes report: {title}"))
+        print(f"\ntables and report.html -> {out}")
+    return 0
+
+
+def cmd_votes_export(args: argparse.Namespace) -> int:
+    from moodpo.votes import export_csv, export_jsonl, export_preferences
+
+    frame, title = _votes(args)
+    if args.format == "trl":
+        n = export_preferences(frame, args.out, question=args.question)
+        print(f"{n} preference pairs on {args.question!r} (ties and both-bad left out) from {title} -> {args.out}")
+    else:
+        (export_csv if args.format == "csv" else export_jsonl)(frame, args.out)
+        print(f"{len(frame)} rows ({frame['vote_id'].nunique()} votes) from {title} -> {args.out}")
+    return 0
+
+
+def cmd_set_study_status(args: argparse.Namespace) -> int:
+    store = _store(args)
+    study = store.find_study(args.study)
+    (store.close_study if args.command == "close-study" else store.reopen_study)(study.id)
+    print(f"study {study.name!r} ({study.id}) is {store.study(study.id).status}")
+    return 0
+
+
+def _add_study_fields(p: argparse.ArgumentParser) -> None:
+    """One `--field` option per StudyConfig field but comparisons (structured: YAML only)."""
+    from moodpo.study import STUDY_FIELDS
+
+    group = p.add_argument_group("study config fields (override the YAML file)")
+    for name, f in STUDY_FIELDS.items():
+        if name == "comparisons":
+            continue
+        kwargs = dict(default=argparse.SUPPRESS, help=f.metadata["help"], metavar=name.upper())
+        if name in ("objectives", "categories"):
+            kwargs["nargs"] = "+"
+        elif f.type == "bool":
+            kwargs.update(nargs="?", const="true", metavar="BOOL")
+        group.add_argument(f"--{name}", **kwargs)
+
+
+def _add_data_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=os.environ.get("MOODPO_DATA", "data"),
+                   help="data folder holding votes.sqlite (default: $MOODPO_DATA or data, as the app)")
+
+
+def _add_votes_args(p: argparse.ArgumentParser) -> None:
+    _add_data_arg(p)
+    p.add_argument("--study", default=None, help="study id or name (default: every study)")
+
+
+def _register_studies(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("make-study", help="pre-generate the pairs of a human preference study",
+                       description="Generate and score every system's responses for a study config and store "
+                                   "the pairs in <data>/votes.sqlite, ready for annotators in the app.")
+    p.add_argument("--config", required=True, help="study YAML file (see configs/studies/)")
+    _add_data_arg(p)
+    p.add_argument("--runs", default=None, help="folder that relative policy paths are under (default: as written)")
+    _add_study_fields(p)
+    p.set_defaults(func=cmd_make_study)
+
+    p = sub.add_parser("studies", help="list the human preference studies",
+                       description="List the studies in <data>/votes.sqlite with their pairs and votes.")
+    _add_data_arg(p)
+    p.set_defaults(func=cmd_studies)
+
+    p = sub.add_parser("votes-report", help="win rates, Bradley-Terry, human vs reward model and annotator agreement",
+                       description="Analyse the votes of a study (or of all): print the tables and, with --out, "
+                                   "write them as CSV with report.html.")
+    _add_votes_args(p)
+    p.add_argument("--out", default=None, help="folder for the CSV tables and report.html")
+    p.add_argument("--n_boot", type=_positive("n_boot"), default=1000, help="bootstrap draws for the intervals")
+    p.add_argument("--margin", type=float, default=0.0,
+                   help="reward-model score difference below which the reward model calls a tie")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.set_defaults(func=cmd_votes_report)
+
+    p = sub.add_parser("votes-export", help="export votes as CSV, JSONL or a TRL preference dataset",
+                       description="Export the unblinded votes, or (--format trl) a preference dataset with "
+                                   "prompt/chosen/rejected columns saved with datasets.save_to_disk.")
+    _add_votes_args(p)
+    p.add_argument("--format", required=True, choices=("csv", "jsonl", "trl"), help="what to write")
+    p.add_argument("--out", required=True, help="file (csv, jsonl) or folder (trl) to write")
+    p.add_argument("--question", default="overall", help="for trl: whose votes become preferences")
+    p.set_defaults(func=cmd_votes_export)
+
+    for name, what in (("close-study", "stop a study taking votes"), ("open-study", "reopen a closed study")):
+        p = sub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".")
+        _add_data_arg(p)
+        p.add_argument("--study", required=True, help="study id or name")
+        p.set_defaults(func=cmd_set_study_status)
+
+
 def _add_eval_source_args(p: argparse.ArgumentParser, limit_default=None) -> None:
     p.add_argument("--prompts", default="eval", choices=("train", "eval", "all"), help="split of the prompt source")
     p.add_argument("--source", default=None, help="prompt source (default: the run's, else builtin)")
@@ -396,3 +554,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="also write the correlation table as CSV")
     _add_generation_args(p)
     p.set_defaults(func=cmd_objectives)
+
+    _register_studies(sub)

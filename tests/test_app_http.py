@@ -35,7 +35,9 @@ def client(app):
 
 def test_only_the_typed_endpoints_are_public(client):
     info = client.view_api(return_format="dict", print_info=False)
-    assert sorted(info["named_endpoints"]) == ["/compare", "/generate", "/pareto", "/policies", "/samples"]
+    assert sorted(info["named_endpoints"]) == ["/compare", "/generate", "/pareto", "/policies", "/samples",
+                                               "/vote_next", "/vote_register", "/vote_skip", "/vote_studies",
+                                               "/vote_submit"]
     assert info["unnamed_endpoints"] == {}
 
 

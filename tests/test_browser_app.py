@@ -1,8 +1,9 @@
 """The app in a real browser: Debian's chromium driven by playwright (skipped when either is missing).
 
 Screenshots go to tests/artifacts/ (browser-steer.png, browser-compare.png, browser-pareto.png,
-browser-train.png). The last test trains a 3-step run (evaluated after every step) in a background process from the
-Train tab and watches it in the Train and Pareto tabs.
+browser-vote.png, browser-train.png). The vote test annotates a study of synthetic pairs. The last
+test trains a 3-step run (evaluated after every step) in a background process from the Train tab
+and watches it in the Train and Pareto tabs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from test_ui_fixtures import free_port, make_runs
+from test_ui_votes import OBJECTIVES as VOTE_OBJECTIVES, QUESTIONS as VOTE_QUESTIONS, SYSTEM_A, synthetic_pairs
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -37,13 +39,25 @@ eval_prompts: 2
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory, tiny_model_dir):
+def vote_data(tmp_path_factory):
+    """The app's data folder, holding one open study of three synthetic pairs."""
+    from moodpo.votes import VoteStore
+
+    data = tmp_path_factory.mktemp("data")
+    VoteStore(data).create_study("browser study", synthetic_pairs(3), questions=VOTE_QUESTIONS,
+                                 objectives=VOTE_OBJECTIVES)
+    return data
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory, tiny_model_dir, vote_data):
     from ui import AppConfig, build_demo, launch
 
     runs = make_runs(tmp_path_factory.mktemp("runs"), tiny_model_dir)
     configs = tmp_path_factory.mktemp("configs")
     (configs / "quick.yaml").write_text(QUICK_CONFIG)
-    demo = build_demo(AppConfig(runs_dir=runs, configs_dir=configs, model=tiny_model_dir, max_new_tokens=16))
+    demo = build_demo(AppConfig(runs_dir=runs, configs_dir=configs, data_dir=vote_data, model=tiny_model_dir,
+                                max_new_tokens=16))
     port = free_port()
     launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
@@ -122,6 +136,45 @@ def test_compare_and_pareto_tabs(page):
     assert page.locator("#pareto-samples [role=gridcell]").filter(has_text="<b>not bold</b>").count() >= 1
     assert page.locator("#pareto-samples b").count() == 0
     page.screenshot(path=str(ARTIFACTS / "browser-pareto.png"), full_page=True)
+
+
+def test_vote_identify_choose_vote_and_go_on(page, vote_data):
+    from moodpo.votes import VoteStore
+
+    page.get_by_role("tab", name="Vote").click()
+    page.locator("#vote-name textarea").fill("Grace <i>H</i>")
+    page.locator("#vote-identify").click()
+    page.wait_for_function("document.querySelector('#vote-a textarea')?.value.length > 0", timeout=WAIT_MS)
+    page.locator("#vote-who").get_by_text("Annotating as Grace <i>H</i>").wait_for(timeout=WAIT_MS)
+    assert page.locator("#vote-who i").count() == 0  # the name is shown as text
+    page.locator("#vote-progress").get_by_text("0 / 3").wait_for(timeout=WAIT_MS)
+    body = page.locator("body").inner_text()
+    assert SYSTEM_A not in body and "BETA" not in body  # blinded
+    page.locator("#vote-q0").get_by_label("A better").check()
+    page.locator("#vote-q1").get_by_label("Tie").check()
+    page.locator("#vote-comment textarea").fill("A is clearer")
+    first = page.locator("#vote-prompt textarea").input_value()
+    page.locator("#vote-submit").click()
+    page.locator("#vote-reveal").get_by_text("your vote is saved").wait_for(timeout=WAIT_MS)
+    reveal = page.locator("#vote-reveal").inner_text()
+    assert SYSTEM_A in reveal and "SYSTEM-<b>BETA</b>" in reveal and page.locator("#vote-reveal b").count() == 0
+    page.locator("#vote-progress").get_by_text("1 / 3").wait_for(timeout=WAIT_MS)
+    page.screenshot(path=str(ARTIFACTS / "browser-vote.png"), full_page=True)
+    store = VoteStore(vote_data)
+    frame = store.votes_frame()
+    assert store.count_votes() == 1 and list(frame["choice"]) == ["left", "tie"]
+    assert set(frame["annotator"]) == {"Grace <i>H</i>"} and set(frame["comment"]) == {"A is clearer"}
+    page.locator("#vote-next").click()
+    page.wait_for_function(f"(v => v && v !== {first!r})(document.querySelector('#vote-prompt textarea')?.value)",
+                           timeout=WAIT_MS)
+    second = page.locator("#vote-prompt textarea").input_value()
+    page.wait_for_function("document.querySelector('#vote-reveal').innerText.trim() === ''", timeout=WAIT_MS)
+    # a reload remembers the annotator (browser storage) and shows the same pair again
+    page.reload()
+    page.get_by_role("tab", name="Vote").click()
+    page.locator("#vote-who").get_by_text("Annotating as").wait_for(timeout=WAIT_MS)
+    page.wait_for_function(f"document.querySelector('#vote-prompt textarea')?.value === {second!r}", timeout=WAIT_MS)
+    page.locator("#vote-progress").get_by_text("1 / 3").wait_for(timeout=WAIT_MS)
 
 
 def test_train_a_run_watch_it_and_the_polling_stops(page):

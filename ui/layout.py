@@ -1,4 +1,4 @@
-"""The Gradio app: Steer, Compare, Pareto and Train tabs over the plain handlers in ui/.
+"""The Gradio app: Steer, Compare, Pareto, Train and Vote tabs over the plain handlers in ui/.
 
 Event handlers here only map component values to handler arguments and results back to
 components. Every UI event is private (`api_visibility="private"`); the public API is the
@@ -26,6 +26,7 @@ from ui.generation import Side, compare, reorder, steer
 from ui.policies import PolicyStore, list_policies
 from ui.settings import MAX_OBJECTIVES, AppConfig
 from ui.training import CURVE_KEYS, TrainingManager
+from ui.voting_tab import attach_votes, build_vote_tab
 
 GENERATION_QUEUE = "generation"
 PRIVATE = dict(api_visibility="private")
@@ -41,7 +42,8 @@ INTRO = """\
 One policy is trained with weights over several objectives written into its system prompt
 ([MO-ODPO, arXiv 2503.00295](https://arxiv.org/abs/2503.00295)). Set the weights and the same
 model answers more helpfully, more harmlessly, or anywhere in between. **Steer** one response,
-**Compare** two, see the **Pareto** front of each run, or **Train** a run of your own.
+**Compare** two, see the **Pareto** front of each run, **Train** a run of your own, or **Vote** on
+blinded pairs to check the reward models against people.
 """
 
 CSS = """
@@ -376,6 +378,8 @@ def _train_tab(config: AppConfig, trainer: TrainingManager) -> dict:
         defaults, objective_choices = None, []
     alpha = _alpha_text(defaults.alpha) if defaults else "1.0"
     with gr.Tab("Train", id="train"):
+        # Inside the tab: a Timer placed directly in gr.Tabs makes gradio draw later tabs twice.
+        timer = gr.Timer(POLL_SECONDS, active=False)
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 config_name = gr.Dropdown(configs, value=first, label="Config", elem_id="train-config",
@@ -441,7 +445,6 @@ def _train_tab(config: AppConfig, trainer: TrainingManager) -> dict:
         gr.Info(html.escape(trainer.stop(name)))
         return describe(name)
 
-    timer = gr.Timer(POLL_SECONDS, active=False)
     start.click(start_run, [config_name, run_name, alpha_box, steps, objectives], {watch, timer, table, run_name},
                 **PRIVATE)
     stop.click(stop_run, [watch], {status, bar, curves}, **PRIVATE)
@@ -492,7 +495,7 @@ def _live_updates(demo: gr.Blocks, config: AppConfig, trainer: TrainingManager, 
 
 
 def build_demo(config: AppConfig, *, store: PolicyStore | None = None,
-               trainer: TrainingManager | None = None) -> gr.Blocks:
+               trainer: TrainingManager | None = None, votes=None) -> gr.Blocks:
     """The whole app for one process: one PolicyStore and one TrainingManager shared by all sessions."""
     store = store or PolicyStore(config)
     trainer = trainer or TrainingManager(config)
@@ -503,10 +506,12 @@ def build_demo(config: AppConfig, *, store: PolicyStore | None = None,
             compare_tab = _compare_tab(config, store)
             pareto_tab = _pareto_tab(config)
             train_tab = _train_tab(config, trainer)
+            vote_tab = build_vote_tab(config, store, votes, generation_queue=GENERATION_QUEUE)
         _live_updates(demo, config, trainer, pareto_tab, train_tab,
                       [steer_tab["policy"], compare_tab["policy_a"], compare_tab["policy_b"]])
         register_api(config, store, GENERATION_QUEUE)
-    demo.store, demo.trainer = store, trainer
+        attach_votes(demo, vote_tab)
+    demo.store, demo.trainer, demo.votes = store, trainer, vote_tab.votes
     return demo
 
 

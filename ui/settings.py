@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from moodpo.models import DEFAULT_MODEL
@@ -28,9 +28,14 @@ class AppConfig:
     max_runs: int = 1
     # Loaded policies kept in memory (each holds its own copy of the base model).
     cached_policies: int = 3
+    # Creating studies, unblinded results and exports in the Vote tab; None: those controls are not built.
+    admin_password: str | None = field(default=None, repr=False)
+    # The study the Vote tab opens on (an id or a name); None: the first open one.
+    vote_study: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "runs_dir", Path(self.runs_dir))
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         object.__setattr__(self, "configs_dir", Path(self.configs_dir))
         object.__setattr__(self, "objectives", tuple(self.objectives))
+        object.__setattr__(self, "admin_password", self.admin_password or None)
