@@ -44,6 +44,8 @@ class GenerationSettings:
     top_k: int = 0
     do_sample: bool = True
     max_prompt_tokens: int = 256
+    # Benchmarks force a length with it; evaluation and the app leave it at 0.
+    min_new_tokens: int = 0
 
 
 @dataclass
@@ -134,7 +136,8 @@ class Policy:
         prefixes = [build_prefix(self.objectives, w, template=self.prefix_template, item=self.prefix_item)
                     for w in weights]
         rollout = sample_responses(self.model, self.tokenizer, prompts, prefixes, num_samples=num_samples,
-                                   max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                                   max_new_tokens=settings.max_new_tokens, min_new_tokens=settings.min_new_tokens,
+                                   temperature=settings.temperature,
                                    top_p=settings.top_p, top_k=settings.top_k, do_sample=settings.do_sample,
                                    max_prompt_tokens=settings.max_prompt_tokens,
                                    autocast=autocast_dtype(self.precision), sampler=self.sampler(weights[0]))
@@ -168,11 +171,13 @@ class Policy:
                     ids, mask = encode_prompts(self.tokenizer, [prompt], [prefix], settings.max_prompt_tokens)
                     config = generation_config(self.tokenizer, eos_token_ids(self.model, self.tokenizer),
                                                max_new_tokens=settings.max_new_tokens,
+                                               min_new_tokens=settings.min_new_tokens,
                                                temperature=settings.temperature, top_p=settings.top_p,
                                                top_k=settings.top_k, do_sample=settings.do_sample)
                     sampler = self.sampler(w)
                     if sampler is not None:
                         sampler.generate(ids, mask, max_new_tokens=config.max_new_tokens,
+                                         min_new_tokens=settings.min_new_tokens,
                                          eos_token_ids=config.eos_token_id, pad_token_id=config.pad_token_id,
                                          do_sample=settings.do_sample, temperature=settings.temperature,
                                          top_k=settings.top_k, top_p=settings.top_p, streamer=streamer,
@@ -226,7 +231,8 @@ class Policy:
                     ids, mask = encode_prompts(self.tokenizer, [prompt] * len(ws), [self.prefix(w) for w in ws],
                                                settings.max_prompt_tokens)
                     eos = eos_token_ids(self.model, self.tokenizer)
-                    self.sampler().generate(ids, mask, max_new_tokens=settings.max_new_tokens, eos_token_ids=eos,
+                    self.sampler().generate(ids, mask, max_new_tokens=settings.max_new_tokens,
+                                            min_new_tokens=settings.min_new_tokens, eos_token_ids=eos,
                                             pad_token_id=self.tokenizer.pad_token_id, do_sample=settings.do_sample,
                                             temperature=settings.temperature, top_k=settings.top_k,
                                             top_p=settings.top_p, streamer=rows,

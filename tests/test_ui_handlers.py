@@ -221,6 +221,16 @@ def test_compare_pane_matches_steer_at_the_same_seed(store, config):
     assert final["a"]["response"] == alone_a["response"] and final["b"]["response"] == alone_b["response"]
 
 
+def test_compare_streams_both_panes_together(store, config):
+    """One policy at two weights runs as one batch: updates carry both panes growing at once."""
+    states = list(compare(store, config, "Tell me about the moon.", Side(BASE, [1, 0]), Side(BASE, [0, 1]),
+                          seed=3, max_new_tokens=12))
+    final = states[-1]
+    partial = [s for s in states if s["status"] == "generating" and s["a"]["response"] and s["b"]["response"]
+               and s["a"]["response"] != final["a"]["response"] and s["b"]["response"] != final["b"]["response"]]
+    assert partial, "no update had both panes part-way"
+
+
 def test_compare_checks_both_sides_before_generating(config):
     loader = CountingLoader()
     with pytest.raises(MoodpoError, match="all be zero"):
