@@ -3,9 +3,11 @@
 import argparse
 import hmac
 import os
+from pathlib import Path
 
 from moodpo.errors import MoodpoError
 from ui import AppConfig, build_demo, launch
+from ui.settings import SHIPPED_POLICY
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -17,7 +19,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--runs", default=env("MOODPO_RUNS", "runs"), help="runs folder: policies, evals, new runs")
     p.add_argument("--data", default=env("MOODPO_DATA", "data"), help="folder for data the app collects")
     p.add_argument("--model", default=env("MOODPO_MODEL", "smollm2-135m"), help="base model (name, folder or .gguf)")
-    p.add_argument("--policy", default=env("MOODPO_POLICY", "base"), help="initial policy: base or a path under --runs")
+    p.add_argument("--policy", default=env("MOODPO_POLICY"), help="initial policy: base or a path under --runs "
+                   f"(default: the shipped {SHIPPED_POLICY} where it exists, else base)")
     p.add_argument("--password", default=env("MOODPO_PASSWORD"), help="ask for this password (any user name)")
     p.add_argument("--admin-password", default=env("MOODPO_ADMIN_PASSWORD"),
                    help="admin password of the Vote tab (studies, unblinded results, exports); without it those "
@@ -31,7 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    config = AppConfig(runs_dir=args.runs, data_dir=args.data, model=args.model, policy=args.policy,
+    policy = args.policy or (SHIPPED_POLICY if (Path(args.runs) / SHIPPED_POLICY).is_dir() else "base")
+    config = AppConfig(runs_dir=args.runs, data_dir=args.data, model=args.model, policy=policy,
                        max_runs=args.max_runs, admin_password=args.admin_password, vote_study=args.vote_study)
     try:
         demo = build_demo(config)

@@ -69,17 +69,31 @@ class FastSampler:
         self.eps = cfg.rms_norm_eps
         theta = (getattr(cfg, "rope_parameters", None) or {}).get("rope_theta", getattr(cfg, "rope_theta", 10000.0))
         self.inv_freq = 1.0 / theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim)
+        self._kept: dict[tuple, torch.Tensor] = {}
         self.refresh()
 
     @torch.no_grad()
     def refresh(self) -> None:
-        """Take a fresh snapshot of the model's weights (LoRA merged)."""
+        """Take a fresh snapshot of the model's weights (LoRA merged).
+
+        Matrices that cannot have changed (no adapter, no gradient: the MLP and the head in LoRA
+        training) are kept from the first snapshot, so a refresh re-merges only the adapted ones.
+        """
         inner = _unwrap(self.model).model
         lm_head = _unwrap(self.model).lm_head
         dt = self.dtype
+        kept = self._kept
 
-        def w(module):
-            return _weight(module, self.adapters)
+        def fused(*modules) -> torch.Tensor:
+            """The modules' weights stacked on the output axis, as (in, out) in `dt`."""
+            key = tuple(id(m) for m in modules)
+            frozen = all(getattr(m, "base_layer", None) is None and not m.weight.requires_grad for m in modules)
+            if frozen and key in kept:
+                return kept[key]
+            weight = torch.cat([_weight(m, self.adapters) for m in modules]).to(dt).t().contiguous()
+            if frozen:
+                kept[key] = weight
+            return weight
 
         self.device = inner.embed_tokens.weight.device
         self.embed = inner.embed_tokens.weight.detach().float()
@@ -88,14 +102,14 @@ class FastSampler:
             attn, mlp = layer.self_attn, layer.mlp
             self.layers.append((
                 layer.input_layernorm.weight.detach().float(),
-                torch.cat([w(attn.q_proj), w(attn.k_proj), w(attn.v_proj)]).to(dt).t().contiguous(),
-                w(attn.o_proj).to(dt).t().contiguous(),
+                fused(attn.q_proj, attn.k_proj, attn.v_proj),
+                fused(attn.o_proj),
                 layer.post_attention_layernorm.weight.detach().float(),
-                torch.cat([w(mlp.gate_proj), w(mlp.up_proj)]).to(dt).t().contiguous(),
-                w(mlp.down_proj).to(dt).t().contiguous(),
+                fused(mlp.gate_proj, mlp.up_proj),
+                fused(mlp.down_proj),
             ))
         self.norm = inner.norm.weight.detach().float()
-        self.lm_head = w(lm_head).to(dt).t().contiguous()
+        self.lm_head = fused(lm_head)
 
     def _rms(self, h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps) * weight).to(self.dtype)

@@ -102,6 +102,17 @@ def test_refresh_follows_the_adapter(lora_model, tok):
                     p.copy_(saved[name])
 
 
+def test_refresh_follows_full_fine_tuning(tiny_model_dir, tok):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)      # every weight trainable
+    ids, mask = encode_prompts(tok, PROMPTS[:1], PREFIXES[:1])
+    fast = FastSampler(model, dtype=torch.float32)
+    before = fast.sequence_logps(ids, mask, ids[:, -3:], mask[:, -3:])
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight.mul_(3.0)
+    fast.refresh()
+    assert not torch.allclose(fast.sequence_logps(ids, mask, ids[:, -3:], mask[:, -3:]), before)
+
+
 def test_a_row_draws_the_same_alone_or_batched(lora_model, tok):
     ids, mask = encode_prompts(tok, PROMPTS, PREFIXES)
     fast = FastSampler(lora_model, dtype=torch.float32)
