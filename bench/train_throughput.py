@@ -11,7 +11,8 @@ parent feeds both the same 8 prompts each round and alternates A B A B after one
 
 TRL is driven one `training_step` at a time (plus clipping and the optimizer step, what
 `Trainer.train` does around it) under bf16 autocast, with gradient checkpointing off (its
-fastest setting here) and, for --trl-gc-steps steps, on (TRL's default). The last line is
+fastest setting here) and, for --trl-gc-steps steps, on (TRL's default; these steps are slow
+enough that the first is timed too, scorer loading included). The last line is
 `ratio=<our pairs/s over TRL's (checkpointing off) pairs/s>`.
 
 Each trainer also runs one step under torch's FlopCounterMode; achieved GFLOP/s of a step is
@@ -177,8 +178,7 @@ def main() -> None:
     if args.trl_gc_steps:
         for c in contenders:
             c.close()
-        gc = Contender("trl-gc")
-        gc.step(warm, record=False)
+        gc = Contender("trl-gc")  # no warm-up step: its first step also loads the scorers (a few s of ~160)
         for _ in range(args.trl_gc_steps):
             print(f"trl with gradient checkpointing: {gc.step(next(batches)):.1f} s", flush=True)
         gc.close()
