@@ -206,17 +206,22 @@ class FastSampler:
         device = self.device
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device).bool()
         total = p + max_new_tokens
-        cache = self._new_cache(b, total)
         keys_mask = torch.zeros(b, total, dtype=torch.bool, device=device)
         keys_mask[:, :p] = attention_mask
-        positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         next_position = attention_mask.long().sum(-1, keepdim=True)                 # (B, 1)
         eos = torch.as_tensor(list(eos_token_ids), device=device)
         out = torch.full((b, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
         done = torch.zeros(b, dtype=torch.bool, device=device)
         if streamer is not None:
             streamer.put(input_ids.cpu())
-        logits = self._logits(self._forward(input_ids, positions, 0, keys_mask, cache)[:, -1])
+        # Rows with the same prompt (the samples of one prompt) share one prefill.
+        unique, rows = torch.unique(torch.cat([input_ids, attention_mask.long()], 1), dim=0, return_inverse=True)
+        unique_mask = unique[:, p:].bool()
+        positions = (unique_mask.long().cumsum(-1) - 1).clamp(min=0)
+        cache = self._new_cache(len(unique), total)
+        logits = self._logits(self._forward(unique[:, :p], positions, 0, unique_mask, cache)[:, -1])[rows]
+        if not torch.equal(rows, torch.arange(b, device=device)):  # unique rows come sorted
+            cache = [(k[rows], v[rows]) for k, v in cache]
         steps = 0
         for t in range(max_new_tokens):
             if t < min_new_tokens and len(eos):

@@ -44,7 +44,8 @@ def test_supports_llama_only(lora_model):
 
 @pytest.mark.parametrize("min_new_tokens", [0, 12])
 def test_greedy_tokens_equal_transformers_generate(lora_model, tok, min_new_tokens):
-    ids, mask = encode_prompts(tok, PROMPTS, PREFIXES)
+    # the first prompt twice: rows with one prompt share a prefill in the fast sampler
+    ids, mask = encode_prompts(tok, PROMPTS + PROMPTS[:1], PREFIXES + PREFIXES[:1])
     eos = eos_token_ids(lora_model, tok)
     config = generation_config(tok, eos, max_new_tokens=24, min_new_tokens=min_new_tokens, do_sample=False)
     expected = lora_model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, ids.shape[1]:]
