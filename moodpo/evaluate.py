@@ -402,7 +402,8 @@ def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None =
     """Compare systems against the first: (table, details).
 
     Table columns: system, points, hypervolume (common reference point over all systems' mean
-    points), hv_length_controlled (same, after the pooled length adjustment, own common
+    points), hv_lo, hv_hi (its 95% bootstrap interval over prompts, same reference point),
+    hv_length_controlled (same, after the pooled length adjustment, own common
     reference), vs_first (dominance verdict of this system's front against the first's),
     first_dominated (fraction of the first system's front this one strictly dominates),
     steer_<objective> (Spearman of weight and score), mono_<objective> (monotone fraction),
@@ -429,8 +430,9 @@ def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None =
     lc_ref = reference_point(*lc)
     rows = []
     for i, (r, name) in enumerate(zip(results, names)):
+        hv_lo, hv_hi = hypervolume_interval(r, ref)
         row = {"system": name, "points": len(r.weights), "hypervolume": hypervolume(points[i], ref),
-               "hv_length_controlled": hypervolume(lc[i], lc_ref)}
+               "hv_lo": hv_lo, "hv_hi": hv_hi, "hv_length_controlled": hypervolume(lc[i], lc_ref)}
         if i == 0:
             row.update(vs_first="-", first_dominated=float("nan"))
         else:
@@ -455,6 +457,21 @@ def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None =
     details = {"objectives": objectives, "reference_point": ref, "length_controlled_reference_point": lc_ref,
                "reference": "reference_point over every system's mean points: worst minus 10% of the span"}
     return pd.DataFrame(rows), _jsonable(details)
+
+
+def hypervolume_interval(result: EvalResult, ref, *, n_boot: int = 1000, level: float = 0.95,
+                         seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the hypervolume against `ref`, resampling prompts.
+
+    Each draw takes the prompts with replacement, recomputes every weight's mean point (G, K)
+    from them and the hypervolume of those points; the reference point stays fixed.
+    """
+    per_prompt = result.sample_scores.mean(axis=2)                        # (P, G, K)
+    rng = np.random.default_rng(seed)
+    n = len(per_prompt)
+    draws = [hypervolume(per_prompt[rng.integers(0, n, n)].mean(axis=0), ref) for _ in range(n_boot)]
+    low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
 
 
 def _reorder(r: EvalResult, objectives: Sequence[str]) -> EvalResult:

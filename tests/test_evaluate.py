@@ -211,6 +211,8 @@ def test_compare_known_answer():
     assert b["vs_first"] == "dominates" and b["first_dominated"] == 1.0
     assert b["win_rate"] == 1.0 and b["win_lo"] == 1.0
     assert b["hypervolume"] > table.iloc[0]["hypervolume"]
+    assert (table["hv_lo"] <= table["hypervolume"]).all() and (table["hypervolume"] <= table["hv_hi"]).all()
+    assert table.iloc[0]["hv_hi"] < b["hv_lo"]          # B's front is 0.5 better on both objectives
     assert b["steer_a"] == pytest.approx(1.0) and b["mono_a"] == 1.0
     # The common reference is the worst mean point minus 10% of the span, over both systems.
     points = np.concatenate([synthetic("A", 0.0).points, synthetic("B", 0.5).points])
