@@ -31,11 +31,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def initial_policy(runs: str, policy: str | None) -> str:
+    """The policy the app opens on: the one asked for, else the shipped one where it exists, else base."""
+    return policy or (SHIPPED_POLICY if (Path(runs) / SHIPPED_POLICY).is_dir() else "base")
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    policy = args.policy or (SHIPPED_POLICY if (Path(args.runs) / SHIPPED_POLICY).is_dir() else "base")
-    config = AppConfig(runs_dir=args.runs, data_dir=args.data, model=args.model, policy=policy,
+    config = AppConfig(runs_dir=args.runs, data_dir=args.data, model=args.model,
+                       policy=initial_policy(args.runs, args.policy),
                        max_runs=args.max_runs, admin_password=args.admin_password, vote_study=args.vote_study)
     try:
         demo = build_demo(config)

@@ -31,3 +31,10 @@ def test_main_refuses_an_initial_policy_outside_the_runs_folder(monkeypatch, tmp
     monkeypatch.setattr(app, "launch", lambda demo, **kwargs: pytest.fail("must not launch"))
     with pytest.raises(SystemExit, match="not under the runs folder"):
         app.main(["--runs", str(tmp_path), "--policy", "../elsewhere"])
+
+
+def test_the_app_opens_on_the_shipped_policy_where_it_exists(tmp_path):
+    assert app.initial_policy(str(tmp_path), None) == "base"
+    (tmp_path / app.SHIPPED_POLICY).mkdir(parents=True)
+    assert app.initial_policy(str(tmp_path), None) == app.SHIPPED_POLICY
+    assert app.initial_policy(str(tmp_path), "alpha-1") == "alpha-1"

@@ -1,0 +1,41 @@
+"""Save the first plotly figure of an HTML file (front.html, compare.html) as a PNG, for the README.
+
+    python bench/figure_png.py runs/shipped/help-harm/compare/compare.html docs/fronts.png
+
+Renders the page in Debian's chromium through playwright (no kaleido needed) and screenshots the
+plot's element.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("html")
+    p.add_argument("png")
+    p.add_argument("--width", type=int, default=900)
+    p.add_argument("--height", type=int, default=620)
+    args = p.parse_args()
+
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": args.width, "height": args.height})
+        page.goto(Path(args.html).resolve().as_uri())
+        plot = page.locator(".js-plotly-plot").first
+        plot.wait_for(state="visible", timeout=60_000)
+        page.wait_for_timeout(500)
+        Path(args.png).parent.mkdir(parents=True, exist_ok=True)
+        plot.screenshot(path=args.png)
+        browser.close()
+    print(f"wrote {args.png}")
+
+
+if __name__ == "__main__":
+    main()
