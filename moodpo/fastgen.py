@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from moodpo.sampling import completion_logps, distinct_prompts
+
 
 def _unwrap(model):
     """The transformers model under a peft or accelerate wrapper."""
@@ -172,10 +174,9 @@ class FastSampler:
         prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
         completion_ids, completion_mask = completion_ids.to(device), completion_mask.to(device)
         p, c = prompt_ids.shape[1], completion_ids.shape[1]
-        unique, rows = torch.unique(torch.cat([prompt_ids, prompt_mask.long()], 1), dim=0, return_inverse=True)
-        ids, mask = unique[:, :p], unique[:, p:].bool()
-        cache = self._new_cache(len(unique), p + c)
-        keys_mask = torch.zeros(len(unique), p + c, dtype=torch.bool, device=device)
+        ids, mask, rows = distinct_prompts(prompt_ids, prompt_mask.bool())
+        cache = self._new_cache(len(ids), p + c)
+        keys_mask = torch.zeros(len(ids), p + c, dtype=torch.bool, device=device)
         keys_mask[:, :p] = mask
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
         first = self._logits(self._forward(ids, positions, 0, keys_mask, cache)[:, -1])[rows]  # (N, V)
@@ -187,8 +188,7 @@ class FastSampler:
             positions = mask.long().sum(-1)[rows, None] + torch.arange(c - 1, device=device)
             hidden = self._forward(completion_ids[:, :-1], positions, p, keys_mask, cache)   # (N, C-1, D)
             logits = torch.cat([logits, self._logits(hidden)], dim=1)                       # (N, C, V)
-        token_logps = torch.gather(logits, -1, completion_ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-        return (token_logps * completion_mask).sum(-1)
+        return completion_logps(logits, completion_ids, completion_mask)
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
@@ -215,11 +215,10 @@ class FastSampler:
         if streamer is not None:
             streamer.put(input_ids.cpu())
         # Rows with the same prompt (the samples of one prompt) share one prefill.
-        unique, rows = torch.unique(torch.cat([input_ids, attention_mask.long()], 1), dim=0, return_inverse=True)
-        unique_mask = unique[:, p:].bool()
+        unique_ids, unique_mask, rows = distinct_prompts(input_ids, attention_mask)
         positions = (unique_mask.long().cumsum(-1) - 1).clamp(min=0)
-        cache = self._new_cache(len(unique), total)
-        logits = self._logits(self._forward(unique[:, :p], positions, 0, unique_mask, cache)[:, -1])[rows]
+        cache = self._new_cache(len(unique_ids), total)
+        logits = self._logits(self._forward(unique_ids, positions, 0, unique_mask, cache)[:, -1])[rows]
         if not torch.equal(rows, torch.arange(b, device=device)):  # unique rows come sorted
             cache = [(k[rows], v[rows]) for k, v in cache]
         steps = 0

@@ -125,6 +125,22 @@ def sample_responses(model, tokenizer, prompts: Sequence[str], prefixes: Sequenc
     return Rollout(prompt_ids, prompt_mask, completion_ids, mask, [t.strip() for t in texts])
 
 
+def distinct_prompts(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor):
+    """The distinct rows of left-padded prompts: ids (U, P), mask (U, P) and rows (N,), row i's index.
+
+    The samples of one prompt, or a pair's chosen and rejected, share one row; rows come sorted.
+    """
+    p = prompt_ids.shape[1]
+    unique, rows = torch.unique(torch.cat([prompt_ids, prompt_mask.long()], dim=1), dim=0, return_inverse=True)
+    return unique[:, :p], unique[:, p:].to(prompt_mask.dtype), rows
+
+
+def completion_logps(logits: torch.Tensor, completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+    """Sum over response tokens of log-softmax(logits) at each token: (N, C, V), (N, C), (N, C) -> (N,)."""
+    token_logps = torch.gather(logits, -1, completion_ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+    return (token_logps * completion_mask).sum(-1)
+
+
 def sequence_logps(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
                    completion_mask: torch.Tensor, *, share_prompts: bool = False) -> torch.Tensor:
     """Sum of log p(response token | prefix) over response tokens, shape (N,).
@@ -138,19 +154,16 @@ def sequence_logps(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, c
     prompt. The gradient is the same; a model under DDP must not use it (two forward calls).
     """
     if share_prompts and completion_ids.shape[1] > 1:
-        keyed = torch.cat([prompt_ids, prompt_mask.long()], dim=1)
-        unique, rows = torch.unique(keyed, dim=0, return_inverse=True)
-        if len(unique) < len(keyed):
-            return _shared_prompt_logps(model, unique[:, :prompt_ids.shape[1]], unique[:, prompt_ids.shape[1]:],
-                                        rows, completion_ids, completion_mask)
+        ids, mask, rows = distinct_prompts(prompt_ids, prompt_mask)
+        if len(ids) < len(prompt_ids):
+            return _shared_prompt_logps(model, ids, mask, rows, completion_ids, completion_mask)
     input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
     attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     c = completion_ids.shape[1]
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                    logits_to_keep=c + 1, use_cache=False).logits[:, :-1].float()
-    token_logps = torch.gather(logits, -1, completion_ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-    return (token_logps * completion_mask).sum(-1)
+    return completion_logps(logits, completion_ids, completion_mask)
 
 
 def _shared_prompt_logps(model, prompt_ids, prompt_mask, rows, completion_ids, completion_mask) -> torch.Tensor:
@@ -166,8 +179,7 @@ def _shared_prompt_logps(model, prompt_ids, prompt_mask, rows, completion_ids, c
     rest = model(input_ids=completion_ids[:, :-1], attention_mask=attention_mask, position_ids=positions,
                  past_key_values=cache, use_cache=True).logits
     logits = torch.cat([out.logits[rows, -1:], rest], dim=1).float()   # (N, C, V)
-    token_logps = torch.gather(logits, -1, completion_ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-    return (token_logps * completion_mask).sum(-1)
+    return completion_logps(logits, completion_ids, completion_mask)
 
 
 def select_pairs(scores: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
