@@ -38,6 +38,8 @@ class TrainConfig:
     prompt_split: str = _f("train", "split of the prompt source to train on")
     max_prompts: int | None = _f(None, "use at most this many prompts (None: all)")
     max_prompt_tokens: int = _f(256, "prompts longer than this many tokens are cut")
+    category_repeats: list[str] = _f([], "times each prompt of a category appears per epoch, e.g. borderline=3 "
+                                         "harmful=3 (unnamed categories 1; 0 leaves a category out)")
     # weights and conditioning (the paper's knobs)
     weight_mode: str = _f("dirichlet", "dirichlet: w ~ Dir(alpha) per prompt; fixed: always fixed_weights")
     alpha: float | list[float] = _f(1.0, "Dirichlet concentration: a scalar or one value per objective (> 0)")
@@ -137,6 +139,7 @@ class TrainConfig:
             bad("min_new_tokens must not exceed max_new_tokens")
         if self.tie_margin < 0 or not math.isfinite(self.tie_margin):
             bad(f"tie_margin must be >= 0, got {self.tie_margin}")
+        self.category_repeats = [f"{name}={count}" for name, count in parse_category_repeats(self.category_repeats).items()]
         if self.resume and self.overwrite:
             bad("choose one of resume and overwrite")
 
@@ -149,6 +152,21 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def parse_category_repeats(items: list[str]) -> dict[str, int]:
+    """{"borderline": 3, ...} from ["borderline=3", ...], with a one-line error for a malformed item."""
+    out: dict[str, int] = {}
+    for item in items:
+        name, sep, count = str(item).partition("=")
+        name = name.strip()
+        if not sep or not name or not count.strip().isdigit():
+            raise MoodpoError(f"category_repeats item {item!r} must be category=count with a whole count >= 0, "
+                              "e.g. harmful=3")
+        if name in out:
+            raise MoodpoError(f"category_repeats names {name!r} twice")
+        out[name] = int(count)
+    return out
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from moodpo.conditioning import build_prefix
-from moodpo.config import TrainConfig, load_config
+from moodpo.config import TrainConfig, load_config, parse_category_repeats
 from moodpo.errors import MoodpoError
 from moodpo.fastgen import FastSampler
 from moodpo.fastgen import supports as fastgen_supports
@@ -54,6 +54,33 @@ def lr_factor(step: int, *, warmup_steps: int, max_steps: int, schedule: str) ->
         return 1.0
     progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def weight_dependent(rewards: np.ndarray) -> np.ndarray:
+    """(B,) bool: True where the one-hot weight vectors do not all pick the same (chosen, rejected)
+    pair from a prompt's samples, i.e. where what is preferred depends on the weights.
+
+    rewards: (B, n, K) normalised rewards of the n samples of B prompts on K objectives.
+    """
+    best, worst = rewards.argmax(axis=1), rewards.argmin(axis=1)                  # (B, K)
+    return ((best != best[:, :1]) | (worst != worst[:, :1])).any(axis=1)
+
+
+def repeat_categories(prompts: Sequence, repeats: dict[str, int]) -> list:
+    """Each prompt as many times as its category's repeat count (1 for unnamed categories), in order.
+
+    Oversampling the prompts where objectives conflict (borderline and harmful requests for
+    helpfulness vs harmlessness) raises the share of pairs whose order depends on the weights.
+    """
+    found = {p.category for p in prompts}
+    unknown = sorted(set(repeats) - found)
+    if unknown:
+        raise MoodpoError(f"category_repeats names {', '.join(unknown)}, not a category of these prompts "
+                          f"({', '.join(sorted(found))})")
+    out = [p for p in prompts for _ in range(repeats.get(p.category, 1))]
+    if not out:
+        raise MoodpoError("category_repeats leaves no prompts to train on; give some category a count above 0")
+    return out
 
 
 class PromptOrder:
@@ -136,6 +163,7 @@ class Trainer:
         self.prompts = load_prompts(config.prompts, config.prompt_split, limit=config.max_prompts, seed=config.seed)
         if not self.prompts:
             raise MoodpoError(f"prompt source {config.prompts!r} ({config.prompt_split}) holds no prompts")
+        self.prompts = repeat_categories(self.prompts, parse_category_repeats(config.category_repeats))
         self.resume_from = None
         if config.resume:
             found = checkpoints(self.run_dir)
@@ -386,6 +414,8 @@ class Trainer:
             # k1 estimate of KL(policy || ref) per sequence on on-policy samples.
             "objective/kl": (policy_logps.detach() - ref_logps).mean().item(),
             "objective/score_gap": float((scores.max(1) - scores.min(1)).mean()),
+            # Share of prompts whose pair depends on the weights: the only ones that teach steering.
+            "pairs/weight_dependent": float(weight_dependent(rewards).mean()),
             "response/length": rollout.lengths.float().mean().item(),
             "response/length_chosen": lengths[:b].mean().item(),
             "response/length_rejected": lengths[b:].mean().item(),

@@ -176,3 +176,33 @@ def test_prompt_order_resumes_and_covers_each_epoch():
     b.load_state_dict(state)
     assert b.take(9) == rest
     assert sorted(first + rest[:2]) == list(range(7))
+
+
+def test_category_repeats_oversample_and_leave_out():
+    from moodpo.config import TrainConfig, parse_category_repeats
+    from moodpo.data import Prompt
+    from moodpo.trainer import repeat_categories
+
+    prompts = [Prompt("a", "x", "everyday"), Prompt("b", "y", "harmful"), Prompt("c", "z", "summarize")]
+    out = repeat_categories(prompts, parse_category_repeats(["harmful=3", "summarize=0"]))
+    assert [p.id for p in out] == ["a", "b", "b", "b"]
+    assert repeat_categories(prompts, {}) == prompts
+    with pytest.raises(MoodpoError, match="not a category of these prompts"):
+        repeat_categories(prompts, {"borderlin": 2})
+    with pytest.raises(MoodpoError, match="leaves no prompts"):
+        repeat_categories(prompts, {"everyday": 0, "harmful": 0, "summarize": 0})
+    for bad in (["harmful"], ["harmful=-1"], ["harmful=1.5"], ["=2"], ["harmful=2", "harmful=3"]):
+        with pytest.raises(MoodpoError, match="category_repeats"):
+            TrainConfig(category_repeats=bad)
+    assert TrainConfig(category_repeats=[" harmful = 2"]).category_repeats == ["harmful=2"]
+
+
+def test_weight_dependent_pairs():
+    from moodpo.trainer import weight_dependent
+
+    # prompt 0: sample 0 is best and sample 2 worst on both objectives; prompt 1: they disagree.
+    rewards = np.array([[[1.0, 0.9], [0.5, 0.5], [0.0, 0.1]],
+                        [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]])
+    assert weight_dependent(rewards).tolist() == [False, True]
+    # same best, different worst
+    assert weight_dependent(np.array([[[1.0, 1.0], [0.0, 0.5], [0.5, 0.0]]])).tolist() == [True]
