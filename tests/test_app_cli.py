@@ -38,3 +38,14 @@ def test_the_app_opens_on_the_shipped_policy_where_it_exists(tmp_path):
     (tmp_path / app.SHIPPED_POLICY).mkdir(parents=True)
     assert app.initial_policy(str(tmp_path), None) == app.SHIPPED_POLICY
     assert app.initial_policy(str(tmp_path), "alpha-1") == "alpha-1"
+
+
+def test_the_pareto_tab_opens_on_the_shipped_comparison():
+    from ui.layout import PARETO_DEFAULT_RUNS, default_fronts
+
+    shipped = ["shipped/help-harm/base", "shipped/help-harm/moodpo", "shipped/help-harm/soups"]
+    others = ["alpha-1", "shipped/help-concise/base", "shipped/help-concise/moodpo", "zeta"]
+    assert default_fronts(sorted(others + shipped)) == shipped
+    many = [f"run-{i:02d}" for i in range(12)]
+    assert default_fronts(many) == many[:PARETO_DEFAULT_RUNS]
+    assert default_fronts([]) == []

@@ -24,7 +24,7 @@ from ui.figures import empty_figure, progress_html, scores_figure, scores_table,
 from ui.fronts import front_figure, hypervolume_table, list_eval_sources, load_fronts, point_samples, points_table
 from ui.generation import Side, compare, reorder, steer
 from ui.policies import PolicyStore, list_policies
-from ui.settings import MAX_OBJECTIVES, AppConfig
+from ui.settings import MAX_OBJECTIVES, SHIPPED_POLICY, AppConfig
 from ui.training import CURVE_KEYS, TrainingManager
 from ui.voting_tab import attach_votes, build_vote_tab
 
@@ -364,6 +364,13 @@ def _pareto_tab(config: AppConfig) -> dict:
     return {"runs": runs, "x": x, "y": y, "show": show, "outputs": outputs}
 
 
+def default_fronts(available: list[str]) -> list[str]:
+    """The fronts the Pareto tab opens with: the shipped comparison (MO-ODPO, soups and base on the
+    shipped policy's objectives) where it exists, else the first few eval sources."""
+    shipped = SHIPPED_POLICY.rsplit("/", 1)[0] + "/"
+    return [n for n in available if n.startswith(shipped)] or available[:PARETO_DEFAULT_RUNS]
+
+
 def _alpha_text(alpha: float | list[float]) -> str:
     return ", ".join(map(str, alpha)) if isinstance(alpha, list) else str(alpha)
 
@@ -462,7 +469,7 @@ def _live_updates(demo: gr.Blocks, config: AppConfig, trainer: TrainingManager, 
 
     def on_load(current_watch):
         available = list_eval_sources(config.runs_dir)
-        names = available[:PARETO_DEFAULT_RUNS]
+        names = default_fronts(available)
         active = trainer.active_runs()
         watched = current_watch or (active[0] if active else next(iter(trainer.run_names()), None))
         out = {p: gr.update(choices=_policy_choices(config)) for p in pickers}
