@@ -43,6 +43,8 @@ class TrainConfig:
     # weights and conditioning (the paper's knobs)
     weight_mode: str = _f("dirichlet", "dirichlet: w ~ Dir(alpha) per prompt; fixed: always fixed_weights")
     alpha: float | list[float] = _f(1.0, "Dirichlet concentration: a scalar or one value per objective (> 0)")
+    mirror_weights: bool = _f(False, "each step's prompts twice, once with w and once with w reversed; "
+                                     "what does not depend on the weights cancels out (even batch_size)")
     fixed_weights: list[float] | None = _f(None, "weights for weight_mode=fixed, e.g. 1 0 for a single-objective run")
     prefix_template: str = _f("[Begin System Instruction] {weights} [End System Instruction]",
                               "system message; {weights} is replaced by the weight items")
@@ -112,6 +114,14 @@ class TrainConfig:
             if self.fixed_weights is None:
                 bad("weight_mode fixed needs fixed_weights, e.g. --fixed_weights 1 0")
             self.fixed_weights = validate_weights(self.fixed_weights, k).tolist()
+        if self.mirror_weights:
+            if self.weight_mode != "dirichlet":
+                bad("mirror_weights needs weight_mode dirichlet")
+            if len(set(alphas)) != 1:
+                bad(f"mirror_weights needs one alpha for every objective (a reversed w must be as likely), "
+                    f"got {self.alpha}")
+            if self.batch_size % 2:
+                bad(f"mirror_weights needs an even batch_size (each prompt appears twice), got {self.batch_size}")
         if self.normalization not in ("running", "fixed", "none"):
             bad(f"normalization must be running, fixed or none, got {self.normalization!r}")
         if self.normalization == "fixed" and (

@@ -354,7 +354,16 @@ class Trainer:
         b, n = len(prompts), c.num_samples
         t0 = time.perf_counter()
 
-        weights = self.weights.sample(b)                                            # (B, K)
+        if c.mirror_weights:
+            # The second half repeats the first half's prompts with the weights reversed: where the
+            # weights decide a pair, its label flips between the halves, so the gradient that does
+            # not depend on the weights cancels and what is left teaches the policy to read them.
+            if b % 2 or list(prompts[:b // 2]) != list(prompts[b // 2:]):
+                raise MoodpoError("mirror_weights needs each step's prompts as a list repeated twice")
+            half = self.weights.sample(b // 2)
+            weights = np.concatenate([half, half[:, ::-1]])
+        else:
+            weights = self.weights.sample(b)                                        # (B, K)
         prefixes = [build_prefix(c.objectives, w, template=c.prefix_template, item=c.prefix_item) for w in weights]
         rollout = sample_responses(self._unwrapped(), self.tokenizer, prompts, prefixes, num_samples=n,
                                    max_new_tokens=c.max_new_tokens, min_new_tokens=c.min_new_tokens,
@@ -468,9 +477,11 @@ class Trainer:
                 if self._stop_requested():
                     status = "stopped"
                     break
-                indices = self.order.take(c.batch_size * acc.num_processes)
-                mine = indices[acc.process_index * c.batch_size:(acc.process_index + 1) * c.batch_size]
-                metrics = self.train_step([self.prompts[i].text for i in mine])
+                per_process = c.batch_size // 2 if c.mirror_weights else c.batch_size
+                indices = self.order.take(per_process * acc.num_processes)
+                mine = [self.prompts[i].text for i in indices[acc.process_index * per_process:
+                                                               (acc.process_index + 1) * per_process]]
+                metrics = self.train_step(mine + mine if c.mirror_weights else mine)
                 self.step += 1
                 metrics = {"step": self.step, **metrics}
                 history.append(metrics)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,7 @@ def test_steps_change_adapter_not_base(tiny_model_dir, tmp_path):
     metrics = read_metrics(run)
     assert [m["step"] for m in metrics] == [1, 2]
     for key in ("loss", "rewards/margins", "rewards/accuracies", "objective/kl", "response/length",
-                "pairs_per_second", "time/step", "lr",
+                "pairs_per_second", "time/step", "lr", "pairs/weight_dependent",
                 "objectives/python:toy_objectives:shortness/chosen", "weights/python:toy_objectives:shortness/mean"):
         assert key in metrics[0]
     assert (run / "adapter" / "adapter_config.json").is_file()
@@ -209,3 +210,40 @@ def test_two_process_accelerate_replicas_stay_identical(tiny_model_dir, tmp_path
     assert a == b
     metrics = read_metrics(run)
     assert len(metrics) == 2 and metrics[0]["ties"] + metrics[0]["pairs"] == 4  # 2 processes x 2 prompts
+
+
+def test_mirror_weights_repeat_each_prompt_with_the_weights_reversed(tiny_model_dir, tmp_path, monkeypatch):
+    config = tiny_config(tiny_model_dir, tmp_path / "run", mirror_weights=True, batch_size=4, max_steps=2, alpha=0.5)
+    trainer = Trainer(config, show_progress=False)
+    seen = []
+    real = trainer.train_step
+
+    def spy(prompts):
+        seen.append(list(prompts))
+        return real(prompts)
+
+    import moodpo.trainer as trainer_module
+    prefixes = []
+    real_sample = trainer_module.sample_responses
+    monkeypatch.setattr(trainer_module, "sample_responses",
+                        lambda *a, **k: prefixes.append(a[3]) or real_sample(*a, **k))
+    trainer.train_step = spy
+    assert trainer.train().status == "finished"
+    for prompts, pre in zip(seen, prefixes):
+        assert len(prompts) == 4 and prompts[:2] == prompts[2:]
+        for first, second in zip(pre[:2], pre[2:]):     # "A: 0.70, B: 0.30" then "A: 0.30, B: 0.70"
+            a, b = ([float(v) for v in re.findall(r"\d+\.\d+", text)] for text in (first, second))
+            assert len(a) == 2 and a == b[::-1]
+    state = json.loads((checkpoints(tmp_path / "run")[-1] / "trainer_state.json").read_text())
+    assert state["data"]["position"] == 4          # 2 distinct prompts a step
+
+
+@pytest.mark.parametrize("overrides, msg", [
+    (dict(mirror_weights=True, batch_size=3), "even batch_size"),
+    (dict(mirror_weights=True, alpha=[0.5, 1.0]), "one alpha for every objective"),
+    (dict(mirror_weights=True, weight_mode="fixed", fixed_weights=[1.0, 0.0]), "weight_mode dirichlet"),
+])
+def test_mirror_weights_config_errors(tmp_path, overrides, msg):
+    from moodpo.errors import MoodpoError
+    with pytest.raises(MoodpoError, match=msg):
+        tiny_config("unused", tmp_path / "run", **overrides)
