@@ -33,6 +33,13 @@ class Rollout:
     def lengths(self) -> torch.Tensor:
         return self.completion_mask.sum(-1)
 
+    def pair(self, prompt_rows: Sequence[int], completion_rows: Sequence[int]) -> "Rollout":
+        """Row i: the prompt of row prompt_rows[i] with the response of row completion_rows[i]."""
+        p = torch.as_tensor(np.asarray(prompt_rows), dtype=torch.long)
+        r = torch.as_tensor(np.asarray(completion_rows), dtype=torch.long)
+        return Rollout(self.prompt_ids[p], self.prompt_mask[p], self.completion_ids[r], self.completion_mask[r],
+                       [self.texts[i] for i in r.tolist()])
+
     def select(self, rows: torch.Tensor | Sequence[int]) -> "Rollout":
         rows = torch.as_tensor(rows, dtype=torch.long)
         return Rollout(self.prompt_ids[rows], self.prompt_mask[rows], self.completion_ids[rows],

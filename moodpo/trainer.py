@@ -376,14 +376,23 @@ class Trainer:
         raw = score_all(self.objectives, [p for p in prompts for _ in range(n)], rollout.texts)   # (B*n, K)
         self.normalizer.update(acc.gather(torch.as_tensor(raw, device=acc.device)).cpu().numpy())
         rewards = np.asarray(self.normalizer(raw)).reshape(b, n, -1)                # (B, n, K)
-        scores = (rewards * weights[:, None, :]).sum(axis=-1)                        # (B, n)
+        # pool[i, j]: the rollout row of the j-th candidate response for prompt row i.
+        pool = np.arange(b * n).reshape(b, n)
+        if c.mirror_weights:
+            # A prompt's two copies pick their pairs from the same 2n responses, so a response that
+            # one weight vector chooses the other often rejects, and the pair's gradient is all
+            # about how the prefix changes the policy.
+            pool = np.tile(np.concatenate([pool[:b // 2], pool[b // 2:]], axis=1), (2, 1))    # (B, 2n)
+        candidates = rewards.reshape(b * n, -1)[pool]                                # (B, m, K)
+        scores = (candidates * weights[:, None, :]).sum(axis=-1)                     # (B, m)
         chosen, rejected, keep = select_pairs(scores, c.tie_margin)
         t_score = time.perf_counter()
 
         # Tied prompts still run through the model with weight 0, so every DDP replica does the
         # same forward/backward even when one of them has no pair this step.
-        base = np.arange(b) * n
-        pairs = rollout.select(np.concatenate([base + chosen, base + rejected]))
+        rows = np.arange(b)
+        pairs = rollout.pair(prompt_rows=np.concatenate([rows * n, rows * n]),
+                             completion_rows=np.concatenate([pool[rows, chosen], pool[rows, rejected]]))
         pair_weight = torch.as_tensor(keep, dtype=torch.float32, device=acc.device)
         policy_logps, ref_logps = self.pair_logps(pairs)
         losses, chosen_rewards, rejected_rewards = dpo_loss(
@@ -420,17 +429,18 @@ class Trainer:
             "rewards/accuracies": (margins[kept] > 0).float().mean().item() if keep.any() else float("nan"),
             "logps/chosen": policy_logps[:b].detach().mean().item(),
             "logps/rejected": policy_logps[b:].detach().mean().item(),
-            # k1 estimate of KL(policy || ref) per sequence on on-policy samples.
+            # k1 estimate of KL(policy || ref) per sequence on on-policy samples (with mirror_weights,
+            # some responses were sampled under the other copy's prefix).
             "objective/kl": (policy_logps.detach() - ref_logps).mean().item(),
             "objective/score_gap": float((scores.max(1) - scores.min(1)).mean()),
             # Share of prompts whose pair depends on the weights: the only ones that teach steering.
-            "pairs/weight_dependent": float(weight_dependent(rewards).mean()),
+            "pairs/weight_dependent": float(weight_dependent(candidates).mean()),
             "response/length": rollout.lengths.float().mean().item(),
             "response/length_chosen": lengths[:b].mean().item(),
             "response/length_rejected": lengths[b:].mean().item(),
         }
         for k, name in enumerate(c.objectives):
-            raw_bnk = raw.reshape(b, n, -1)[..., k]
+            raw_bnk = raw[:, k][pool]                                                # (B, m)
             local[f"objectives/{name}/mean"] = float(raw_bnk.mean())
             local[f"objectives/{name}/chosen"] = float(raw_bnk[np.arange(b), chosen].mean())
             local[f"objectives/{name}/rejected"] = float(raw_bnk[np.arange(b), rejected].mean())

@@ -228,7 +228,19 @@ def test_mirror_weights_repeat_each_prompt_with_the_weights_reversed(tiny_model_
     monkeypatch.setattr(trainer_module, "sample_responses",
                         lambda *a, **k: prefixes.append(a[3]) or real_sample(*a, **k))
     trainer.train_step = spy
+    paired = []
+    real_pair = trainer_module.Rollout.pair
+    monkeypatch.setattr(trainer_module.Rollout, "pair",
+                        lambda self, prompt_rows, completion_rows: paired.append((list(prompt_rows), list(completion_rows)))
+                        or real_pair(self, prompt_rows, completion_rows))
     assert trainer.train().status == "finished"
+    n, h = config.num_samples, 2
+    for prompt_rows, completion_rows in paired:   # chosen rows, then rejected rows
+        assert prompt_rows == [0, n, 2 * n, 3 * n] * 2
+        for i, row in enumerate(completion_rows):
+            # copy i and copy i + h choose among the samples of both copies of the prompt
+            j = i % 4 % h
+            assert row in [*range(j * n, j * n + n), *range((j + h) * n, (j + h) * n + n)]
     for prompts, pre in zip(seen, prefixes):
         assert len(prompts) == 4 and prompts[:2] == prompts[2:]
         for first, second in zip(pre[:2], pre[2:]):     # "A: 0.70, B: 0.30" then "A: 0.30, B: 0.70"
