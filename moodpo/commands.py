@@ -106,11 +106,25 @@ def _run_prompt_source(spec: str) -> str:
     return str(read_yaml(config).get("prompts", "builtin")) if config.is_file() else "builtin"
 
 
+def load_eval_prompts(source: str, split: str, *, limit: int | None = None, categories=None) -> list:
+    """The prompts of an evaluation: the split, then only the given categories, then the first `limit`."""
+    from moodpo.data import load_prompts
+
+    prompts = load_prompts(source, split, seed=0)
+    if categories:
+        found = {p.category for p in prompts}
+        unknown = sorted(set(categories) - found)
+        if unknown:
+            raise MoodpoError(f"--categories {' '.join(unknown)}: no such category in {source} ({split}); "
+                              f"it has {', '.join(sorted(found))}")
+        prompts = [p for p in prompts if p.category in set(categories)]
+    return prompts[:limit] if limit else prompts
+
+
 def run_eval(spec: str, *, grid: int, split: str = "eval", source: str | None = None, limit: int | None = None,
-             objectives=None, settings=None, seed: int = 0, samples: int = 1, batch_size: int = 64,
+             categories=None, objectives=None, settings=None, seed: int = 0, samples: int = 1, batch_size: int = 64,
              system: str | None = None, out: str | Path | None = None):
     """Load a policy, evaluate it on a simplex grid, write the eval folder; returns (result, out)."""
-    from moodpo.data import load_prompts
     from moodpo.evaluate import evaluate_policy, write_eval
     from moodpo.objectives import get_objective
     from moodpo.weights import simplex_grid
@@ -118,14 +132,15 @@ def run_eval(spec: str, *, grid: int, split: str = "eval", source: str | None = 
     if grid < 1:
         raise MoodpoError(f"--grid must be >= 1, got {grid}")
     source = source or _run_prompt_source(spec)
-    prompts = load_prompts(source, split, limit=limit, seed=0)
+    prompts = load_eval_prompts(source, split, limit=limit, categories=categories)
     base = spec.startswith("base:") or spec == "base"
     policy = _load(spec, objectives if base else None)
     scorers = [get_objective(o) for o in (objectives or policy.objectives)]
     weights = simplex_grid(policy.num_objectives, grid)
     result = evaluate_policy(policy, scorers, prompts, weights, settings=settings, seed=seed,
                              samples_per_prompt=samples, batch_size=batch_size, system=system,
-                             meta={"grid": grid, "prompts": {"source": source, "split": split, "count": len(prompts)}})
+                             meta={"grid": grid, "prompts": {"source": source, "split": split, "count": len(prompts),
+                                                             "categories": list(categories or [])}})
     out = Path(out) if out else _default_out(spec)
     write_eval(result, out)
     return result, out
@@ -142,7 +157,7 @@ def _summary_line(result, out: Path) -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     result, out = run_eval(args.run, grid=args.grid, split=args.prompts, source=args.source, limit=args.limit,
-                           objectives=args.objectives, settings=_settings(args), seed=args.seed,
+                           categories=args.categories, objectives=args.objectives, settings=_settings(args), seed=args.seed,
                            samples=args.samples, batch_size=args.batch_size, system=args.name, out=args.out)
     print(_summary_line(result, out))
     return 0
@@ -248,7 +263,6 @@ def steer_report_html(title: str, prompts, weights, prefixes, responses, scores,
 
 
 def cmd_steer_report(args: argparse.Namespace) -> int:
-    from moodpo.data import load_prompts
     from moodpo.evaluate import _atomic_write
     from moodpo.objectives import get_objective, score_all
     from moodpo.weights import parse_weights
@@ -256,7 +270,8 @@ def cmd_steer_report(args: argparse.Namespace) -> int:
     base = args.run.startswith("base:") or args.run == "base"
     policy = _load(args.run, args.objectives if base else None)
     weights = np.stack([parse_weights(w, policy.num_objectives) for w in args.weights])
-    prompts = load_prompts(args.source or _run_prompt_source(args.run), args.prompts, limit=args.limit, seed=0)
+    prompts = load_eval_prompts(args.source or _run_prompt_source(args.run), args.prompts, limit=args.limit,
+                                categories=args.categories)
     scorers = [get_objective(o) for o in (args.objectives or policy.objectives)]
     if len(scorers) != policy.num_objectives:
         raise MoodpoError(f"{len(scorers)} objectives for a policy conditioned on {policy.num_objectives}")
@@ -480,6 +495,8 @@ def _add_eval_source_args(p: argparse.ArgumentParser, limit_default=None) -> Non
     p.add_argument("--prompts", default="eval", choices=("train", "eval", "all"), help="split of the prompt source")
     p.add_argument("--source", default=None, help="prompt source (default: the run's, else builtin)")
     p.add_argument("--limit", type=_positive("limit"), default=limit_default, help="use the first N prompts")
+    p.add_argument("--categories", nargs="+", default=None,
+                   help="only prompts of these categories, e.g. borderline harmful (before --limit)")
     p.add_argument("--objectives", nargs="+", default=None,
                    help="scoring objectives, position k standing for the policy's k-th (default: the run's; "
                         "for base: helpfulness harmlessness)")

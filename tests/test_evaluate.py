@@ -103,6 +103,19 @@ def test_eval_is_deterministic_for_a_seed(tiny_model_dir, tmp_path):
     assert (tmp_path / "a" / "generations.jsonl").read_text() != (tmp_path / "c" / "generations.jsonl").read_text()
 
 
+def test_eval_on_chosen_categories(tiny_model_dir, tmp_path, capsys):
+    run_cli("eval", "--run", f"base:{tiny_model_dir}", "--objectives", *OBJECTIVES, "--grid", 2, "--limit", 3,
+            "--categories", "harmful", "borderline", "--max_new_tokens", 3, "--out", tmp_path)
+    generations = [json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()]
+    assert len({g["prompt_id"] for g in generations}) == 3
+    assert {g["category"] for g in generations} <= {"harmful", "borderline"}
+    assert json.loads((tmp_path / "summary.json").read_text())["prompts"]["categories"] == ["harmful", "borderline"]
+    capsys.readouterr()
+    assert main(["eval", "--run", f"base:{tiny_model_dir}", "--objectives", *OBJECTIVES, "--categories", "harmfull",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "no such category" in capsys.readouterr().err
+
+
 def test_eval_three_objectives_draws_pairwise_projections(tiny_model_dir, tmp_path):
     objectives = [*OBJECTIVES, "python:test_evaluate:letters_too"]
     run_cli("eval", "--run", f"base:{tiny_model_dir}", "--objectives", *objectives, "--grid", 2, "--limit", 1,
