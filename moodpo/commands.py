@@ -140,7 +140,7 @@ def run_eval(spec: str, *, grid: int, split: str = "eval", source: str | None = 
     result = evaluate_policy(policy, scorers, prompts, weights, settings=settings, seed=seed,
                              samples_per_prompt=samples, batch_size=batch_size, system=system,
                              meta={"grid": grid, "prompts": {"source": source, "split": split, "count": len(prompts),
-                                                             "categories": list(categories or [])}})
+                                                             **({"categories": list(categories)} if categories else {})}})
     out = Path(out) if out else _default_out(spec)
     write_eval(result, out)
     return result, out
