@@ -44,7 +44,7 @@ class TrainConfig:
     weight_mode: str = _f("dirichlet", "dirichlet: w ~ Dir(alpha) per prompt; fixed: always fixed_weights")
     alpha: float | list[float] = _f(1.0, "Dirichlet concentration: a scalar or one value per objective (> 0)")
     mirror_weights: bool = _f(False, "each step's prompts twice, with w and with w reversed, both picking pairs "
-                                     "from the samples of both; what ignores the prefix cancels (even batch_size)")
+                                     "from the samples of both, so what ignores the prefix tends to cancel (even batch_size)")
     fixed_weights: list[float] | None = _f(None, "weights for weight_mode=fixed, e.g. 1 0 for a single-objective run")
     prefix_template: str = _f("[Begin System Instruction] {weights} [End System Instruction]",
                               "system message; {weights} is replaced by the weight items")

@@ -35,15 +35,13 @@ class Rollout:
 
     def pair(self, prompt_rows: Sequence[int], completion_rows: Sequence[int]) -> "Rollout":
         """Row i: the prompt of row prompt_rows[i] with the response of row completion_rows[i]."""
-        p = torch.as_tensor(np.asarray(prompt_rows), dtype=torch.long)
-        r = torch.as_tensor(np.asarray(completion_rows), dtype=torch.long)
+        p = torch.as_tensor(prompt_rows, dtype=torch.long)
+        r = torch.as_tensor(completion_rows, dtype=torch.long)
         return Rollout(self.prompt_ids[p], self.prompt_mask[p], self.completion_ids[r], self.completion_mask[r],
                        [self.texts[i] for i in r.tolist()])
 
     def select(self, rows: torch.Tensor | Sequence[int]) -> "Rollout":
-        rows = torch.as_tensor(rows, dtype=torch.long)
-        return Rollout(self.prompt_ids[rows], self.prompt_mask[rows], self.completion_ids[rows],
-                       self.completion_mask[rows], [self.texts[i] for i in rows.tolist()])
+        return self.pair(rows, rows)
 
 
 def chat_texts(tokenizer, prompts: Sequence[str], prefixes: Sequence[str | None], max_prompt_tokens: int | None = None) -> list[str]:

@@ -70,7 +70,7 @@ def repeat_categories(prompts: Sequence, repeats: dict[str, int]) -> list:
     """Each prompt as many times as its category's repeat count (1 for unnamed categories), in order.
 
     Oversampling the prompts where objectives conflict (borderline and harmful requests for
-    helpfulness vs harmlessness) raises the share of pairs whose order depends on the weights.
+    helpfulness vs harmlessness) gives more pairs on which the objectives disagree.
     """
     found = {p.category for p in prompts}
     unknown = sorted(set(repeats) - found)
@@ -356,8 +356,9 @@ class Trainer:
 
         if c.mirror_weights:
             # The second half repeats the first half's prompts with the weights reversed: where the
-            # weights decide a pair, its label flips between the halves, so the gradient that does
-            # not depend on the weights cancels and what is left teaches the policy to read them.
+            # weights decide a pair, its label flips between the halves, so the part of the
+            # gradient that ignores the prefix tends to cancel (README: it did not make our CPU
+            # runs steer).
             if b % 2 or list(prompts[:b // 2]) != list(prompts[b // 2:]):
                 raise MoodpoError("mirror_weights needs each step's prompts as a list repeated twice")
             half = self.weights.sample(b // 2)
@@ -379,9 +380,8 @@ class Trainer:
         # pool[i, j]: the rollout row of the j-th candidate response for prompt row i.
         pool = np.arange(b * n).reshape(b, n)
         if c.mirror_weights:
-            # A prompt's two copies pick their pairs from the same 2n responses, so a response that
-            # one weight vector chooses the other often rejects, and the pair's gradient is all
-            # about how the prefix changes the policy.
+            # A prompt's two copies pick their pairs from the same 2n responses; where they pick the
+            # same two in opposite order, only the prefix tells the two pairs apart.
             pool = np.tile(np.concatenate([pool[:b // 2], pool[b // 2:]], axis=1), (2, 1))    # (B, 2n)
         candidates = rewards.reshape(b * n, -1)[pool]                                # (B, m, K)
         scores = (candidates * weights[:, None, :]).sum(axis=-1)                     # (B, m)
