@@ -108,16 +108,11 @@ def _run_prompt_source(spec: str) -> str:
 
 def load_eval_prompts(source: str, split: str, *, limit: int | None = None, categories=None) -> list:
     """The prompts of an evaluation: the split, then only the given categories, then the first `limit`."""
-    from moodpo.data import load_prompts
+    from moodpo.data import filter_categories, load_prompts
 
     prompts = load_prompts(source, split, seed=0)
     if categories:
-        found = {p.category for p in prompts}
-        unknown = sorted(set(categories) - found)
-        if unknown:
-            raise MoodpoError(f"--categories {' '.join(unknown)}: no such category in {source} ({split}); "
-                              f"it has {', '.join(sorted(found))}")
-        prompts = [p for p in prompts if p.category in set(categories)]
+        prompts = filter_categories(prompts, categories, f"{source} ({split})")
     return prompts[:limit] if limit else prompts
 
 

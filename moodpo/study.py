@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from moodpo.config import _f, read_yaml
-from moodpo.data import SPLITS, Prompt, load_prompts, prompt_categories
+from moodpo.data import SPLITS, Prompt, filter_categories, load_prompts
 from moodpo.errors import MoodpoError
 from moodpo.votes import MAX_NAME_CHARS, OVERALL, Study, VoteError, VoteStore
 from moodpo.weights import validate_weights
@@ -207,12 +207,7 @@ def select_prompts(spec: StudyConfig) -> list[Prompt]:
     the first num_prompts."""
     prompts = load_prompts(spec.prompts, spec.prompt_split, seed=spec.prompt_seed)
     if spec.categories:
-        found = prompt_categories(prompts)
-        unknown = [c for c in spec.categories if c not in found]
-        if unknown:
-            raise MoodpoError(f"no {spec.prompt_split} prompts in categories {unknown}; "
-                              f"{spec.prompts} has {', '.join(sorted(found))}")
-        prompts = [p for p in prompts if p.category in spec.categories]
+        prompts = filter_categories(prompts, spec.categories, f"{spec.prompts} ({spec.prompt_split})")
     return prompts[:spec.num_prompts]
 
 

@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from moodpo.errors import MoodpoError
 
@@ -79,6 +79,17 @@ def load_prompts(
     if seed is not None:
         random.Random(seed).shuffle(prompts)
     return prompts[:limit]
+
+
+def filter_categories(prompts: Sequence[Prompt], categories: Iterable[str], where: str) -> list[Prompt]:
+    """Only the prompts of these categories; naming a category that `where` lacks is an error."""
+    wanted = set(categories)
+    found = prompt_categories(prompts)
+    unknown = [c for c in dict.fromkeys(categories) if c not in found]
+    if unknown:
+        raise MoodpoError(f"no such category in {where}: no prompts in categories {unknown}; "
+                          f"it has {', '.join(sorted(found))}")
+    return [p for p in prompts if p.category in wanted]
 
 
 def prompt_categories(prompts: Iterable[Prompt]) -> dict[str, int]:
