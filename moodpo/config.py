@@ -74,6 +74,10 @@ class TrainConfig:
     warmup_steps: int = _f(5, "linear warm-up steps")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     max_grad_norm: float = _f(1.0, "gradient clipping norm")
+    updates_per_step: int = _f(1, "optimizer updates a step: the first on the step's new pairs, the others on "
+                                   "pairs drawn again from the replay (semi-online DPO)")
+    replay_steps: int = _f(0, "the replay: the pairs of the last N steps, one step's pairs an update "
+                               "(0: the current step's only); not saved in checkpoints")
     batch_size: int = _f(8, "prompts per step per process")
     max_steps: int = _f(100, "optimizer steps")
     precision: str = _f("auto", "auto (bf16 autocast where the hardware has bf16), bf16 or fp32")
@@ -139,10 +143,12 @@ class TrainConfig:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 bad(f"{name} must be a positive number, got {value}")
-        for name in ("batch_size", "max_steps", "max_new_tokens", "max_prompt_tokens", "lora_r", "eval_grid", "eval_prompts"):
+        for name in ("batch_size", "max_steps", "max_new_tokens", "max_prompt_tokens", "lora_r", "eval_grid", "eval_prompts",
+                     "updates_per_step"):
             if getattr(self, name) < 1:
                 bad(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "save_every", "eval_every", "min_new_tokens", "top_k", "keep_checkpoints"):
+        for name in ("warmup_steps", "save_every", "eval_every", "min_new_tokens", "top_k", "keep_checkpoints",
+                     "replay_steps"):
             if getattr(self, name) < 0:
                 bad(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.min_new_tokens > self.max_new_tokens:

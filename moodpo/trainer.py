@@ -11,6 +11,7 @@ averaged by DDP; reward statistics are gathered so every replica normalises the 
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import logging
@@ -213,6 +214,9 @@ class Trainer:
         self.normalizer = RewardNormalizer(num_objectives=config.num_objectives, mode=config.normalization,
                                            mean=config.norm_mean, std=config.norm_std)
         self.order = PromptOrder(len(self.prompts), config.seed)
+        # Past steps' pairs with their reference log-probs, for the updates after a step's first.
+        self.replay: collections.deque = collections.deque(maxlen=max(config.replay_steps, 1))
+        self.replay_rng = np.random.default_rng(config.seed * 1000 + 500 + acc.process_index)
         self.step = 0
         if self.resume_from is not None:
             self._load_checkpoint(self.resume_from)
@@ -323,12 +327,15 @@ class Trainer:
 
     # ----- one step ---------------------------------------------------------------------------
 
+    def policy_logps(self, pairs: Rollout) -> torch.Tensor:
+        """Policy log-probs of each response, with grad, (N,)."""
+        with self._autocast():
+            return sequence_logps(self.model, pairs.prompt_ids, pairs.prompt_mask, pairs.completion_ids,
+                                  pairs.completion_mask, share_prompts=self.share_prompts)
+
     def pair_logps(self, pairs: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
         """Policy log-probs (with grad) and reference log-probs of each response, both (N,)."""
-        with self._autocast():
-            policy_logps = sequence_logps(self.model, pairs.prompt_ids, pairs.prompt_mask,
-                                          pairs.completion_ids, pairs.completion_mask, share_prompts=self.share_prompts)
-        return policy_logps, self._ref_logps(pairs)
+        return self.policy_logps(pairs), self._ref_logps(pairs)
 
     def _ref_logps(self, rollout: Rollout) -> torch.Tensor:
         if self.ref_sampler is not None:
@@ -394,25 +401,41 @@ class Trainer:
         pairs = rollout.pair(prompt_rows=np.concatenate([rows * n, rows * n]),
                              completion_rows=np.concatenate([pool[rows, chosen], pool[rows, rejected]]))
         pair_weight = torch.as_tensor(keep, dtype=torch.float32, device=acc.device)
-        policy_logps, ref_logps = self.pair_logps(pairs)
-        losses, chosen_rewards, rejected_rewards = dpo_loss(
-            policy_logps[:b], policy_logps[b:], ref_logps[:b], ref_logps[b:], beta=c.beta, loss_type=c.loss_type)
         num_pairs = acc.reduce(pair_weight.sum(), "sum")
-        # Mean over kept pairs of all processes; DDP averages gradients over processes, hence the factor.
-        loss = (losses * pair_weight).sum() * acc.num_processes / num_pairs.clamp(min=1)
-
-        finite = acc.reduce(torch.isfinite(loss).float(), "min").item() > 0
-        grad_norm = float("nan")
-        if finite:
-            acc.backward(loss)
-            grad_norm = float(acc.clip_grad_norm_(self.params, c.max_grad_norm))
-            finite = math.isfinite(grad_norm)
+        ref_logps = self._ref_logps(pairs)
+        self.replay.append((pairs, ref_logps, pair_weight, num_pairs))
+        # Semi-online DPO: the first update is on this step's new pairs, each further one on one
+        # past step's pairs from the replay (the current step's included); generation is most of a
+        # CPU step. The metrics describe the first, on-policy update; `loss_last` the last one.
+        first = None
+        for update in range(c.updates_per_step):
+            batch, batch_ref, batch_weight, batch_pairs = (
+                self.replay[-1] if update == 0 else self.replay[self.replay_rng.integers(len(self.replay))])
+            m = len(batch_weight)
+            policy_logps = self.policy_logps(batch)
+            losses, chosen_rewards, rejected_rewards = dpo_loss(
+                policy_logps[:m], policy_logps[m:], batch_ref[:m], batch_ref[m:], beta=c.beta, loss_type=c.loss_type)
+            # Mean over kept pairs of all processes; DDP averages gradients over processes, hence the factor.
+            loss = (losses * batch_weight).sum() * acc.num_processes / batch_pairs.clamp(min=1)
+            finite = acc.reduce(torch.isfinite(loss).float(), "min").item() > 0
+            grad_norm = float("nan")
             if finite:
-                self.optimizer.step()
-                if self.sampler is not None:
-                    self.sampler.refresh()
-        # A non-finite loss or gradient never reaches the weights: the step is skipped and logged.
-        self.optimizer.zero_grad(set_to_none=True)
+                acc.backward(loss)
+                grad_norm = float(acc.clip_grad_norm_(self.params, c.max_grad_norm))
+                finite = math.isfinite(grad_norm)
+                if finite:
+                    self.optimizer.step()
+            # A non-finite loss or gradient never reaches the weights: the rest of the step is skipped and logged.
+            self.optimizer.zero_grad(set_to_none=True)
+            if first is None:
+                first = (losses.detach(), chosen_rewards.detach(), rejected_rewards.detach(), policy_logps.detach(),
+                         grad_norm)
+            if not finite:
+                break
+        last_loss = ((losses.detach() * batch_weight).sum() / batch_weight.sum().clamp(min=1)).item()
+        losses, chosen_rewards, rejected_rewards, policy_logps, grad_norm = first
+        if self.sampler is not None:
+            self.sampler.refresh()
         with warnings.catch_warnings():  # a skipped step still advances the schedule, on purpose
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
             self.scheduler.step()
@@ -422,7 +445,8 @@ class Trainer:
         lengths = pairs.lengths.float()
         margins = chosen_rewards - rejected_rewards
         local = {
-            "loss": ((losses.detach() * pair_weight).sum() / pair_weight.sum().clamp(min=1)).item(),
+            "loss": ((losses * pair_weight).sum() / pair_weight.sum().clamp(min=1)).item(),
+            "loss_last": last_loss,
             "rewards/chosen": chosen_rewards[kept].mean().item() if keep.any() else float("nan"),
             "rewards/rejected": rejected_rewards[kept].mean().item() if keep.any() else float("nan"),
             "rewards/margins": margins[kept].mean().item() if keep.any() else float("nan"),

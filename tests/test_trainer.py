@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -259,3 +260,57 @@ def test_mirror_weights_config_errors(tmp_path, overrides, msg):
     from moodpo.errors import MoodpoError
     with pytest.raises(MoodpoError, match=msg):
         tiny_config("unused", tmp_path / "run", **overrides)
+
+
+def test_updates_per_step_reuses_one_rollout_for_several_updates(tiny_model_dir, tmp_path, monkeypatch):
+    import moodpo.trainer as trainer_module
+    config = tiny_config(tiny_model_dir, tmp_path / "run", updates_per_step=3, max_steps=1, learning_rate=5e-3,
+                         lr_schedule="constant", warmup_steps=0)
+    trainer = Trainer(config, show_progress=False)
+    samples, steps = [], []
+    real_sample = trainer_module.sample_responses
+    monkeypatch.setattr(trainer_module, "sample_responses", lambda *a, **k: samples.append(1) or real_sample(*a, **k))
+    real_step = trainer.optimizer.step
+    trainer.optimizer.step = lambda *a, **k: steps.append(1) or real_step(*a, **k)
+    metrics = trainer.train().metrics[0]
+    assert len(samples) == 1 and len(steps) == 3
+    # the same pairs, three updates: the loss on them falls from the on-policy value
+    assert metrics["loss"] == pytest.approx(math.log(2), abs=0.02)
+    assert metrics["loss_last"] < metrics["loss"] - 1e-3
+
+
+def test_updates_per_step_must_be_positive(tmp_path):
+    from moodpo.errors import MoodpoError
+    with pytest.raises(MoodpoError, match="updates_per_step must be >= 1"):
+        tiny_config("unused", tmp_path / "run", updates_per_step=0)
+
+
+def test_replay_updates_draw_past_steps_pairs(tiny_model_dir, tmp_path):
+    import collections
+    config = tiny_config(tiny_model_dir, tmp_path / "run", updates_per_step=4, replay_steps=2, max_steps=4)
+    trainer = Trainer(config, show_progress=False)
+    used, new_pairs = [], []
+    real = trainer.policy_logps
+    trainer.policy_logps = lambda pairs: used.append(pairs) or real(pairs)
+
+    class Replay(collections.deque):
+        def append(self, item):
+            new_pairs.append(item[0])
+            super().append(item)
+
+    trainer.replay = Replay(maxlen=trainer.replay.maxlen)
+    assert trainer.train().status == "finished"
+    assert len(used) == 4 * 4 and len(trainer.replay) == 2
+    for step in range(4):
+        updates = used[4 * step: 4 * step + 4]
+        assert updates[0] is new_pairs[step]                      # the first update: the step's new pairs
+        window = new_pairs[max(0, step - 1): step + 1]            # the replay: the last two steps' pairs
+        assert all(any(u is w for w in window) for u in updates[1:])
+    # later updates do draw the previous step's pairs again
+    assert any(u is new_pairs[step - 1] for step in range(1, 4) for u in used[4 * step + 1: 4 * step + 4])
+
+
+def test_replay_steps_must_not_be_negative(tmp_path):
+    from moodpo.errors import MoodpoError
+    with pytest.raises(MoodpoError, match="replay_steps must be >= 0"):
+        tiny_config("unused", tmp_path / "run", replay_steps=-1)
