@@ -151,6 +151,9 @@ class TrainConfig:
                      "replay_steps"):
             if getattr(self, name) < 0:
                 bad(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.replay_steps and self.updates_per_step < 2:
+            bad(f"replay_steps {self.replay_steps} has no effect with updates_per_step {self.updates_per_step}; "
+                "set updates_per_step to 2 or more (the first update is always on the step's new pairs)")
         if self.min_new_tokens > self.max_new_tokens:
             bad("min_new_tokens must not exceed max_new_tokens")
         if self.tie_margin < 0 or not math.isfinite(self.tie_margin):

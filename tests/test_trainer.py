@@ -310,7 +310,11 @@ def test_replay_updates_draw_past_steps_pairs(tiny_model_dir, tmp_path):
     assert any(u is new_pairs[step - 1] for step in range(1, 4) for u in used[4 * step + 1: 4 * step + 4])
 
 
-def test_replay_steps_must_not_be_negative(tmp_path):
+@pytest.mark.parametrize("overrides, msg", [
+    (dict(replay_steps=-1, updates_per_step=2), "replay_steps must be >= 0"),
+    (dict(replay_steps=4), "replay_steps 4 has no effect with updates_per_step 1"),
+])
+def test_replay_config_errors(tmp_path, overrides, msg):
     from moodpo.errors import MoodpoError
-    with pytest.raises(MoodpoError, match="replay_steps must be >= 0"):
-        tiny_config("unused", tmp_path / "run", replay_steps=-1)
+    with pytest.raises(MoodpoError, match=msg):
+        tiny_config("unused", tmp_path / "run", **overrides)
