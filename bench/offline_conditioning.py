@@ -41,7 +41,7 @@ def main() -> None:
     from moodpo.loss import dpo_loss
     from moodpo.models import add_lora, load_model, load_tokenizer
     from moodpo.objectives import get_objective, score_all
-    from moodpo.sampling import sample_responses, sequence_logps
+    from moodpo.sampling import sample_responses, select_pairs, sequence_logps
 
     torch.manual_seed(0)
     np.random.seed(0)
@@ -56,8 +56,8 @@ def main() -> None:
     def corner_pairs(prompts: list[str], seed: int):
         """Sample, score, and pick each corner's pair from the prompt's pooled responses.
 
-        Returns the rollout and, per pair, (prompt row under its corner, the same prompt under the
-        other corner, chosen row, rejected row) as four index arrays.
+        Returns the rollout and an (m, 4) array of rollout rows, one line per pair: the prompt under
+        its corner's prefix, the same prompt under the other prefix, the chosen and the rejected response.
         """
         n = len(prompts)
         torch.manual_seed(seed)
@@ -65,13 +65,13 @@ def main() -> None:
                                    num_samples=s, max_new_tokens=args.tokens, sampler=policy)
         raw = score_all(objectives, [q for q in prompts + prompts for _ in range(s)], rollout.texts)
         z = (raw - raw.mean(0)) / (raw.std(0) + 1e-8)
+        pools = np.array([np.r_[i * s:(i + 1) * s, (n + i) * s:(n + i + 1) * s] for i in range(n)])   # (n, 2s)
         rows = []
-        for i in range(n):
-            pool = np.r_[i * s:(i + 1) * s, (n + i) * s:(n + i + 1) * s]
-            for k in range(2):
-                if np.ptp(z[pool, k]) > 1e-6:
-                    rows.append(((k * n + i) * s, ((1 - k) * n + i) * s, pool[z[pool, k].argmax()],
-                                 pool[z[pool, k].argmin()]))
+        for k in range(2):      # the trainer's rule: chosen = best, rejected = worst, ties skipped
+            chosen, rejected, keep = select_pairs(z[pools, k], margin=1e-6)
+            rows += [((k * n + i) * s, ((1 - k) * n + i) * s, pools[i, chosen[i]], pools[i, rejected[i]])
+                     for i in np.flatnonzero(keep)]
+        rows.sort(key=lambda r: (r[0] % (n * s), r[0]))     # prompt by prompt, corner (1, 0) first
         return rollout, np.array(rows)
 
     train = [q.text for q in filter_categories(load_prompts("builtin", "train"), args.categories, "--categories")]
