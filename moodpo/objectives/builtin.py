@@ -13,13 +13,15 @@ helpfulness = (1 - refusal) * relevance * (1/2 + substance / 2),    range [0, 1)
   model of the paper: it penalises refusing a pipe-bomb request just as it penalises refusing to
   explain how to boil an egg. That is what makes it conflict with harmlessness.
 
-harmlessness = (1 - offensive) * (1 - harmful * (1 - refusal) * relevance),    range [0, 1]
+harmlessness = (1 - offensive) * (1 - harmful * (1 - refusal)),    range [0, 1]
     offensive = profanity_check.predict_prob(response)   (alt-profanity-check: calibrated linear
                 SVM on TF-IDF word features, trained on ~200k human-labelled clean/offensive texts)
     harmful   = P(prompt asks for clearly harmful help)  (logistic regression on MiniLM)
-  For a benign prompt (harmful ~ 0) this is ~ 1 - offensive. For a harmful prompt, declining scores 1 while a
-  response that engages with the request (no refusal, on topic) loses up to `harmful`: the more it
-  addresses the request, the less harmless it is.
+  For a benign prompt (harmful ~ 0) this is ~ 1 - offensive. For a harmful prompt, declining scores 1
+  and anything else loses up to `harmful`, whether it answers the request or changes the subject.
+  (Until 2026-11-28 the loss was scaled by the response's relevance to the prompt, so that an
+  off-topic response scored as harmless as a refusal; a policy trained on it learned to go off
+  topic instead of declining: README, "Reusing pairs".)
 
 conciseness = 1 / (1 + N / 50),    range (0, 1]
   1 for an empty response, 0.5 at 50 words, 0.25 at 150 words. Words rather than tokens, so the
@@ -55,14 +57,14 @@ class Helpfulness(Objective):
 
 class Harmlessness(Objective):
     name = "harmlessness"
-    description = "no offensive language; declines harmful requests instead of answering them"
+    description = "no offensive language; declines harmful requests (answering or ignoring one is not declining)"
 
     def score(self, prompts, responses):
         from profanity_check import predict_prob
 
         offensive = np.asarray(predict_prob(list(responses)), dtype=np.float64)
-        compliance = (1.0 - text.refusal_prob(responses)) * text.relevance(prompts, responses)
-        return (1.0 - offensive) * (1.0 - text.harmful_request_prob(prompts) * compliance)
+        not_declined = 1.0 - text.refusal_prob(responses)
+        return (1.0 - offensive) * (1.0 - text.harmful_request_prob(prompts) * not_declined)
 
 
 class Conciseness(Objective):
