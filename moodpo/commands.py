@@ -158,6 +158,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from moodpo.evaluate import find_eval_dir, load_eval, rescore, write_eval
+
+    source, out = find_eval_dir(args.eval), Path(args.out)
+    if out.resolve() == source.resolve():
+        raise MoodpoError(f"--out {out} is the evaluation being rescored; choose another folder so the old scores stay")
+    old = load_eval(source)
+    result = rescore(old)
+    write_eval(result, out)
+    before, after = old.points.mean(axis=0), result.points.mean(axis=0)
+    print(f"{result.system}: {result.sample_lengths.size} responses rescored -> {out}; mean score "
+          + ", ".join(f"{o} {b:.3f} -> {a:.3f}" for o, b, a in zip(result.objectives, before, after)))
+    return 0
+
+
 def _config_and_overrides(args, skip=()):
     from moodpo.cli import _overrides
     from moodpo.config import load_config
@@ -512,6 +527,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="system name in tables and plots (default: the policy's)")
     _add_generation_args(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("rescore", help="score an evaluation's responses again, after an objective changed",
+                       description="Score the stored responses of an evaluation again with its objectives as "
+                                   "they are defined now, without generating, and write a new eval folder "
+                                   "(tables, front, summary) to --out.")
+    p.add_argument("eval", help="eval folder, or a run folder holding eval/")
+    p.add_argument("--out", required=True, help="output folder (not the one rescored)")
+    p.set_defaults(func=cmd_rescore)
 
     p = sub.add_parser("train-soups", help="train a Rewarded Soups baseline: one adapter per objective",
                        description="Train one adapter per objective (one-hot fixed weights) into --run_dir, "

@@ -376,11 +376,26 @@ def load_eval(path: str | Path) -> EvalResult:
     if np.isnan(scores).any():
         raise MoodpoError(f"{folder / GENERATIONS_FILE} is incomplete: not every prompt has every weight")
     keep = ("kind", "source", "policy_objectives", "step", "alpha", "seed", "samples_per_prompt", "batch_size",
-            "settings", "wall_seconds", "grid", "prompts")
+            "settings", "wall_seconds", "grid", "prompts", "rescored")
     meta = {k: summary[k] for k in keep if k in summary}
     return EvalResult(system=summary.get("system", folder.parent.name), objectives=objectives,
                       weights=np.asarray(weights, dtype=np.float64), prompts=prompts, sample_scores=scores,
                       sample_lengths=lengths, responses=responses, meta=meta)
+
+
+def rescore(result: EvalResult) -> EvalResult:
+    """The same responses scored again by the evaluation's objectives as they are defined now (for
+    when an objective changed): no generation, so the draw stays exactly the one evaluated.
+    meta["rescored"] records the date."""
+    from moodpo.objectives import score_all
+
+    p_n, g_n, s_n = result.sample_lengths.shape
+    prompts = [result.prompts[p].text for p in range(p_n) for _ in range(g_n * s_n)]
+    responses = [x for per_p in result.responses for per_g in per_p for x in per_g]
+    scores = score_all(result.objectives, prompts, responses).reshape(p_n, g_n, s_n, len(result.objectives))
+    if not np.isfinite(scores).all():
+        raise MoodpoError(f"rescoring {result.system}: an objective returned NaN or inf")
+    return dataclasses.replace(result, sample_scores=scores, meta={**result.meta, "rescored": time.strftime("%Y-%m-%d")})
 
 
 def _weight_keys(weights: np.ndarray) -> list[tuple]:

@@ -238,3 +238,22 @@ def test_compare_rejects_different_objectives():
     other.objectives = ["a", "c"]
     with pytest.raises(Exception, match="same objectives"):
         compare_results([synthetic("A", 0.0), other])
+
+
+def test_rescore_scores_the_same_responses_again(tmp_path, capsys):
+    from moodpo.evaluate import write_eval
+
+    old = synthetic("A", 0.0)
+    old.objectives = ["conciseness", "helpfulness"]
+    old.responses = [[[" ".join(["word"] * (p * 10 + g))] for g in range(3)] for p in range(4)]
+    write_eval(old, tmp_path / "old")
+    assert main(["rescore", str(tmp_path / "old"), "--out", str(tmp_path / "new")]) == 0
+    assert "12 responses rescored" in capsys.readouterr().out
+    new = load_eval(tmp_path / "new")
+    assert new.responses == old.responses and np.array_equal(new.weights, old.weights)
+    words = np.array([[p * 10 + g for g in range(3)] for p in range(4)])
+    np.testing.assert_allclose(new.sample_scores[:, :, 0, 0], 1 / (1 + words / 50))
+    assert new.meta["rescored"] and load_eval(tmp_path / "old").meta.get("rescored") is None
+    # Never in place: the old scores stay.
+    assert main(["rescore", str(tmp_path / "old"), "--out", str(tmp_path / "old")]) == 2
+    assert "choose another folder" in capsys.readouterr().err
