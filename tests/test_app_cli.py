@@ -43,8 +43,8 @@ def test_the_app_opens_on_the_shipped_policy_where_it_exists(tmp_path):
 def test_the_pareto_tab_opens_on_the_shipped_comparison():
     from ui.layout import PARETO_DEFAULT_RUNS, default_fronts
 
-    shipped = ["shipped/help-harm/base", "shipped/help-harm/moodpo", "shipped/help-harm/soups"]
-    others = ["alpha-1", "shipped/help-concise/base", "shipped/help-concise/moodpo", "zeta"]
+    shipped = ["shipped/help-concise/base", "shipped/help-concise/moodpo", "shipped/help-concise/soups"]
+    others = ["alpha-1", "shipped/help-harm/base", "shipped/help-harm/moodpo", "zeta"]
     assert default_fronts(sorted(others + shipped)) == shipped
     many = [f"run-{i:02d}" for i in range(12)]
     assert default_fronts(many) == many[:PARETO_DEFAULT_RUNS]

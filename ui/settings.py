@@ -9,7 +9,7 @@ from moodpo.models import DEFAULT_MODEL
 from moodpo.policy import DEFAULT_OBJECTIVES
 
 # The MO-ODPO policy trained by this project and shipped in the repository (runs/shipped/).
-SHIPPED_POLICY = "shipped/help-harm/moodpo"
+SHIPPED_POLICY = "shipped/help-concise/moodpo"
 # Sliders are created up front (gradio layouts are static); a policy may steer at most this many.
 MAX_OBJECTIVES = 6
 
