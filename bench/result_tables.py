@@ -1,6 +1,6 @@
 """Print the README's result tables (markdown) from a comparison and its eval folders.
 
-    python bench/result_tables.py runs/shipped/help-harm --examples p0154 p0160 p0171
+    python bench/result_tables.py runs/shipped/help-concise --examples p0266 p0067 p0248
 
 FOLDER holds compare/ (from `python -m moodpo compare ... --out FOLDER/compare`) and one eval
 folder per system (moodpo/eval, soups/eval, base). Prints:
@@ -72,8 +72,7 @@ def main() -> None:
     stats = {}
     for n in names:
         r = evals[n]
-        flat_p = [r.prompts[i].text for i in range(len(r.prompts)) for _ in range(len(r.weights) * r.sample_scores.shape[2])]
-        flat_r = [x for per_p in r.responses for per_g in per_p for x in per_g]
+        flat_p, flat_r = r.flat_texts()
         declines = (text.refusal_prob(flat_r) > 0.5).reshape(r.sample_lengths.shape)
         off = (text.relevance(flat_p, flat_r) < 0.2).reshape(r.sample_lengths.shape)
         stats[n] = (declines, off)

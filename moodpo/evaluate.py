@@ -104,6 +104,12 @@ class EvalResult:
         """Mean score per weight, the front's points: (G, K)."""
         return self.scores.mean(axis=0)
 
+    def flat_texts(self) -> tuple[list[str], list[str]]:
+        """(prompts, responses), one entry per response in (prompt, weight, sample) order."""
+        per_prompt = len(self.weights) * self.sample_scores.shape[2]
+        prompts = [p.text for p in self.prompts for _ in range(per_prompt)]
+        return prompts, [x for per_p in self.responses for per_g in per_p for x in per_g]
+
     def weight_dict(self, g: int) -> dict:
         return {o: float(w) for o, w in zip(self.objectives, self.weights[g])}
 
@@ -389,10 +395,8 @@ def rescore(result: EvalResult) -> EvalResult:
     meta["rescored"] records the date."""
     from moodpo.objectives import score_all
 
-    p_n, g_n, s_n = result.sample_lengths.shape
-    prompts = [result.prompts[p].text for p in range(p_n) for _ in range(g_n * s_n)]
-    responses = [x for per_p in result.responses for per_g in per_p for x in per_g]
-    scores = score_all(result.objectives, prompts, responses).reshape(p_n, g_n, s_n, len(result.objectives))
+    prompts, responses = result.flat_texts()
+    scores = score_all(result.objectives, prompts, responses).reshape(*result.sample_lengths.shape, -1)
     if not np.isfinite(scores).all():
         raise MoodpoError(f"rescoring {result.system}: an objective returned NaN or inf")
     return dataclasses.replace(result, sample_scores=scores, meta={**result.meta, "rescored": time.strftime("%Y-%m-%d")})
