@@ -136,6 +136,11 @@ def _trainable_checksum(model) -> float:
                      for p in model.parameters() if p.requires_grad))
 
 
+def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> float:
+    """Mean of per-pair values over the kept pairs (weights 1 for kept, 0 for skipped)."""
+    return ((values * weights).sum() / weights.sum().clamp(min=1)).item()
+
+
 class Trainer:
     """Builds everything a run needs from a TrainConfig, then `train()` runs it.
 
@@ -432,7 +437,7 @@ class Trainer:
                          grad_norm)
             if not finite:
                 break
-        last_loss = ((losses.detach() * batch_weight).sum() / batch_weight.sum().clamp(min=1)).item()
+        last_loss = _weighted_mean(losses.detach(), batch_weight)
         losses, chosen_rewards, rejected_rewards, policy_logps, grad_norm = first
         if self.sampler is not None:
             self.sampler.refresh()
@@ -445,7 +450,7 @@ class Trainer:
         lengths = pairs.lengths.float()
         margins = chosen_rewards - rejected_rewards
         local = {
-            "loss": ((losses * pair_weight).sum() / pair_weight.sum().clamp(min=1)).item(),
+            "loss": _weighted_mean(losses, pair_weight),
             "loss_last": last_loss,
             "rewards/chosen": chosen_rewards[kept].mean().item() if keep.any() else float("nan"),
             "rewards/rejected": rejected_rewards[kept].mean().item() if keep.any() else float("nan"),
