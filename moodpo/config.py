@@ -59,6 +59,10 @@ class TrainConfig:
     temperature: float = _f(1.0, "sampling temperature")
     top_p: float = _f(1.0, "nucleus sampling threshold")
     top_k: int = _f(0, "top-k sampling (0: off)")
+    extra_responses: list[str] = _f([], "category=text: a fixed response added to the candidates of every prompt of "
+                                        "that category ('*': any category), scored like the samples; off-policy, it "
+                                        "lets a pair hold what the policy never samples, e.g. harmful=I'm sorry, but "
+                                        "I can't help with that.")
     tie_margin: float = _f(0.01, "skip a prompt when its best and worst weighted (normalised) scores differ by less")
     # loss
     loss_type: str = _f("sigmoid", "sigmoid (DPO) or ipo")
@@ -158,6 +162,7 @@ class TrainConfig:
             bad("min_new_tokens must not exceed max_new_tokens")
         if self.tie_margin < 0 or not math.isfinite(self.tie_margin):
             bad(f"tie_margin must be >= 0, got {self.tie_margin}")
+        self.extra_responses = [f"{name}={text}" for name, text in parse_extra_responses(self.extra_responses).items()]
         self.category_repeats = [f"{name}={count}" for name, count in parse_category_repeats(self.category_repeats).items()]
         if self.resume and self.overwrite:
             bad("choose one of resume and overwrite")
@@ -185,6 +190,21 @@ def parse_category_repeats(items: list[str]) -> dict[str, int]:
         if name in out:
             raise MoodpoError(f"category_repeats names {name!r} twice")
         out[name] = int(count)
+    return out
+
+
+def parse_extra_responses(items: list[str]) -> dict[str, str]:
+    """{"harmful": "I'm sorry, ..."} from ["harmful=I'm sorry, ..."], with a one-line error for a malformed item."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, text = str(item).partition("=")
+        name, text = name.strip(), text.strip()
+        if not sep or not name or not text:
+            raise MoodpoError(f"extra_responses item {item!r} must be category=text, e.g. "
+                              "\"harmful=I'm sorry, but I can't help with that.\" ('*' for any category)")
+        if name in out:
+            raise MoodpoError(f"extra_responses names {name!r} twice; give one response a category")
+        out[name] = text
     return out
 
 

@@ -28,19 +28,20 @@ import numpy as np
 import torch
 
 from moodpo.conditioning import build_prefix
-from moodpo.config import TrainConfig, load_config, parse_category_repeats
+from moodpo.config import TrainConfig, load_config, parse_category_repeats, parse_extra_responses
 from moodpo.errors import MoodpoError
 from moodpo.fastgen import FastSampler
 from moodpo.fastgen import supports as fastgen_supports
 from moodpo.loss import dpo_loss
 from moodpo.models import add_lora, autocast_dtype, cast_frozen_linears, load_model, load_tokenizer, resolve_model
-from moodpo.sampling import Rollout, sample_responses, select_pairs, sequence_logps
+from moodpo.sampling import Rollout, eos_token_ids, sample_responses, select_pairs, sequence_logps
 from moodpo.weights import WeightSampler
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
 FINAL_ADAPTER_DIR = "adapter"
+ADAPTER_STEP_FILE = "step.json"
 STOP_FILE = "STOP"
 # Fields that may change when a run is resumed; anything else must match the saved config.
 RESUMABLE_FIELDS = {"max_steps", "resume", "overwrite", "save_every", "keep_checkpoints", "eval_every",
@@ -214,6 +215,7 @@ class Trainer:
             self.sampler = FastSampler(self._unwrapped(), dtype=dtype)
             self.ref_sampler = FastSampler(self.ref_model or self._unwrapped(), dtype=dtype, adapters=False)
 
+        self.extra_responses = self._encode_extra_responses()
         self.weights = WeightSampler(config.num_objectives, mode=config.weight_mode, alpha=config.alpha,
                                      fixed=config.fixed_weights, seed=config.seed * 1000 + acc.process_index)
         self.normalizer = RewardNormalizer(num_objectives=config.num_objectives, mode=config.normalization,
@@ -235,6 +237,55 @@ class Trainer:
             (self.run_dir / STOP_FILE).unlink(missing_ok=True)
             self._truncate_metrics(self.step)
         acc.wait_for_everyone()
+
+    def _encode_extra_responses(self) -> dict[str, tuple[str, list[int]]]:
+        """category -> (text, token ids ending in EOS) for `extra_responses`, checked against max_new_tokens."""
+        out = {}
+        eos = self.tokenizer.eos_token_id
+        if eos is None:
+            eos = eos_token_ids(self._unwrapped(), self.tokenizer)[0]
+        for category, text in parse_extra_responses(self.config.extra_responses).items():
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [eos]
+            if len(ids) > self.config.max_new_tokens:
+                raise MoodpoError(f"extra_responses {category!r} is {len(ids)} tokens with its EOS, longer than "
+                                  f"max_new_tokens {self.config.max_new_tokens}; shorten it or raise max_new_tokens")
+            out[category] = (text, ids)
+        return out
+
+    def _add_extra_responses(self, rollout: Rollout, categories: Sequence[str | None], n: int
+                             ) -> tuple[Rollout, np.ndarray]:
+        """Append each prompt's fixed response (if its category has one) as a row after the b*n samples.
+
+        Returns the extended rollout and, per prompt, the row of its extra response (-1: none).
+        """
+        rows, ids = [], []
+        for i, category in enumerate(categories):
+            found = self.extra_responses.get(category) or self.extra_responses.get("*")
+            if found is not None:
+                rows.append(i)
+                ids.append(found)
+        extra_row = np.full(len(categories), -1)
+        if not rows:
+            return rollout, extra_row
+        extra_row[rows] = len(rollout.texts) + np.arange(len(rows))
+        width = max(rollout.completion_ids.shape[1], max(len(t) for _, t in ids))
+        pad = self.tokenizer.pad_token_id
+        device = rollout.completion_ids.device
+
+        def widen(t: torch.Tensor, value: int) -> torch.Tensor:
+            return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
+
+        extra_ids = torch.full((len(rows), width), pad, dtype=rollout.completion_ids.dtype, device=device)
+        extra_mask = torch.zeros((len(rows), width), dtype=rollout.completion_mask.dtype, device=device)
+        for j, (_, t) in enumerate(ids):
+            extra_ids[j, :len(t)] = torch.as_tensor(t, device=device)
+            extra_mask[j, :len(t)] = 1
+        src = torch.as_tensor(rows, dtype=torch.long, device=device) * n
+        return Rollout(torch.cat([rollout.prompt_ids, rollout.prompt_ids[src]]),
+                       torch.cat([rollout.prompt_mask, rollout.prompt_mask[src]]),
+                       torch.cat([widen(rollout.completion_ids, pad), extra_ids]),
+                       torch.cat([widen(rollout.completion_mask, 0), extra_mask]),
+                       rollout.texts + [text for text, _ in ids]), extra_row
 
     # ----- run folder -------------------------------------------------------------------------
 
@@ -358,8 +409,11 @@ class Trainer:
         device_type = self.accelerator.device.type
         return torch.autocast(device_type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None)
 
-    def train_step(self, prompts: Sequence[str]) -> dict:
-        """One MO-ODPO step on this process's prompts; returns the step's metrics (all processes reduced)."""
+    def train_step(self, prompts: Sequence[str], categories: Sequence[str | None] | None = None) -> dict:
+        """One MO-ODPO step on this process's prompts; returns the step's metrics (all processes reduced).
+
+        `categories` (one per prompt) select the `extra_responses`; without them only '*' applies.
+        """
         from moodpo.objectives import score_all
 
         c, acc = self.config, self.accelerator
@@ -384,18 +438,26 @@ class Trainer:
                                    max_prompt_tokens=c.max_prompt_tokens, autocast=self.autocast,
                                    sampler=self.sampler)
         t_gen = time.perf_counter()
+        sampled = b * n
+        rollout, extra_row = self._add_extra_responses(rollout, categories or [None] * b, n)
+        row_prompts = [p for p in prompts for _ in range(n)] + [prompts[i] for i in np.flatnonzero(extra_row >= 0)]
 
-        # Rewards see the prompt without the prefix (the paper's r_k(x, y)).
-        raw = score_all(self.objectives, [p for p in prompts for _ in range(n)], rollout.texts)   # (B*n, K)
-        self.normalizer.update(acc.gather(torch.as_tensor(raw, device=acc.device)).cpu().numpy())
-        rewards = np.asarray(self.normalizer(raw)).reshape(b, n, -1)                # (B, n, K)
+        # Rewards see the prompt without the prefix (the paper's r_k(x, y)). The normaliser learns
+        # from the policy's own samples only.
+        raw = score_all(self.objectives, row_prompts, rollout.texts)               # (rows, K)
+        self.normalizer.update(acc.gather(torch.as_tensor(raw[:sampled], device=acc.device)).cpu().numpy())
+        rewards = np.asarray(self.normalizer(raw))                                  # (rows, K)
         # pool[i, j]: the rollout row of the j-th candidate response for prompt row i.
-        pool = np.arange(b * n).reshape(b, n)
+        pool = np.arange(sampled).reshape(b, n)
+        if self.extra_responses:
+            # One more candidate per prompt: its fixed response, or (none for its category) its
+            # first sample again, which cannot change the best or the worst.
+            pool = np.concatenate([pool, np.where(extra_row >= 0, extra_row, pool[:, 0])[:, None]], axis=1)
         if c.mirror_weights:
             # A prompt's two copies pick their pairs from the same 2n responses; where they pick the
             # same two in opposite order, only the prefix tells the two pairs apart.
             pool = np.tile(np.concatenate([pool[:b // 2], pool[b // 2:]], axis=1), (2, 1))    # (B, 2n)
-        candidates = rewards.reshape(b * n, -1)[pool]                                # (B, m, K)
+        candidates = rewards[pool]                                                   # (B, m, K)
         scores = (candidates * weights[:, None, :]).sum(axis=-1)                     # (B, m)
         chosen, rejected, keep = select_pairs(scores, c.tie_margin)
         t_score = time.perf_counter()
@@ -448,6 +510,7 @@ class Trainer:
 
         kept = torch.as_tensor(keep)
         lengths = pairs.lengths.float()
+        chosen_rows, rejected_rows = pool[rows, chosen], pool[rows, rejected]
         margins = chosen_rewards - rejected_rewards
         local = {
             "loss": _weighted_mean(losses, pair_weight),
@@ -464,13 +527,17 @@ class Trainer:
             "objective/score_gap": float((scores.max(1) - scores.min(1)).mean()),
             # Share of prompts whose pair depends on the weights: the only ones that teach steering.
             "pairs/weight_dependent": float(weight_dependent(candidates).mean()),
-            "response/length": rollout.lengths.float().mean().item(),
+            "response/length": rollout.lengths[:sampled].float().mean().item(),
             "response/length_chosen": lengths[:b].mean().item(),
             "response/length_rejected": lengths[b:].mean().item(),
         }
+        if self.extra_responses:
+            # Share of the kept pairs whose chosen (rejected) response is a fixed one, not a sample.
+            local["pairs/extra_chosen"] = float((chosen_rows[keep] >= sampled).mean()) if keep.any() else 0.0
+            local["pairs/extra_rejected"] = float((rejected_rows[keep] >= sampled).mean()) if keep.any() else 0.0
         for k, name in enumerate(c.objectives):
             raw_bnk = raw[:, k][pool]                                                # (B, m)
-            local[f"objectives/{name}/mean"] = float(raw_bnk.mean())
+            local[f"objectives/{name}/mean"] = float(raw[:sampled, k].mean())
             local[f"objectives/{name}/chosen"] = float(raw_bnk[np.arange(b), chosen].mean())
             local[f"objectives/{name}/rejected"] = float(raw_bnk[np.arange(b), rejected].mean())
             local[f"weights/{name}/mean"] = float(weights[:, k].mean())
@@ -518,9 +585,11 @@ class Trainer:
                     break
                 per_process = c.batch_size // 2 if c.mirror_weights else c.batch_size
                 indices = self.order.take(per_process * acc.num_processes)
-                mine = [self.prompts[i].text for i in indices[acc.process_index * per_process:
-                                                               (acc.process_index + 1) * per_process]]
-                metrics = self.train_step(mine + mine if c.mirror_weights else mine)
+                chunk = [self.prompts[i] for i in indices[acc.process_index * per_process:
+                                                          (acc.process_index + 1) * per_process]]
+                mine, cats = [q.text for q in chunk], [q.category for q in chunk]
+                metrics = self.train_step(mine + mine if c.mirror_weights else mine,
+                                          cats + cats if c.mirror_weights else cats)
                 self.step += 1
                 metrics = {"step": self.step, **metrics}
                 history.append(metrics)

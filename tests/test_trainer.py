@@ -219,9 +219,9 @@ def test_mirror_weights_repeat_each_prompt_with_the_weights_reversed(tiny_model_
     seen = []
     real = trainer.train_step
 
-    def spy(prompts):
+    def spy(prompts, categories=None):
         seen.append(list(prompts))
-        return real(prompts)
+        return real(prompts, categories)
 
     import moodpo.trainer as trainer_module
     prefixes = []
@@ -318,3 +318,50 @@ def test_replay_config_errors(tmp_path, overrides, msg):
     from moodpo.errors import MoodpoError
     with pytest.raises(MoodpoError, match=msg):
         tiny_config("unused", tmp_path / "run", **overrides)
+
+
+def test_extra_responses_join_each_prompts_candidates_by_category(tiny_model_dir, tmp_path):
+    from moodpo.sampling import sample_responses
+
+    config = tiny_config(tiny_model_dir, tmp_path / "run", extra_responses=["harmful=ok", "everyday=Sure."])
+    trainer = Trainer(config, show_progress=False)
+    n = 2
+    rollout = sample_responses(trainer._unwrapped(), trainer.tokenizer, ["a", "b", "c"], ["p"] * 3, num_samples=n,
+                               max_new_tokens=4)
+    out, extra_row = trainer._add_extra_responses(rollout, ["harmful", "summarize", "everyday"], n)
+    assert extra_row.tolist() == [6, -1, 7]
+    assert out.texts == rollout.texts + ["ok", "Sure."]
+    for row, text in ((6, "ok"), (7, "Sure.")):
+        ids = out.completion_ids[row][out.completion_mask[row].bool()]
+        assert trainer.tokenizer.decode(ids, skip_special_tokens=True) == text
+        assert ids[-1].item() == trainer.tokenizer.eos_token_id
+    # an extra row carries its prompt (prefix included); the samples' rows are unchanged
+    assert torch.equal(out.prompt_ids[6], rollout.prompt_ids[0]) and torch.equal(out.prompt_ids[7], rollout.prompt_ids[4])
+    c = rollout.completion_ids.shape[1]
+    assert torch.equal(out.completion_ids[:6, :c], rollout.completion_ids)
+    assert not out.completion_mask[:6, c:].any()
+
+
+@pytest.mark.parametrize("weights, chosen_share, rejected_share", [([0, 1], 1.0, 0.0), ([1, 0], 0.0, 1.0)])
+def test_extra_response_is_chosen_or_rejected_by_the_weighted_score(tiny_model_dir, tmp_path, weights, chosen_share,
+                                                                     rejected_share):
+    # "ok" is shorter than any 8-token sample (shortness: chosen) and has fewer distinct characters (rejected)
+    config = tiny_config(tiny_model_dir, tmp_path / "run", weight_mode="fixed", fixed_weights=weights, max_steps=2,
+                         extra_responses=["*=ok"])
+    result = Trainer(config, show_progress=False).train()
+    for m in result.metrics:
+        assert m["pairs"] == 3
+        assert m["pairs/extra_chosen"] == chosen_share and m["pairs/extra_rejected"] == rejected_share
+
+
+def test_extra_responses_errors(tiny_model_dir, tmp_path):
+    from moodpo.errors import MoodpoError
+
+    with pytest.raises(MoodpoError, match="must be category=text"):
+        tiny_config(tiny_model_dir, tmp_path / "run", extra_responses=["harmful"])
+    with pytest.raises(MoodpoError, match="names 'harmful' twice"):
+        tiny_config(tiny_model_dir, tmp_path / "run", extra_responses=["harmful=no", "harmful=never"])
+    config = tiny_config(tiny_model_dir, tmp_path / "run", extra_responses=["*=" + "no " * 20])
+    with pytest.raises(MoodpoError, match="longer than max_new_tokens 8"):
+        Trainer(config, show_progress=False)
+    assert not (tmp_path / "run").exists()
