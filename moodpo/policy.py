@@ -286,12 +286,16 @@ def _run_config(run_dir: Path) -> TrainConfig:
 
 
 def _latest_adapter(run_dir: Path) -> tuple[Path, int | None]:
-    from moodpo.trainer import FINAL_ADAPTER_DIR, checkpoints
+    from moodpo.trainer import ADAPTER_STEP_FILE, FINAL_ADAPTER_DIR, checkpoints
 
     found = checkpoints(run_dir)
-    if is_adapter_dir(run_dir / FINAL_ADAPTER_DIR):
-        step = json.loads((found[-1] / "trainer_state.json").read_text())["step"] if found else None
-        return run_dir / FINAL_ADAPTER_DIR, step
+    final = run_dir / FINAL_ADAPTER_DIR
+    if is_adapter_dir(final):
+        if (final / ADAPTER_STEP_FILE).is_file():
+            step = json.loads((final / ADAPTER_STEP_FILE).read_text())["step"]
+        else:   # adapters saved before the step was written next to them
+            step = json.loads((found[-1] / "trainer_state.json").read_text())["step"] if found else None
+        return final, step
     if found:
         return found[-1] / "model", int(found[-1].name.split("-")[1])
     raise MoodpoError(f"run {run_dir} has no adapter or checkpoint yet")

@@ -376,6 +376,8 @@ class Trainer:
             tmp = target.with_name(target.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             self._unwrapped().save_pretrained(tmp)
+            # The step travels with the adapter: a shipped run carries no checkpoints.
+            (tmp / ADAPTER_STEP_FILE).write_text(json.dumps({"step": self.step}))
             shutil.rmtree(target, ignore_errors=True)
             tmp.rename(target)
         self.accelerator.wait_for_everyone()

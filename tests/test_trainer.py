@@ -57,6 +57,13 @@ def test_steps_change_adapter_not_base(tiny_model_dir, tmp_path):
         assert key in metrics[0]
     assert (run / "adapter" / "adapter_config.json").is_file()
     assert load_config(run / "config.yaml").objectives == TOY
+    # a run folder without its checkpoints (as shipped) still knows the step of its adapter
+    import shutil
+
+    from moodpo.policy import load_policy
+    shipped = tmp_path / "shipped"
+    shutil.copytree(run, shipped, ignore=shutil.ignore_patterns("checkpoints"))
+    assert load_policy(str(shipped)).step == 2
     assert [c.name for c in checkpoints(run)] == ["step-000001", "step-000002"]
     state = json.loads((checkpoints(run)[-1] / "trainer_state.json").read_text())
     assert state["step"] == 2 and state["data"]["position"] == 6
