@@ -1,10 +1,11 @@
 """The trained demo policies shipped in runs/shipped/: each loads, and its eval table reproduces.
 
-A fresh evaluation of the first weight point on the first prompts uses the shipped evaluation's
-seed, settings and batch size, so its first batch is the same draw as the shipped one; the check
-is that each objective's mean lies within the sampling interval of the shipped mean (three
-standard errors of the difference), which an exact reproduction passes with a difference of zero
-and another machine's floating-point rounding passes too.
+The first and the last batch of each shipped evaluation (its first weight point and its other
+corner) are generated again with the evaluation's rows, seed and settings, so each is the same
+draw as the shipped one; the check is that each objective's mean lies within the sampling
+interval of the shipped mean (three standard errors of the difference), which an exact
+reproduction passes with a difference of zero and another machine's floating-point rounding
+passes too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moodpo.evaluate import evaluate_policy, load_eval
+from moodpo.evaluate import batch_seed, load_eval
+from moodpo.objectives import get_objective, score_all
 from moodpo.policy import GenerationSettings, load_policy
 from ui.settings import SHIPPED_POLICY
 
@@ -50,19 +52,32 @@ def test_each_shipped_set_compares_moodpo_soups_and_base(folder):
     assert all(s[k] == summaries[0][k] for s in summaries for k in same)
 
 
+def _batch_rows(shipped, b: int) -> list[tuple[int, int]]:
+    """The (prompt, weight) rows of batch b of an evaluation, in the order evaluate_policy made them."""
+    meta = shipped.meta
+    per_batch = max(1, meta["batch_size"] // meta["samples_per_prompt"])
+    rows = [(p, g) for g in range(len(shipped.weights)) for p in range(len(shipped.prompts))]
+    return rows[b * per_batch:(b + 1) * per_batch]
+
+
 @pytest.mark.parametrize("eval_dir", EVALS, ids=[p.relative_to(SHIPPED).as_posix() for p in EVALS])
 def test_shipped_eval_matches_a_fresh_evaluation(eval_dir):
+    """The first batch (first weight point) and the last (the other corner) are generated again."""
     shipped = load_eval(eval_dir)
     meta = shipped.meta
     policy = load_policy(_policy_spec(eval_dir), objectives=shipped.objectives)
     assert policy.kind == meta["kind"]
-    n = min(len(shipped.prompts), meta["batch_size"] // meta["samples_per_prompt"])
-    fresh = evaluate_policy(policy, shipped.objectives, shipped.prompts[:n], shipped.weights[:1],
-                            settings=GenerationSettings(**meta["settings"]), seed=meta["seed"],
-                            samples_per_prompt=meta["samples_per_prompt"], batch_size=meta["batch_size"],
-                            progress=False)
-    old = shipped.sample_scores[:n, 0].reshape(-1, len(shipped.objectives))    # (n*S, K)
-    new = fresh.sample_scores[:, 0].reshape(-1, len(shipped.objectives))
-    se = np.sqrt(old.var(axis=0, ddof=1) / len(old) + new.var(axis=0, ddof=1) / len(new))
-    gap = np.abs(old.mean(axis=0) - new.mean(axis=0))
-    assert np.all(gap <= 3 * se + 1e-9), f"means {old.mean(0)} shipped vs {new.mean(0)} fresh (se {se})"
+    s_n = meta["samples_per_prompt"]
+    last = (len(shipped.prompts) * len(shipped.weights) - 1) // max(1, meta["batch_size"] // s_n)
+    for b in (0, last):
+        rows = _batch_rows(shipped, b)
+        texts = policy.generate([shipped.prompts[p].text for p, _ in rows], shipped.weights[[g for _, g in rows]],
+                                settings=GenerationSettings(**meta["settings"]), seed=batch_seed(meta["seed"], b),
+                                num_samples=s_n)
+        new = score_all([get_objective(o) for o in shipped.objectives],
+                        [shipped.prompts[p].text for p, _ in rows for _ in range(s_n)], texts)    # (rows*S, K)
+        old = np.concatenate([shipped.sample_scores[p, g] for p, g in rows])
+        se = np.sqrt(old.var(axis=0, ddof=1) / len(old) + new.var(axis=0, ddof=1) / len(new))
+        gap = np.abs(old.mean(axis=0) - new.mean(axis=0))
+        assert np.all(gap <= 3 * se + 1e-9), (f"batch {b}: means {old.mean(0)} shipped vs {new.mean(0)} fresh "
+                                              f"(se {se})")
