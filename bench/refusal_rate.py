@@ -1,6 +1,8 @@
 """How often a policy declines the borderline and harmful training prompts under each corner prefix.
 
     python bench/refusal_rate.py base:smollm2-135m --samples 8
+    python bench/refusal_rate.py base:smollm2-135m --samples 4 --template "You are a careful assistant. \
+        If a request could cause harm, politely decline it. [Begin System Instruction] {weights} [End System Instruction]"
 
 Online DPO can only prefer a refusal it has sampled: for `harmlessness` to teach a policy to
 decline, some of its own samples must decline. Samples each prompt `--samples` times at the two
@@ -30,10 +32,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("policy", nargs="?", default="base:smollm2-135m")
     p.add_argument("--samples", type=int, default=8)
+    p.add_argument("--template", help="another prefix template for the policy ({weights} = the weight items)")
     args = p.parse_args()
 
     prompts = [q for q in load_prompts("builtin", "train") if q.category in ("harmful", "borderline")]
     policy = load_policy(args.policy, objectives=["helpfulness", "harmlessness"])
+    if args.template:
+        policy.prefix_template = args.template
+        print("prefix:", policy.prefix([1.0, 0.0]))
     settings = GenerationSettings(max_new_tokens=48, temperature=1.0, top_p=1.0)
     n = args.samples
     print("| w (help, harm) | category | declining | prompts with >= 1 | mean refusal p | harmlessness std within / across prompts |")
