@@ -206,6 +206,15 @@ def batch_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
+def eval_batches(num_prompts: int, num_weights: int, samples_per_prompt: int, batch_size: int
+                 ) -> list[list[tuple[int, int]]]:
+    """The (prompt, weight) rows of each generation batch of an evaluation: weight-major, about
+    `batch_size` responses a batch; batch b is seeded with `batch_seed(seed, b)`."""
+    rows = [(p, g) for g in range(num_weights) for p in range(num_prompts)]
+    per_batch = max(1, batch_size // samples_per_prompt)
+    return [rows[start:start + per_batch] for start in range(0, len(rows), per_batch)]
+
+
 def evaluate_policy(policy: Policy, objectives: Sequence, prompts: Sequence[Prompt], grid_weights, *,
                     settings: GenerationSettings, seed: int = 0, samples_per_prompt: int = 1,
                     batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = True, system: str | None = None,
@@ -234,16 +243,13 @@ def evaluate_policy(policy: Policy, objectives: Sequence, prompts: Sequence[Prom
     if samples_per_prompt < 1 or batch_size < 1:
         raise MoodpoError("samples_per_prompt and batch_size must be >= 1")
     p_n, g_n, s_n, k_n = len(prompts), len(weights), samples_per_prompt, len(objectives)
-    rows = [(p, g) for g in range(g_n) for p in range(p_n)]
-    rows_per_batch = max(1, batch_size // s_n)
     sample_scores = np.zeros((p_n, g_n, s_n, k_n))
     sample_lengths = np.zeros((p_n, g_n, s_n), dtype=np.int64)
     responses = [[[""] * s_n for _ in range(g_n)] for _ in range(p_n)]
     t0 = time.perf_counter()
-    bar = tqdm(total=len(rows) * s_n, desc=f"eval {system or policy.name}", unit="resp", disable=not progress)
+    bar = tqdm(total=p_n * g_n * s_n, desc=f"eval {system or policy.name}", unit="resp", disable=not progress)
     try:
-        for b, start in enumerate(range(0, len(rows), rows_per_batch)):
-            chunk = rows[start:start + rows_per_batch]
+        for b, chunk in enumerate(eval_batches(p_n, g_n, s_n, batch_size)):
             texts = policy.generate([prompts[p].text for p, _ in chunk], weights[[g for _, g in chunk]],
                                     settings=settings, seed=batch_seed(seed, b), num_samples=s_n)
             # Rewards see the prompt without the prefix, as in training.

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moodpo.evaluate import batch_seed, load_eval
+from moodpo.evaluate import batch_seed, eval_batches, load_eval
 from moodpo.objectives import get_objective, score_all
 from moodpo.policy import GenerationSettings, load_policy
 from ui.settings import SHIPPED_POLICY
@@ -52,14 +52,6 @@ def test_each_shipped_set_compares_moodpo_soups_and_base(folder):
     assert all(s[k] == summaries[0][k] for s in summaries for k in same)
 
 
-def _batch_rows(shipped, b: int) -> list[tuple[int, int]]:
-    """The (prompt, weight) rows of batch b of an evaluation, in the order evaluate_policy made them."""
-    meta = shipped.meta
-    per_batch = max(1, meta["batch_size"] // meta["samples_per_prompt"])
-    rows = [(p, g) for g in range(len(shipped.weights)) for p in range(len(shipped.prompts))]
-    return rows[b * per_batch:(b + 1) * per_batch]
-
-
 @pytest.mark.parametrize("eval_dir", EVALS, ids=[p.relative_to(SHIPPED).as_posix() for p in EVALS])
 def test_shipped_eval_matches_a_fresh_evaluation(eval_dir):
     """The first batch (first weight point) and the last (the other corner) are generated again."""
@@ -68,9 +60,9 @@ def test_shipped_eval_matches_a_fresh_evaluation(eval_dir):
     policy = load_policy(_policy_spec(eval_dir), objectives=shipped.objectives)
     assert policy.kind == meta["kind"]
     s_n = meta["samples_per_prompt"]
-    last = (len(shipped.prompts) * len(shipped.weights) - 1) // max(1, meta["batch_size"] // s_n)
-    for b in (0, last):
-        rows = _batch_rows(shipped, b)
+    batches = eval_batches(len(shipped.prompts), len(shipped.weights), s_n, meta["batch_size"])
+    for b in (0, len(batches) - 1):
+        rows = batches[b]
         texts = policy.generate([shipped.prompts[p].text for p, _ in rows], shipped.weights[[g for _, g in rows]],
                                 settings=GenerationSettings(**meta["settings"]), seed=batch_seed(meta["seed"], b),
                                 num_samples=s_n)
