@@ -14,6 +14,7 @@ an interrupted run resumes and a finished one only rescores. Delete the file to 
 """
 
 import argparse
+import collections
 import importlib.util
 import json
 import time
@@ -95,6 +96,12 @@ def main():
     rewards = score_timed(objectives, [s["prompt"] for s in samples], [s["response"] for s in samples])
     policy = np.array([s.get("source", "policy") == "policy" for s in samples])
     report(rewards[policy], names, [s for s, m in zip(samples, policy) if m], "policy samples")
+    # How much of the conflict is actual refusals: the same tables without them.
+    declines = text.refusal_prob([s["response"] for s in samples]) > 0.5
+    counts = collections.Counter(s["category"] for s, d in zip(samples, declines & policy) if d)
+    print("\nrefusals (refusal p > 0.5) among the policy samples:", dict(counts) or "none")
+    keep = policy & ~declines
+    report(rewards[keep], names, [s for s, m in zip(samples, keep) if m], "policy samples without refusals")
     if not policy.all():
         report(rewards, names, samples, "policy samples + hand-written responses")
     scored = samples_path.with_suffix(".scored.jsonl")
