@@ -458,7 +458,7 @@ class Trainer:
         if c.mirror_weights:
             # A prompt's two copies pick their pairs from the same 2n responses; where they pick the
             # same two in opposite order, only the prefix tells the two pairs apart.
-            pool = np.tile(np.concatenate([pool[:b // 2], pool[b // 2:]], axis=1), (2, 1))    # (B, 2n)
+            pool = np.tile(np.concatenate([pool[:b // 2], pool[b // 2:]], axis=1), (2, 1))    # (B, m)
         candidates = rewards[pool]                                                   # (B, m, K)
         scores = (candidates * weights[:, None, :]).sum(axis=-1)                     # (B, m)
         chosen, rejected, keep = select_pairs(scores, c.tie_margin)
@@ -467,8 +467,9 @@ class Trainer:
         # Tied prompts still run through the model with weight 0, so every DDP replica does the
         # same forward/backward even when one of them has no pair this step.
         rows = np.arange(b)
+        chosen_rows, rejected_rows = pool[rows, chosen], pool[rows, rejected]
         pairs = rollout.pair(prompt_rows=np.concatenate([rows * n, rows * n]),
-                             completion_rows=np.concatenate([pool[rows, chosen], pool[rows, rejected]]))
+                             completion_rows=np.concatenate([chosen_rows, rejected_rows]))
         pair_weight = torch.as_tensor(keep, dtype=torch.float32, device=acc.device)
         num_pairs = acc.reduce(pair_weight.sum(), "sum")
         ref_logps = self._ref_logps(pairs)
@@ -512,7 +513,6 @@ class Trainer:
 
         kept = torch.as_tensor(keep)
         lengths = pairs.lengths.float()
-        chosen_rows, rejected_rows = pool[rows, chosen], pool[rows, rejected]
         margins = chosen_rewards - rejected_rewards
         local = {
             "loss": _weighted_mean(losses, pair_weight),
