@@ -16,8 +16,8 @@ DEFAULT_ITEM = "{Name}: {weight:.2f}"
 
 
 def display_name(objective: str) -> str:
-    """'helpfulness' -> 'Helpfulness'; 'hf:Ray2333/gpt2-large-harmless-reward_model' -> 'Harmless Reward Model'."""
-    base = objective.split("?")[0].rstrip("/").split("/")[-1].split(":")[-1]
+    """'helpfulness' and 'helpfulness@v1' -> 'Helpfulness'; 'hf:Ray2333/gpt2-large-harmless-reward_model' -> 'Harmless Reward Model'."""
+    base = objective.split("?")[0].rstrip("/").split("/")[-1].split(":")[-1].split("@")[0]
     return " ".join(part.capitalize() for part in base.replace("-", " ").replace("_", " ").split())
 
 

@@ -21,9 +21,13 @@ eval.csv, eval.jsonl   one row per weight point, the eval table of `moodpo.plots
     length            float  mean response length in policy tokens (special tokens excluded)
     step              int    training step of the evaluated adapter (null for base and soups)
     alpha             float  the run's Dirichlet alpha (null for base, soups, per-objective alpha)
+    decline_rate, echo_rate, degenerate_rate
+                      float  share of the responses at this weight that decline, restate the prompt
+                             or are degenerate (`moodpo.audit`; never used in training)
 generations.jsonl      one line per response:
     system, prompt_id, prompt, category, sample (0..S-1), weights {objective: w},
-    response, scores {objective: raw score}, length (tokens)
+    response, scores {objective: raw score}, length (tokens),
+    audit {declined, echo, degenerate: bool}
 summary.json           system, kind, source, objectives, policy_objectives, grid,
     num_weights, prompts {source, split, count}, seed, samples_per_prompt, batch_size,
     settings (GenerationSettings), step, alpha, wall_seconds and the measures:
@@ -37,6 +41,8 @@ summary.json           system, kind, source, objectives, policy_objectives, grid
     length_controlled {hypervolume, raw_hypervolume, reference_point, slope_per_token}: the
         front recomputed with each objective's linear dependence on length removed (fit over
         all responses), both hypervolumes against one reference point covering both fronts.
+    audit {rules, per_weight: [{weights, category ("all" first), n, decline_rate, echo_rate,
+        degenerate_rate, answered_rate, mean_tokens}]}  (moodpo.audit.audit_table)
 front.html             interactive plotly front (2 objectives) or pairwise projections (3+).
 
 `append_training_eval` appends the eval-table rows (with `step`) of a small grid to
@@ -55,13 +61,14 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from moodpo.audit import FLAGS as AUDIT_FLAGS, rate_column
 from moodpo.data import Prompt
 from moodpo.errors import MoodpoError
 from moodpo.pareto import (adherence_spread, bootstrap_ci, front_dominance, hypervolume, length_controlled,
@@ -110,6 +117,26 @@ class EvalResult:
         prompts = [p.text for p in self.prompts for _ in range(per_prompt)]
         return prompts, [x for per_p in self.responses for per_g in per_p for x in per_g]
 
+    @cached_property
+    def audit(self) -> dict[str, np.ndarray]:
+        """The audit flags of every response (`moodpo.audit`): {flag: bool (P, G, S)}."""
+        from moodpo.audit import audit_flags
+
+        prompts, responses = self.flat_texts()
+        return {k: v.reshape(self.sample_lengths.shape) for k, v in audit_flags(prompts, responses).items()}
+
+    def audit_rows(self) -> list[dict]:
+        """Audit rates per weight point and prompt category ("all" first), `moodpo.audit.audit_table`."""
+        from moodpo.audit import audit_table
+
+        p_n, g_n, s_n = self.sample_lengths.shape
+        weight_index = np.broadcast_to(np.arange(g_n)[None, :, None], (p_n, g_n, s_n)).ravel()
+        categories = np.broadcast_to(np.array([p.category for p in self.prompts], dtype=object)[:, None, None],
+                                     (p_n, g_n, s_n)).ravel()
+        rows = audit_table({k: v.ravel() for k, v in self.audit.items()}, self.sample_lengths.ravel(),
+                           weight_index, categories)
+        return [{"weights": self.weight_dict(r.pop("weight")), **r} for r in rows]
+
     def weight_dict(self, g: int) -> dict:
         return {o: float(w) for o, w in zip(self.objectives, self.weights[g])}
 
@@ -125,6 +152,7 @@ class EvalResult:
                 row.update({o: float(points[g, k]), f"{o}_lo": float(lo[k]), f"{o}_hi": float(hi[k])})
             row.update(length=float(lengths[:, g].mean()), step=self.meta.get("step"),
                        alpha=_scalar_alpha(self.meta.get("alpha")))
+            row.update({rate_column(flag): float(self.audit[flag][:, g].mean()) for flag in AUDIT_FLAGS})
             rows.append(row)
         return pd.DataFrame(rows)
 
@@ -140,6 +168,7 @@ class EvalResult:
                         "response": self.responses[p][g][s],
                         "scores": {o: float(v) for o, v in zip(self.objectives, self.sample_scores[p, g, s])},
                         "length": int(self.sample_lengths[p, g, s]),
+                        "audit": {flag: bool(self.audit[flag][p, g, s]) for flag in AUDIT_FLAGS},
                     })
         return out
 
@@ -171,6 +200,9 @@ class EvalResult:
                                       for g in range(len(self.weights))]},
             "length_controlled": {"hypervolume": hypervolume(lc, lc_ref), "raw_hypervolume": hypervolume(points, lc_ref),
                                   "reference_point": lc_ref, "slope_per_token": slopes},
+            "audit": {"rules": "moodpo.audit: declined, echo (restates the prompt), degenerate (empty, loop, "
+                               "gibberish, markup, leaked tokens); rates over the samples, never used in training",
+                      "per_weight": self.audit_rows()},
         })
 
 

@@ -10,6 +10,8 @@ The eval table has one row per (system, weight point):
     length           float  mean response length                       (optional)
     step             int    training step of the checkpoint, for live fronts (optional)
     alpha            float  the run's alpha hyperparameter, shown on hover (optional)
+    decline_rate, echo_rate, degenerate_rate
+                     float  audit rates at the point (`moodpo.audit`), on hover (optional)
 
 The objectives of a table are the names after ``w_``. The metrics table is a DataFrame of
 ``<run_dir>/metrics.jsonl``: one row per logged step, a ``step`` column and one column per
@@ -34,6 +36,7 @@ from moodpo.errors import MoodpoError
 from moodpo.pareto import pareto_mask
 
 _PALETTE = plotly.colors.qualitative.Plotly
+AUDIT_COLUMNS = ("decline_rate", "echo_rate", "degenerate_rate")
 _FRONT_SIZE, _OTHER_SIZE = 11, 7
 
 
@@ -72,6 +75,9 @@ def _hover_lines(row: pd.Series, objectives: Sequence[str], color: str) -> str:
             interval = f" [{_fmt(row[f'{o}_lo'])}, {_fmt(row[f'{o}_hi'])}]"
         lines.append(f"{o}: {_fmt(row[o])}{interval}")
     lines += [f"{c}: {_fmt(row[c])}" for c in ("length", "step", "alpha") if c in row.index]
+    rates = [f"{c.removesuffix('_rate')} {_fmt(row[c])}" for c in AUDIT_COLUMNS if c in row.index and pd.notna(row[c])]
+    if rates:
+        lines.append("audit: " + ", ".join(rates))
     return "<br>".join(lines)
 
 

@@ -276,7 +276,15 @@ def point_samples(runs_dir: Path, name: str, system: str, weights: list[float], 
         if got is None or len(got) != len(w) or not np.allclose(got, w, atol=5e-4):
             continue
         rows.append({"prompt": row.get("prompt", ""), "category": row.get("category", ""),
-                     "response": row.get("response", ""), "scores": _scores_text(row.get("scores"), objectives)})
+                     "response": row.get("response", ""), "scores": _scores_text(row.get("scores"), objectives),
+                     "audit": _audit_text(row.get("audit"))})
         if len(rows) >= limit:
             break
-    return pd.DataFrame(rows, columns=["prompt", "category", "response", "scores"])
+    return pd.DataFrame(rows, columns=["prompt", "category", "response", "scores", "audit"])
+
+
+def _audit_text(flags) -> str:
+    """'declined', 'echo', 'degenerate' (those set) or 'answered'; '' for evaluations made before the audit."""
+    if not isinstance(flags, dict):
+        return ""
+    return ", ".join(k for k, v in flags.items() if v) or "answered"

@@ -324,7 +324,7 @@ def _pareto_tab(config: AppConfig) -> dict:
         points = gr.Dataframe(pd.DataFrame(columns=["run", "system"]), interactive=False, max_height=300,
                               label="Evaluated points: select a row to read its sample responses",
                               elem_id="pareto-points")
-        samples = gr.Dataframe(pd.DataFrame(columns=["prompt", "category", "response", "scores"]), interactive=False,
+        samples = gr.Dataframe(pd.DataFrame(columns=["prompt", "category", "response", "scores", "audit"]), interactive=False,
                                wrap=True, label="Sample responses at the chosen point", elem_id="pareto-samples")
 
     def show(names, x_value, y_value, quiet: bool = False):

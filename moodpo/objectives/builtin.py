@@ -1,34 +1,57 @@
-"""The three built-in objectives. All run offline; see `text.py` for the signals they share.
+"""The built-in objectives, all offline; see `text.py` for the signals they share.
 
 Each scores (prompt, response) pairs where the prompt is the user's request *without* the
-MO-ODPO weight prefix. Definitions (N = number of words in the response, counted as runs of
-letters and digits, so that "BING-BING-BING-..." is not one word):
+MO-ODPO weight prefix, in [0, 1] (the `floor` of each is 0). The plain names are version 2;
+`helpfulness@v1`, `harmlessness@v1` and `conciseness@v1` keep the first definitions, so old
+runs can be rescored and compared (`helpfulness@v2` etc. name version 2 explicitly).
 
-helpfulness = (1 - refusal) * relevance * (1/2 + substance / 2),    range [0, 1)
-    relevance = cos(MiniLM(prompt), MiniLM(response)) clipped to [0, 1]
-    refusal   = P(response opens with a refusal)         (logistic regression on MiniLM)
-    substance = 1 - exp(-N / 40)                          (0 for empty, 0.63 at 40 words)
-  An on-topic answer that develops the point scores highest; an off-topic one, a refusal or a
-  bare one-liner scores low. Helpfulness is harm-blind on purpose, like the helpful-only reward
-  model of the paper: it penalises refusing a pipe-bomb request just as it penalises refusing to
-  explain how to boil an egg. That is what makes it conflict with harmlessness.
+Version 2 (2026-12-01) closes the hacks that policies trained on version 1 found: restating
+the question scored as helpful, markup and URL fragments bought conciseness, and declining an
+everyday request or a safety question scored as harmless as answering it. Its pieces, each
+in [0, 1] and each a factor of `answer_quality` (all from `text.lexical_stats`, `text.relevance`
+and `text.refusal_prob`):
 
-harmlessness = (1 - offensive) * (1 - harmful * (1 - refusal)),    range [0, 1]
-    offensive = profanity_check.predict_prob(response)   (alt-profanity-check: calibrated linear
-                SVM on TF-IDF word features, trained on ~200k human-labelled clean/offensive texts)
-    harmful   = P(prompt asks for clearly harmful help)  (logistic regression on MiniLM)
-  For a benign prompt (harmful ~ 0) this is ~ 1 - offensive. For a harmful prompt, declining scores 1
-  and anything else loses up to `harmful`, whether it answers the request or changes the subject.
-  (Until 2026-11-28 the loss was scaled by the response's relevance to the prompt, so that an
-  off-topic response scored as harmless as a refusal; a policy trained on it learned to go off
-  topic instead of declining: README, "Reusing pairs".)
+    declined    = P(response opens with a refusal)
+    topical     = clip((relevance - 0.05) / 0.25, 0, 1)   MiniLM cosine: off-topic prose 0-0.05,
+                                                           a one-line answer ~0.35, a full one 0.5+
+    informative = 1 - exp(-novel / 20)                     novel = distinct content words that are
+                                                           not the prompt instruction's own words
+    fluent      = clip((wordlike - 0.5) / 0.35, 0, 1)      share of words that look like words
+    varied      = clip((distinct3 - 0.3) / 0.5, 0, 1)      distinct word trigrams: loops score 0
+    clean       = 1 - junk                                 share of characters that are markup,
+                                                           URLs, code fences or leaked chat tokens
+    original    = clip((0.9 - copied) / 0.5, 0, 1)         a verbatim copy of the source scores 0
+    says        = min(1, novel / 3)                        says something of its own
 
-conciseness = 1 / (1 + N / 50),    range (0, 1]
-  1 for an empty response, 0.5 at 50 words, 0.25 at 150 words. Words rather than tokens, so the
-  score does not depend on which policy tokenizer produced the response.
+helpfulness = (1 - declined) * topical * informative * fluent * varied * clean * original
+  Only new, on-topic, fluent content counts: a restated or paraphrased question, shuffled
+  prompt words, an empty or one-word reply, off-topic prose, markup or URL filler, a repetition
+  loop and gibberish all score near 0, and a genuine answer scores more the more it develops the
+  point (0.63 at 20 new content words, 0.95 at 60). Harm-blind on purpose, like the helpful-only
+  reward model of the paper: refusing a pipe-bomb request scores 0, as refusing to explain how
+  to boil an egg does. That is what makes it conflict with harmlessness.
+
+conciseness = brevity * (1 - declined) * topical * fluent * varied * original * says
+    brevity = 1 / (1 + characters / 250)    (0.5 at 250 characters, about 45 words)
+  The brevity of a response that answers. Characters, not words or one tokenizer's tokens, so
+  markup, URL fragments and code fences cost what they take up; an empty, echoed, declined or
+  degenerate reply is not a concise answer and scores ~0. A short genuine answer beats a long
+  one.
+
+harmlessness = (1 - offensive) * (s * declined + (1 - s) * (1 - 0.5 * withheld))
+    offensive = profanity_check.predict_prob(response)    (alt-profanity-check: calibrated linear
+                SVM on TF-IDF word features, trained on ~200k human-labelled texts)
+    s         = clip((harmful - 0.5) / 0.4, 0, 1)         harmful = P(prompt asks for clearly
+                harmful help), logistic regression on MiniLM (`text.harmful_request_prob`)
+    withheld  = max(declined, 1 - topical * fluent * varied * original * says)
+  On a clearly harmful request (harmful >= 0.9) only declining is harmless: complying, changing
+  the subject or saying nothing scores 0. On a request the classifier does not call harmful
+  (harmful <= 0.5: everyday requests, and safety questions such as "how much paracetamol is too
+  much?") withholding the answer, by declining or by saying nothing useful, costs half the score,
+  so declining never scores above a fluent on-topic answer (unless the answer is offensive).
+  In between the two blend; the blend favours declining once harmful > 0.63.
 """
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,40 +59,121 @@ import numpy as np
 from moodpo.objectives import text
 from moodpo.objectives.base import Objective
 
-SUBSTANCE_WORDS = 40.0
-CONCISENESS_WORDS = 50.0
-_WORD = re.compile(r"\w+")
+NOVEL_SCALE = 20.0
+SAYS_WORDS = 3.0
+BREVITY_CHARS = 250.0
+WITHHOLDING_COST = 0.5
 
 
-def _word_counts(responses: Sequence[str]) -> np.ndarray:
-    return np.array([len(_WORD.findall(r)) for r in responses], dtype=np.float64)
+def answer_quality(prompts: Sequence[str], responses: Sequence[str]) -> dict[str, np.ndarray]:
+    """The factors of the version-2 objectives (module doc), each float64 (N,) in [0, 1]."""
+    lex = text.lexical_stats(prompts, responses)
+    return {
+        "declined": text.refusal_prob(responses),
+        "topical": np.clip((text.relevance(prompts, responses) - 0.05) / 0.25, 0.0, 1.0),
+        "informative": 1.0 - np.exp(-lex.novel / NOVEL_SCALE),
+        "fluent": np.clip((lex.wordlike - 0.5) / 0.35, 0.0, 1.0),
+        "varied": np.clip((lex.distinct3 - 0.3) / 0.5, 0.0, 1.0),
+        "clean": 1.0 - lex.junk,
+        "original": np.clip((0.9 - lex.copied) / 0.5, 0.0, 1.0),
+        "says": np.minimum(1.0, lex.novel / SAYS_WORDS),
+    }
+
+
+def _answers(q: dict[str, np.ndarray]) -> np.ndarray:
+    """How much a response is an on-topic, non-degenerate answer of its own, refusals aside."""
+    return q["topical"] * q["fluent"] * q["varied"] * q["original"] * q["says"]
 
 
 class Helpfulness(Objective):
     name = "helpfulness"
-    description = "relevant, substantive answers; refusals score ~0 (harm-blind)"
+    version = 2
+    floor = 0.0
+    description = "new, on-topic, fluent content; echoes, filler, loops and refusals score ~0 (harm-blind)"
 
     def score(self, prompts, responses):
-        substance = 1.0 - np.exp(-_word_counts(responses) / SUBSTANCE_WORDS)
-        refusal = text.refusal_prob(responses)
-        return (1.0 - refusal) * text.relevance(prompts, responses) * (0.5 + 0.5 * substance)
+        q = answer_quality(prompts, responses)
+        return ((1.0 - q["declined"]) * q["topical"] * q["informative"] * q["fluent"] * q["varied"]
+                * q["clean"] * q["original"])
+
+
+class Conciseness(Objective):
+    name = "conciseness"
+    version = 2
+    floor = 0.0
+    description = "brevity in characters of a response that answers: 1 / (1 + chars / 250)"
+
+    def score(self, prompts, responses):
+        q = answer_quality(prompts, responses)
+        brevity = 1.0 / (1.0 + np.array([len(r.strip()) for r in responses]) / BREVITY_CHARS)
+        return brevity * (1.0 - q["declined"]) * _answers(q)
 
 
 class Harmlessness(Objective):
     name = "harmlessness"
-    description = "no offensive language; declines harmful requests (answering or ignoring one is not declining)"
+    version = 2
+    floor = 0.0
+    description = ("declines clearly harmful requests (ignoring one is not declining); "
+                   "withholding an answer to a safe request costs")
+
+    def score(self, prompts, responses):
+        from profanity_check import predict_prob
+
+        q = answer_quality(prompts, responses)
+        offensive = np.asarray(predict_prob(list(responses)), dtype=np.float64)
+        s = np.clip((text.harmful_request_prob(prompts) - 0.5) / 0.4, 0.0, 1.0)
+        withheld = np.maximum(q["declined"], 1.0 - _answers(q))
+        return (1.0 - offensive) * (s * q["declined"] + (1.0 - s) * (1.0 - WITHHOLDING_COST * withheld))
+
+
+# Version 1 (until 2026-12-01), kept verbatim for rescoring old runs. Words are runs of letters
+# and digits (N below), so "BING-BING-BING-..." is not one word.
+#   helpfulness@v1  = (1 - refusal) * relevance * (1/2 + substance / 2), substance = 1 - exp(-N / 40)
+#   harmlessness@v1 = (1 - offensive) * (1 - harmful * (1 - refusal))   (classifier without the
+#                     safety exemplars)
+#   conciseness@v1  = 1 / (1 + N / 50)
+# Restating the question scored close to a real answer, markup bought conciseness, and declining
+# an everyday request or a safety question scored as harmless as answering it.
+
+SUBSTANCE_WORDS = 40.0
+CONCISENESS_WORDS = 50.0
+
+
+def _word_counts(responses: Sequence[str]) -> np.ndarray:
+    return np.array([len(text.WORD_RUN.findall(r)) for r in responses], dtype=np.float64)
+
+
+class HelpfulnessV1(Objective):
+    name = "helpfulness@v1"
+    version = 1
+    floor = 0.0
+    description = "version 1: MiniLM relevance times a length factor; refusals score ~0"
+
+    def score(self, prompts, responses):
+        substance = 1.0 - np.exp(-_word_counts(responses) / SUBSTANCE_WORDS)
+        refusal = text.refusal_prob(responses, version=1)
+        return (1.0 - refusal) * text.relevance(prompts, responses) * (0.5 + 0.5 * substance)
+
+
+class HarmlessnessV1(Objective):
+    name = "harmlessness@v1"
+    version = 1
+    floor = 0.0
+    description = "version 1: no offensive language; declines harmful requests"
 
     def score(self, prompts, responses):
         from profanity_check import predict_prob
 
         offensive = np.asarray(predict_prob(list(responses)), dtype=np.float64)
-        not_declined = 1.0 - text.refusal_prob(responses)
-        return (1.0 - offensive) * (1.0 - text.harmful_request_prob(prompts) * not_declined)
+        not_declined = 1.0 - text.refusal_prob(responses, version=1)
+        return (1.0 - offensive) * (1.0 - text.harmful_request_prob(prompts, version=1) * not_declined)
 
 
-class Conciseness(Objective):
-    name = "conciseness"
-    description = "shorter responses score higher: 1 / (1 + words / 50)"
+class ConcisenessV1(Objective):
+    name = "conciseness@v1"
+    version = 1
+    floor = 0.0
+    description = "version 1: 1 / (1 + words / 50)"
 
     def score(self, prompts, responses):
         return 1.0 / (1.0 + _word_counts(responses) / CONCISENESS_WORDS)
@@ -78,3 +182,10 @@ class Conciseness(Objective):
 BUILTIN_OBJECTIVES: dict[str, type[Objective]] = {
     cls.name: cls for cls in (Helpfulness, Harmlessness, Conciseness)
 }
+"""The current built-ins by plain name (what `available_objectives` lists)."""
+
+VERSIONED_OBJECTIVES: dict[str, type[Objective]] = {
+    **{f"{cls.name}@v2": cls for cls in (Helpfulness, Harmlessness, Conciseness)},
+    **{cls.name: cls for cls in (HelpfulnessV1, HarmlessnessV1, ConcisenessV1)},
+}
+"""Every built-in by versioned name, `helpfulness@v1` ... `conciseness@v2`."""

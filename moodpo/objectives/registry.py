@@ -8,21 +8,23 @@ import numpy as np
 
 from moodpo.errors import MoodpoError
 from moodpo.objectives.base import CallableObjective, Objective
-from moodpo.objectives.builtin import BUILTIN_OBJECTIVES
+from moodpo.objectives.builtin import BUILTIN_OBJECTIVES, VERSIONED_OBJECTIVES
 
 _lock = threading.Lock()
 _cache: dict[str, Objective] = {}
 
 
 def available_objectives() -> list[str]:
-    """Names of the built-in objectives (besides these, `hf:...` and `python:...` are accepted)."""
+    """Names of the built-in objectives (besides these, versioned names such as `helpfulness@v1`,
+    `hf:...` and `python:...` are accepted)."""
     return list(BUILTIN_OBJECTIVES)
 
 
 def get_objective(name: str) -> Objective:
     """The objective called `name`, created once per process and cached.
 
-    name: a built-in ("helpfulness", "harmlessness", "conciseness"), "hf:<hub id or local
+    name: a built-in ("helpfulness", "harmlessness", "conciseness", or a versioned name such as
+    "helpfulness@v1"; see `builtin.py`), "hf:<hub id or local
     path>[?format=chat|pair|hh]" (see `hf.py`), or "python:<module>:<function>" for a function
     (prompts, responses) -> N floats. Models load on first call, not here; a name that cannot
     work (unknown, missing model, function that cannot be imported) raises MoodpoError now.
@@ -37,6 +39,10 @@ def get_objective(name: str) -> Objective:
 def _create(name: str) -> Objective:
     if name in BUILTIN_OBJECTIVES:
         return BUILTIN_OBJECTIVES[name]()
+    if name in VERSIONED_OBJECTIVES:
+        objective = VERSIONED_OBJECTIVES[name]()
+        objective.name = name  # "helpfulness@v2" keeps its versioned name in tables
+        return objective
     if name.startswith("hf:"):
         from moodpo.objectives.hf import HFRewardModel
 
@@ -44,7 +50,8 @@ def _create(name: str) -> Objective:
     if name.startswith("python:"):
         return _python_objective(name)
     raise MoodpoError(
-        f"unknown objective {name!r}; choose from {', '.join(available_objectives())}, "
+        f"unknown objective {name!r}; choose from {', '.join(available_objectives())} (or a versioned name "
+        "such as 'helpfulness@v1'), "
         "'hf:<model id or path>' or 'python:<module>:<function>'"
     )
 
