@@ -10,7 +10,9 @@ Each response gets four flags (`audit_flags`), each a plain rule a person can ch
   two sentences, `objectives.text.refusal_prob`, version 2) or by a stock refusal phrase in its
   first sentence ("I can't", "I cannot", "I won't", "I'm unable", "I must decline", ...).
 - ``echo``: it restates the prompt: it has content words, at least 80% of them are the prompt's
-  own, and it adds fewer than 5 new ones (`objectives.text.lexical_stats`).
+  own, and it adds fewer than 5 new ones; or it copies 80% or more of the prompt's source
+  material (the passage to summarise, the text to rewrite) verbatim
+  (`objectives.text.lexical_stats`).
 - ``degenerate``: empty or near-empty (fewer than 3 words), a repetition loop (under half of its
   word trigrams distinct, at 12 words or more), gibberish (under 60% of its words look like words),
   mostly markup or URLs (over half its characters), or leaked chat-template tokens or the
@@ -54,7 +56,7 @@ def audit_flags(prompts: Sequence[str], responses: Sequence[str]) -> dict[str, n
     lex = text.lexical_stats(prompts, responses)
     first = [text.opening(r, sentences=1) for r in responses]
     declined = (text.refusal_prob(responses) > 0.5) | np.array([bool(_REFUSAL_PHRASE.search(f)) for f in first])
-    echo = (lex.content > 0) & (lex.overlap >= 0.8) & (lex.novel < 5)
+    echo = ((lex.content > 0) & (lex.overlap >= 0.8) & (lex.novel < 5)) | (lex.copied >= 0.8)
     leaked = np.array([bool(_LEAKED.search(r)) for r in responses])
     degenerate = ((lex.words < 3) | ((lex.words >= 12) & (lex.distinct3 < 0.5)) | (lex.wordlike < 0.6)
                   | (lex.junk > 0.5) | leaked)

@@ -165,11 +165,12 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     if out.resolve() == source.resolve():
         raise MoodpoError(f"--out {out} is the evaluation being rescored; choose another folder so the old scores stay")
     old = load_eval(source)
-    result = rescore(old)
+    result = rescore(old, args.objectives)
     write_eval(result, out)
     before, after = old.points.mean(axis=0), result.points.mean(axis=0)
     print(f"{result.system}: {result.sample_lengths.size} responses rescored -> {out}; mean score "
-          + ", ".join(f"{o} {b:.3f} -> {a:.3f}" for o, b, a in zip(result.objectives, before, after)))
+          + ", ".join(f"{o} {b:.3f} -> {n} {a:.3f}" if n != o else f"{o} {b:.3f} -> {a:.3f}"
+                      for o, n, b, a in zip(old.objectives, result.objectives, before, after)))
     return 0
 
 
@@ -305,7 +306,7 @@ def cmd_objectives(args: argparse.Namespace) -> int:
 
     from moodpo.data import load_prompts
     from moodpo.evaluate import batch_seed, format_table
-    from moodpo.objectives import get_objective, objective_correlations, score_all
+    from moodpo.objectives import get_objective, objective_correlations, previous_version, score_all
     from moodpo.sampling import sample_responses
 
     if args.alpha <= 0 or not np.isfinite(args.alpha):
@@ -341,6 +342,13 @@ def cmd_objectives(args: argparse.Namespace) -> int:
     print(f"{len(rows)} responses ({len(prompts)} prompts x {args.samples}, {args.conditioning} conditioning) "
           f"sampled in {time.perf_counter() - t0:.1f}s; mean scores: "
           + ", ".join(f"{n}={m:.3f}" for n, m in zip(names, rewards.mean(0))))
+    old_names = [previous_version(n) for n in names]
+    if args.versions and all(old_names):
+        # The same responses under the first definitions, to see what version 2 changed.
+        old = score_all(old_names, [p.text for p in rows], texts)
+        print("version 1 on the same responses: " + ", ".join(f"{n}={m:.3f}" for n, m in zip(old_names, old.mean(0))))
+        old_table = objective_correlations(old, names, [p.category for p in rows])
+        table = table.merge(old_table, on=["category", "objective_a", "objective_b", "n"], suffixes=("", "_v1"))
     print(format_table(table))
     if args.out:
         out = Path(args.out)
@@ -534,6 +542,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(tables, front, summary) to --out.")
     p.add_argument("eval", help="eval folder, or a run folder holding eval/")
     p.add_argument("--out", required=True, help="output folder (not the one rescored)")
+    p.add_argument("--objectives", nargs="+", default=None,
+                   help="score with these objectives instead, one per column in order (e.g. helpfulness@v1 "
+                        "conciseness@v1 to see an evaluation under the first definitions)")
     p.set_defaults(func=cmd_rescore)
 
     p = sub.add_parser("train-soups", help="train a Rewarded Soups baseline: one adapter per objective",
@@ -587,6 +598,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=1.0, help="Dirichlet alpha for the conditioning weights")
     p.add_argument("--batch_size", type=_positive("batch_size"), default=32, help="responses per generate call")
     p.add_argument("--out", default=None, help="also write the correlation table as CSV")
+    p.add_argument("--versions", action=argparse.BooleanOptionalAction, default=True,
+                   help="also score the same responses with version 1 of the built-ins (helpfulness@v1, ...) "
+                        "and print its correlations beside version 2's")
     _add_generation_args(p)
     p.set_defaults(func=cmd_objectives)
 

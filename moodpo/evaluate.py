@@ -28,7 +28,8 @@ generations.jsonl      one line per response:
     system, prompt_id, prompt, category, sample (0..S-1), weights {objective: w},
     response, scores {objective: raw score}, length (tokens),
     audit {declined, echo, degenerate: bool}
-summary.json           system, kind, source, objectives, policy_objectives, grid,
+summary.json           system, kind, source, objectives, objective_versions {objective: version or
+    null}, policy_objectives, grid,
     num_weights, prompts {source, split, count}, seed, samples_per_prompt, batch_size,
     settings (GenerationSettings), step, alpha, wall_seconds and the measures:
     hypervolume {value, reference_point, reference}: the mean points' hypervolume against
@@ -297,6 +298,7 @@ def evaluate_policy(policy: Policy, objectives: Sequence, prompts: Sequence[Prom
     finally:
         bar.close()
     info = {"kind": policy.kind, "source": policy.source, "policy_objectives": list(policy.objectives),
+            "objective_versions": {o.name: getattr(o, "version", None) for o in objectives},
             "step": policy.step, "alpha": policy.alpha, "seed": seed, "samples_per_prompt": s_n,
             "batch_size": batch_size, "settings": dataclasses.asdict(settings),
             "wall_seconds": round(time.perf_counter() - t0, 2), **(meta or {})}
@@ -420,24 +422,31 @@ def load_eval(path: str | Path) -> EvalResult:
     if np.isnan(scores).any():
         raise MoodpoError(f"{folder / GENERATIONS_FILE} is incomplete: not every prompt has every weight")
     keep = ("kind", "source", "policy_objectives", "step", "alpha", "seed", "samples_per_prompt", "batch_size",
-            "settings", "wall_seconds", "grid", "prompts", "rescored")
+            "settings", "wall_seconds", "grid", "prompts", "rescored", "objective_versions")
     meta = {k: summary[k] for k in keep if k in summary}
     return EvalResult(system=summary.get("system", folder.parent.name), objectives=objectives,
                       weights=np.asarray(weights, dtype=np.float64), prompts=prompts, sample_scores=scores,
                       sample_lengths=lengths, responses=responses, meta=meta)
 
 
-def rescore(result: EvalResult) -> EvalResult:
-    """The same responses scored again by the evaluation's objectives as they are defined now (for
-    when an objective changed): no generation, so the draw stays exactly the one evaluated.
-    meta["rescored"] records the date."""
-    from moodpo.objectives import score_all
+def rescore(result: EvalResult, objectives: Sequence[str] | None = None) -> EvalResult:
+    """The same responses scored again (for when an objective changed): by the evaluation's
+    objectives as they are defined now, or by `objectives`, one per column in order (e.g.
+    "helpfulness@v1"). No generation, so the draw stays exactly the one evaluated.
+    meta["rescored"] records the date, meta["objective_versions"] the versions now used."""
+    from moodpo.objectives import objective_versions, score_all
 
+    names = list(objectives) if objectives else list(result.objectives)
+    if len(names) != len(result.objectives):
+        raise MoodpoError(f"{len(names)} objectives for an evaluation of {len(result.objectives)} "
+                          f"({', '.join(result.objectives)}); give one per column")
     prompts, responses = result.flat_texts()
-    scores = score_all(result.objectives, prompts, responses).reshape(*result.sample_lengths.shape, -1)
+    scores = score_all(names, prompts, responses).reshape(*result.sample_lengths.shape, -1)
     if not np.isfinite(scores).all():
         raise MoodpoError(f"rescoring {result.system}: an objective returned NaN or inf")
-    return dataclasses.replace(result, sample_scores=scores, meta={**result.meta, "rescored": time.strftime("%Y-%m-%d")})
+    return dataclasses.replace(result, objectives=names, sample_scores=scores,
+                               meta={**result.meta, "rescored": time.strftime("%Y-%m-%d"),
+                                     "objective_versions": objective_versions(names)})
 
 
 def _weight_keys(weights: np.ndarray) -> list[tuple]:

@@ -10,7 +10,8 @@ the weight-conditioning prefix, and returns float64 (N,); higher is better.
     norm.update(rewards)
     rewards = norm(rewards)
 
-Built-ins (`builtin.py`, all offline): helpfulness, harmlessness, conciseness. Also
+Built-ins (`builtin.py`, all offline): helpfulness, harmlessness, conciseness (version 2;
+"helpfulness@v1" etc. keep the first definitions for rescoring old runs). Also
 "hf:<hub id or local path>[?format=chat|pair|hh]" for any sequence-classification reward model
 (`hf.py`) and "python:<module>:<function>" for a function (prompts, responses) -> N floats.
 """
@@ -18,13 +19,16 @@ Built-ins (`builtin.py`, all offline): helpfulness, harmlessness, conciseness. A
 from moodpo.objectives.analysis import objective_correlations
 from moodpo.objectives.base import Objective
 from moodpo.objectives.normalize import RewardNormalizer
-from moodpo.objectives.registry import available_objectives, get_objective, score_all
+from moodpo.objectives.registry import (available_objectives, get_objective, objective_versions, previous_version,
+                                        score_all)
 
 __all__ = [
     "Objective",
     "RewardNormalizer",
     "available_objectives",
     "get_objective",
+    "objective_versions",
     "objective_correlations",
+    "previous_version",
     "score_all",
 ]

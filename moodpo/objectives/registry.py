@@ -82,3 +82,14 @@ def score_all(
     if not objectives:
         return np.zeros((len(responses), 0))
     return np.stack([objective(prompts, responses) for objective in objectives], axis=1)
+
+
+def objective_versions(names: Sequence[str]) -> dict[str, int | None]:
+    """{name: definition version} of objectives (None for objectives without one: hf:, python:)."""
+    return {n: getattr(get_objective(n), "version", None) for n in names}
+
+
+def previous_version(name: str) -> str | None:
+    """The version-1 name of a version-2 built-in ("helpfulness" -> "helpfulness@v1"), else None."""
+    plain = name.removesuffix("@v2")
+    return f"{plain}@v1" if plain in BUILTIN_OBJECTIVES else None
