@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from moodpo.errors import MoodpoError
+from moodpo.weights import EVAL_GRID
 
 log = logging.getLogger(__name__)
 
@@ -519,7 +520,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="sweep a weight grid: Pareto front, steerability, generations",
                        description="Evaluate a run, checkpoint, soups set or base:MODEL on a simplex grid of weights.")
     p.add_argument("--run", required=True, help="run folder, checkpoint, soups folder or base:MODEL")
-    p.add_argument("--grid", type=int, default=11, help="points per simplex edge (11: 0, 0.1, ..., 1)")
+    p.add_argument("--grid", type=int, default=EVAL_GRID,
+                   help=f"points per simplex edge (default {EVAL_GRID}: 0, 0.1, ..., 1; the interior share needs "
+                        "4 or more)")
     _add_eval_source_args(p)
     p.add_argument("--out", default=None, help="output folder (default: <run>/eval, runs/base-<model>/eval)")
     p.add_argument("--samples", type=_positive("samples"), default=1, help="responses per prompt and weight")
@@ -557,7 +560,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML file with config fields (see configs/)")
     _add_config_fields(p)
     p.add_argument("--alpha", type=float, nargs="+", required=True, help="Dirichlet alphas to sweep")
-    p.add_argument("--grid", type=int, default=11, help="points per simplex edge of the eval grid")
+    p.add_argument("--grid", type=int, default=EVAL_GRID,
+                   help=f"points per simplex edge of the eval grid (default {EVAL_GRID}: 0, 0.1, ..., 1)")
     p.add_argument("--limit", type=_positive("limit"), default=None, help="evaluate on the first N held-out prompts")
     p.add_argument("--out", default=None, help="comparison folder (default: <run_dir>-sweep)")
     _add_generation_args(p, prefix="eval_")
