@@ -319,7 +319,8 @@ def fixed_reference(objectives: Sequence[str], results: Sequence[EvalResult] | N
         raise MoodpoError("no reference point: give one, or the results to derive it from")
     missing = ", ".join(o for o, f in zip(objectives, floors) if f is None)
     return reference_point(*[r.points for r in results]), (
-        f"worst mean score minus 10% of the span over the systems compared ({missing}: no floor); "
+        f"data-derived: worst mean score minus 10% of the span over the {len(results)} system(s) here ({missing}: "
+        "no floor); "
         "it depends on the systems compared, so hypervolumes are comparable only within one comparison")
 
 
