@@ -64,7 +64,7 @@ def main() -> None:
               f"| {s['hv_length_controlled']:.4f} | "
               + " / ".join(f"{s['steer_' + o]:.2f}" for o in objectives) + " | "
               + " / ".join(f"{s['mono_' + o]:.2f}" for o in objectives) + f" | {win} |")
-    print(f"\nreference point {compare.get('reference_point')}\n")
+    print(f"\nreference point {compare.get('reference_point')}: {compare.get('reference', '')}\n")
 
     print("| w (" + ", ".join(short) + ") | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))

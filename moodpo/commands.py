@@ -3,7 +3,7 @@
     python -m moodpo eval --run runs/default [--grid 11] [--prompts eval] [--limit N] [--out DIR]
     python -m moodpo eval --run base:smollm2-135m --objectives helpfulness harmlessness
     python -m moodpo train-soups --config configs/soups.yaml [--field value ...]
-    python -m moodpo compare runs/default runs/soups runs/base-smollm2-135m [--out compare]
+    python -m moodpo compare runs/default runs/soups runs/base-smollm2-135m [--out compare] [--ref V V]
     python -m moodpo sweep --config configs/default.yaml --alpha 0.3 1 3 [--grid 11] [--limit N]
     python -m moodpo steer-report --run runs/default --weights "1,0" "0.5,0.5" "0,1" [--limit 5]
     python -m moodpo objectives --model smollm2-135m --objectives helpfulness harmlessness conciseness
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from moodpo.errors import MoodpoError
+from moodpo.weights import EVAL_GRID
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +144,15 @@ def run_eval(spec: str, *, grid: int, split: str = "eval", source: str | None = 
 
 def _summary_line(result, out: Path) -> str:
     s = result.summary()
-    steer = ", ".join(f"{o}={v['spearman']:.2f}" if v["spearman"] is not None else f"{o}=n/a"
-                      for o, v in s["steerability"].items())
+
+    def per_objective(measure: dict, key: str) -> str:
+        return ", ".join(f"{o}={v[key]:.2f}" if v[key] is not None else f"{o}=n/a" for o, v in measure.items())
+
     return (f"{result.system}: {len(result.weights)} weights x {len(result.prompts)} prompts in "
             f"{result.meta['wall_seconds']:.1f}s; hypervolume {s['hypervolume']['value']:.4f}, "
-            f"steerability (spearman) {steer}, mean length {s['length']['mean']:.1f} -> {out}")
+            f"steerability (spearman) {per_objective(s['steerability'], 'spearman')}, "
+            f"interior share {per_objective(s['interior_share'], 'share')}, "
+            f"mean length {s['length']['mean']:.1f} -> {out}")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -191,20 +196,35 @@ def cmd_train_soups(args: argparse.Namespace) -> int:
     return 130 if meta["status"] == "interrupted" else 0
 
 
-def _compare(paths, out, names=None, legend_title="system"):
+def _compare(paths, out, names=None, legend_title="system", ref=None):
     from moodpo.evaluate import format_table, load_eval, write_compare
 
     results = [load_eval(p) for p in paths]
-    table = write_compare(results, out, names, legend_title=legend_title)
+    table, details = write_compare(results, out, names, legend_title=legend_title, ref=ref)
     print(format_table(table))
-    print(f"common reference point and overlaid fronts: {Path(out) / 'compare.json'}, {Path(out) / 'compare.html'}")
+    point = ", ".join(f"{o}={v:.4g}" for o, v in zip(details["objectives"], details["reference_point"]))
+    print(f"hypervolume reference point ({point}): {details['reference']}")
+    print(f"reference point and overlaid fronts: {Path(out) / 'compare.json'}, {Path(out) / 'compare.html'}")
     return table
+
+
+def _ref_values(texts) -> list[float] | None:
+    """--ref's values as finite floats (their count is checked against the objectives later)."""
+    if texts is None:
+        return None
+    try:
+        values = [float(t) for t in texts]
+    except ValueError:
+        raise MoodpoError(f"--ref values must be numbers, got {' '.join(texts)}") from None
+    if not np.isfinite(values).all():
+        raise MoodpoError(f"--ref values must be finite, got {' '.join(texts)}")
+    return values
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     if args.names and len(args.names) != len(args.runs):
         raise MoodpoError(f"--names needs {len(args.runs)} names (one per run), got {len(args.names)}")
-    _compare(args.runs, args.out, args.names)
+    _compare(args.runs, args.out, args.names, ref=_ref_values(args.ref))
     return 0
 
 
@@ -527,7 +547,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="sweep a weight grid: Pareto front, steerability, generations",
                        description="Evaluate a run, checkpoint, soups set or base:MODEL on a simplex grid of weights.")
     p.add_argument("--run", required=True, help="run folder, checkpoint, soups folder or base:MODEL")
-    p.add_argument("--grid", type=int, default=11, help="points per simplex edge (11: 0, 0.1, ..., 1)")
+    p.add_argument("--grid", type=int, default=EVAL_GRID,
+                   help=f"points per simplex edge (default {EVAL_GRID}: 0, 0.1, ..., 1; the interior share needs "
+                        "4 or more)")
     _add_eval_source_args(p)
     p.add_argument("--out", default=None, help="output folder (default: <run>/eval, runs/base-<model>/eval)")
     p.add_argument("--samples", type=_positive("samples"), default=1, help="responses per prompt and weight")
@@ -560,6 +582,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("runs", nargs="+", help="eval folders or run folders holding eval/")
     p.add_argument("--out", default="compare", help="folder for compare.csv, compare.json and compare.html")
     p.add_argument("--names", nargs="+", default=None, help="system names, one per run")
+    p.add_argument("--ref", nargs="+", default=None, metavar="V",
+                   help="hypervolume reference point, one value per objective (default: the objectives' floors "
+                        "when all have one, else the worst mean minus 10%% of the span over the systems compared)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("sweep", help="one run per alpha, evaluate each, compare",
@@ -568,7 +593,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML file with config fields (see configs/)")
     _add_config_fields(p)
     p.add_argument("--alpha", type=float, nargs="+", required=True, help="Dirichlet alphas to sweep")
-    p.add_argument("--grid", type=int, default=11, help="points per simplex edge of the eval grid")
+    p.add_argument("--grid", type=int, default=EVAL_GRID,
+                   help=f"points per simplex edge of the eval grid (default {EVAL_GRID}: 0, 0.1, ..., 1)")
     p.add_argument("--limit", type=_positive("limit"), default=None, help="evaluate on the first N held-out prompts")
     p.add_argument("--out", default=None, help="comparison folder (default: <run_dir>-sweep)")
     _add_generation_args(p, prefix="eval_")

@@ -94,7 +94,8 @@ class TrainConfig:
     save_every: int = _f(50, "checkpoint every N steps (0: only at the end)")
     keep_checkpoints: int = _f(2, "how many recent checkpoints to keep")
     eval_every: int = _f(0, "evaluate a small weight grid every N steps into eval.jsonl (0: off)")
-    eval_grid: int = _f(3, "points per simplex edge for the in-training eval")
+    eval_grid: int = _f(3, "points per simplex edge for the in-training eval; small because it runs every "
+                           "eval_every steps (`moodpo eval` defaults to 11)")
     eval_prompts: int = _f(8, "held-out prompts for the in-training eval")
     resume: bool = _f(False, "continue the run in run_dir from its last checkpoint")
     overwrite: bool = _f(False, "delete an existing run_dir first")

@@ -32,10 +32,17 @@ summary.json           system, kind, source, objectives, objective_versions {obj
     null}, policy_objectives, grid,
     num_weights, prompts {source, split, count}, seed, samples_per_prompt, batch_size,
     settings (GenerationSettings), step, alpha, wall_seconds and the measures:
-    hypervolume {value, reference_point, reference}: the mean points' hypervolume against
-        reference_point(points) (worst value minus 10% of the span per objective); across
-        systems only `compare` numbers, which use one common reference point, are comparable.
+    hypervolume {value, reference_point, reference}: the mean points' hypervolume against the
+        reference point of `fixed_reference` (the objectives' floors when every one has a floor,
+        so evaluations on the same objectives are comparable; else the worst mean minus 10% of
+        the span of this evaluation's own points, comparable across systems only in `compare`);
+        reference says which, in one line.
     steerability {objective: {spearman, monotone_fraction, n_steps}}  (moodpo.pareto.steerability)
+    interior_share {objective: {share, lo, hi, corner_gap, n_edges}}: the share of the
+        corner-to-corner change of the objective's mean score made between weights 0.25 and 0.75
+        on it (0.5 a straight trade-off, about 0 a switch at a corner; NaN when the objective
+        barely moves between the corners or the grid has fewer than 4 points per edge), with a
+        95% bootstrap interval over prompts  (moodpo.pareto.interior_share)
     adherence_spread {mean_scalarised_var, per_weight: [{weights, scalarised_mean,
         scalarised_var, objective_std {objective: std}}]}  (variance across prompts at fixed w)
     length {mean, per_weight: [{weights, length}]}
@@ -72,8 +79,8 @@ import torch
 from moodpo.audit import FLAGS as AUDIT_FLAGS, rate_column
 from moodpo.data import Prompt
 from moodpo.errors import MoodpoError
-from moodpo.pareto import (adherence_spread, bootstrap_ci, front_dominance, hypervolume, length_controlled,
-                           reference_point, steerability, win_rate)
+from moodpo.pareto import (adherence_spread, bootstrap_ci, front_dominance, hypervolume, interior_share,
+                           length_controlled, paired_bootstrap, reference_point, steerability)
 from moodpo.policy import GenerationSettings, Policy
 
 log = logging.getLogger(__name__)
@@ -176,7 +183,7 @@ class EvalResult:
     def summary(self) -> dict:
         """The measures of this evaluation (see the module docstring), JSON-ready."""
         points, objs = self.points, self.objectives
-        ref = reference_point(points)
+        ref, ref_source = fixed_reference(objs, [self])
         spread = adherence_spread(self.scores, self.weights)
         lc = length_controlled_points([self])[0]
         lc_ref = reference_point(points, lc)
@@ -185,9 +192,9 @@ class EvalResult:
         return _jsonable({
             "system": self.system, "objectives": objs, "num_weights": len(self.weights),
             "num_prompts": len(self.prompts), **self.meta,
-            "hypervolume": {"value": hypervolume(points, ref), "reference_point": ref,
-                            "reference": "reference_point(points): worst mean score minus 10% of the span"},
+            "hypervolume": {"value": hypervolume(points, ref), "reference_point": ref, "reference": ref_source},
             "steerability": steerability(self.weights, points, objs),
+            "interior_share": interior_share(self.weights, self.scores, objs),
             "adherence_spread": {
                 "mean_scalarised_var": float(spread["scalarised_var"].mean()),
                 "per_weight": [{"weights": self.weight_dict(g),
@@ -305,6 +312,50 @@ def evaluate_policy(policy: Policy, objectives: Sequence, prompts: Sequence[Prom
     return EvalResult(system=system or policy.name, objectives=[o.name for o in objectives], weights=weights,
                       prompts=list(prompts), sample_scores=sample_scores, sample_lengths=sample_lengths,
                       responses=responses, meta=info)
+
+
+def _floor(name: str) -> float | None:
+    """The objective's floor (`Objective.floor`), None when it has none or cannot be loaded here."""
+    from moodpo.objectives import get_objective
+
+    try:
+        floor = getattr(get_objective(name), "floor", None)
+    except MoodpoError:
+        return None
+    return None if floor is None else float(floor)
+
+
+def fixed_reference(objectives: Sequence[str], results: Sequence[EvalResult] | None = None,
+                    ref=None) -> tuple[np.ndarray, str]:
+    """The hypervolume reference point (K,) for K objectives and one line saying where it came from.
+
+    In this order: `ref` (K finite numbers) when given; the objectives' floors when every one has
+    a floor (`Objective.floor`), fixed, so a system's hypervolume does not depend on which others
+    it is compared with; else the worst mean score minus 10% of the span over the mean points of
+    `results` (`moodpo.pareto.reference_point`), which does, and the line says so.
+    """
+    k = len(objectives)
+    if ref is not None:
+        values = np.asarray(ref, dtype=float).reshape(-1)
+        if len(values) != k:
+            raise MoodpoError(f"the reference point needs {k} values, one per objective ({', '.join(objectives)}), "
+                              f"got {len(values)}")
+        if not np.isfinite(values).all():
+            raise MoodpoError(f"the reference point must be finite numbers, got {values.tolist()}")
+        return values, "given reference point (fixed)"
+    floors = [_floor(o) for o in objectives]
+    if all(f is not None for f in floors):
+        values = np.asarray(floors, dtype=float)
+        if not np.isfinite(values).all():
+            raise MoodpoError(f"objective floors must be finite numbers, got {values.tolist()}")
+        return values, "the objectives' floors, their worst possible scores (fixed)"
+    if not results:
+        raise MoodpoError("no reference point: give one, or the results to derive it from")
+    missing = ", ".join(o for o, f in zip(objectives, floors) if f is None)
+    return reference_point(*[r.points for r in results]), (
+        f"data-derived: worst mean score minus 10% of the span over the {len(results)} system(s) here ({missing}: "
+        "no floor); "
+        "it depends on the systems compared, so hypervolumes are comparable only within one comparison")
 
 
 def length_controlled_points(results: Sequence[EvalResult]) -> list[np.ndarray]:
@@ -453,28 +504,40 @@ def _weight_keys(weights: np.ndarray) -> list[tuple]:
     return [tuple(np.round(w, 9)) for w in weights]
 
 
-def matched(a: EvalResult, b: EvalResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scores of a and b on the prompts and weights both evaluated: (P', G', K) twice and (G', K)."""
-    b_prompts = {p.id: i for i, p in enumerate(b.prompts)}
-    b_weights = {key: i for i, key in enumerate(_weight_keys(b.weights))}
-    pa = [i for i, p in enumerate(a.prompts) if p.id in b_prompts]
-    pb = [b_prompts[a.prompts[i].id] for i in pa]
-    ga = [i for i, key in enumerate(_weight_keys(a.weights)) if key in b_weights]
-    gb = [b_weights[key] for key in _weight_keys(a.weights[ga])]
-    return a.scores[np.ix_(pa, ga)], b.scores[np.ix_(pb, gb)], a.weights[ga]
+def matched(*results: EvalResult) -> tuple[list[np.ndarray], np.ndarray]:
+    """Scores of each result on the prompts and weights that every one of them evaluated, in the
+    first's order: a list of (P', G', K) and the weights (G', K)."""
+    prompt_rows = [{p.id: i for i, p in enumerate(r.prompts)} for r in results]
+    weight_rows = [{key: i for i, key in enumerate(_weight_keys(r.weights))} for r in results]
+    prompts = [p.id for p in results[0].prompts if all(p.id in rows for rows in prompt_rows)]
+    keys = [key for key in _weight_keys(results[0].weights) if all(key in rows for rows in weight_rows)]
+    scores = [r.scores[np.ix_([pr[pid] for pid in prompts], [wr[key] for key in keys])]
+              for r, pr, wr in zip(results, prompt_rows, weight_rows)]
+    return scores, results[0].weights[[weight_rows[0][key] for key in keys]]
 
 
-def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None = None) -> tuple[pd.DataFrame, dict]:
+def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None = None, *, ref=None,
+                    n_boot: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Compare systems against the first: (table, details).
 
-    Table columns: system, points, hypervolume (common reference point over all systems' mean
-    points), hv_lo, hv_hi (its 95% bootstrap interval over prompts, same reference point),
-    hv_length_controlled (same, after the pooled length adjustment, own common
-    reference), vs_first (dominance verdict of this system's front against the first's),
-    first_dominated (fraction of the first system's front this one strictly dominates),
-    steer_<objective> (Spearman of weight and score), mono_<objective> (monotone fraction),
-    win_rate, win_lo, win_hi (this system over the first on the weighted reward, matched
-    prompts and weights, bootstrap over prompts), length. details holds the reference points.
+    Every hypervolume is against one reference point from `fixed_reference(objectives, results,
+    ref)`: `ref` when given, else the objectives' floors, else derived from the systems' mean
+    points (then it depends on which systems are compared). Intervals are 95% percentile
+    bootstrap intervals from `moodpo.pareto.paired_bootstrap`: n_boot draws of prompts (seeded),
+    each draw the same prompts for every system, on the prompts and weights all systems share.
+
+    Table columns: system, points, hypervolume (of the system's mean points), hv_lo, hv_hi (its
+    interval), hv_diff, hv_diff_lo, hv_diff_hi (hypervolume minus the first system's, paired
+    interval; NaN for the first), hv_length_controlled (after the pooled length adjustment,
+    against a reference point over all systems' adjusted points), vs_first (dominance verdict of
+    this system's front against the first's), first_dominated (fraction of the first system's
+    front this one strictly dominates), steer_<objective> (Spearman of weight and score),
+    mono_<objective> (monotone fraction), interior_<objective> (interior share, see
+    `moodpo.pareto.interior_share`), win_rate, win_lo, win_hi (this system over the first on
+    the weighted reward at matched prompts and weights, ties half, interval from the same
+    draws; NaN for the first), length. details: objectives, reference_point, reference (where
+    it came from), length_controlled_reference_point, and paired {prompts, weights, n_boot,
+    seed}: how many prompts and weights the paired draws used.
     """
     if not results:
         raise MoodpoError("nothing to compare")
@@ -485,20 +548,32 @@ def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None =
                               f"(objectives {objectives}): evaluate both on the same objectives")
     results = [_reorder(r, objectives) for r in results]
     names = _unique_names(list(names) if names else [r.system for r in results])
+    points = [r.points for r in results]
+    ref, ref_source = fixed_reference(objectives, results, ref)
+    shared, shared_weights = matched(*results)
+    p_n, g_n = shared[0].shape[:2]
     first_prompts, first_weights = [p.id for p in results[0].prompts], _weight_keys(results[0].weights)
     for r, name in zip(results[1:], names[1:]):
         if [p.id for p in r.prompts] != first_prompts or _weight_keys(r.weights) != first_weights:
-            log.warning("%s was evaluated on other prompts or weights than %s: hypervolumes use each system's "
-                        "own, win rates only the prompts and weights both have", name, names[0])
-    points = [r.points for r in results]
-    ref = reference_point(*points)
+            log.warning("%s was evaluated on other prompts or weights than %s: hypervolumes use each system's own, "
+                        "intervals, differences and win rates only the %d prompts and %d weights all systems share",
+                        name, names[0], p_n, g_n)
+    nan = np.full(len(results), np.nan)
+    paired = {key: nan for key in ("hv_lo", "hv_hi", "hv_diff", "hv_diff_lo", "hv_diff_hi", "win_rate", "win_lo",
+                                   "win_hi")}
+    if p_n and g_n:
+        paired = paired_bootstrap(shared, shared_weights, ref, n_boot=n_boot, seed=seed)
+    else:
+        log.warning("the systems share no prompt and weight: no intervals, differences or win rates")
     lc = length_controlled_points(results)
     lc_ref = reference_point(*lc)
     rows = []
     for i, (r, name) in enumerate(zip(results, names)):
-        hv_lo, hv_hi = hypervolume_interval(r, ref)
         row = {"system": name, "points": len(r.weights), "hypervolume": hypervolume(points[i], ref),
-               "hv_lo": hv_lo, "hv_hi": hv_hi, "hv_length_controlled": hypervolume(lc[i], lc_ref)}
+               "hv_lo": float(paired["hv_lo"][i]), "hv_hi": float(paired["hv_hi"][i])}
+        for key in ("hv_diff", "hv_diff_lo", "hv_diff_hi"):
+            row[key] = float(paired[key][i]) if i else float("nan")
+        row["hv_length_controlled"] = hypervolume(lc[i], lc_ref)
         if i == 0:
             row.update(vs_first="-", first_dominated=float("nan"))
         else:
@@ -506,38 +581,19 @@ def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None =
             row["vs_first"] = {"A dominates": "dominates", "B dominates": "dominated"}.get(dom["verdict"], "neither")
             row["first_dominated"] = dom["frac_b_dominated_by_a"]
         steer = steerability(r.weights, points[i], objectives)
+        interior = interior_share(r.weights, r.scores, objectives, n_boot=n_boot, seed=seed)
         for o in objectives:
             row[f"steer_{o}"] = steer[o]["spearman"]
             row[f"mono_{o}"] = steer[o]["monotone_fraction"]
-        if i == 0:
-            row.update(win_rate=float("nan"), win_lo=float("nan"), win_hi=float("nan"))
-        else:
-            a, b, w = matched(r, results[0])
-            if a.size:
-                win = win_rate(a, b, w)
-                row.update(win_rate=win["rate"], win_lo=win["ci_low"], win_hi=win["ci_high"])
-            else:
-                row.update(win_rate=float("nan"), win_lo=float("nan"), win_hi=float("nan"))
+            row[f"interior_{o}"] = interior[o]["share"]
+        for key in ("win_rate", "win_lo", "win_hi"):
+            row[key] = float(paired[key][i]) if i else float("nan")
         row["length"] = float(r.lengths.mean())
         rows.append(row)
-    details = {"objectives": objectives, "reference_point": ref, "length_controlled_reference_point": lc_ref,
-               "reference": "reference_point over every system's mean points: worst minus 10% of the span"}
+    details = {"objectives": objectives, "reference_point": ref, "reference": ref_source,
+               "length_controlled_reference_point": lc_ref,
+               "paired": {"prompts": p_n, "weights": g_n, "n_boot": n_boot, "seed": seed}}
     return pd.DataFrame(rows), _jsonable(details)
-
-
-def hypervolume_interval(result: EvalResult, ref, *, n_boot: int = 1000, level: float = 0.95,
-                         seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the hypervolume against `ref`, resampling prompts.
-
-    Each draw takes the prompts with replacement, recomputes every weight's mean point (G, K)
-    from them and the hypervolume of those points; the reference point stays fixed.
-    """
-    per_prompt = result.sample_scores.mean(axis=2)                        # (P, G, K)
-    rng = np.random.default_rng(seed)
-    n = len(per_prompt)
-    draws = [hypervolume(per_prompt[rng.integers(0, n, n)].mean(axis=0), ref) for _ in range(n_boot)]
-    low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
-    return float(low), float(high)
 
 
 def _reorder(r: EvalResult, objectives: Sequence[str]) -> EvalResult:
@@ -558,12 +614,12 @@ def _unique_names(names: list[str]) -> list[str]:
 
 
 def write_compare(results: Sequence[EvalResult], out_dir: str | Path, names: Sequence[str] | None = None,
-                  *, legend_title: str = "system") -> pd.DataFrame:
-    """Compare (see `compare_results`), write compare.csv, compare.json and the overlaid
-    compare.html into out_dir; returns the table."""
+                  *, legend_title: str = "system", ref=None) -> tuple[pd.DataFrame, dict]:
+    """Compare (see `compare_results`), write compare.csv, compare.json (the details and the
+    table's rows as "systems") and the overlaid compare.html into out_dir; returns (table, details)."""
     from moodpo.plots import write_html
 
-    table, details = compare_results(results, names)
+    table, details = compare_results(results, names, ref=ref)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / "compare.csv", table.to_csv(index=False))
@@ -578,7 +634,7 @@ def write_compare(results: Sequence[EvalResult], out_dir: str | Path, names: Seq
     if fig is not None:
         fig.update_layout(legend_title_text=legend_title)
         write_html(fig, out / "compare.html")
-    return table
+    return table, details
 
 
 def format_table(table: pd.DataFrame) -> str:

@@ -9,7 +9,8 @@ function of arrays:
     per-prompt scores (P, G, K)
 
 All objectives are maximised. Several objectives are combined in one place, as the trainer does:
-``(rewards * weights).sum(-1)``, shape (..., K) -> (...).
+``(rewards * weights).sum(-1)``, shape (..., K) -> (...). Bootstrap intervals resample prompts
+(whole rows of per-prompt scores) and take percentiles of the draws.
 """
 
 from __future__ import annotations
@@ -257,6 +258,50 @@ def bootstrap_ci(
     return low, high
 
 
+def _grid_average(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct simplex points of weights (G, K) -> grid (G', K) and the averaging matrix (G', G).
+
+    Rows are normalised onto the simplex and matched to _ROUND decimals; ``avg @ scores`` with
+    scores (..., G, K) gives the mean score at each distinct point, (..., G', K).
+    """
+    grid, inverse = np.unique(np.round(weights / weights.sum(1, keepdims=True), _ROUND), axis=0,
+                              return_inverse=True)
+    inverse = inverse.reshape(-1)
+    avg = np.zeros((len(grid), len(weights)))
+    avg[inverse, np.arange(len(weights))] = 1.0
+    return grid, avg / avg.sum(1, keepdims=True)
+
+
+def _resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """How often each of n rows is drawn in each of n_boot resamples with replacement: (n_boot, n).
+
+    ``counts @ values / n`` is the mean of values (n, ...) over each draw's rows; the draws are
+    those of `bootstrap_ci` with the same seed.
+    """
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    counts = np.zeros((n_boot, n))
+    np.add.at(counts, (np.arange(n_boot)[:, None], idx), 1.0)
+    return counts
+
+
+def _percentiles(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Central `level` percentile interval over axis 0 of draws, NaN draws left out (all NaN: NaN)."""
+    flat = draws.reshape(len(draws), -1)
+    low = np.full(flat.shape[1], np.nan)
+    high = low.copy()
+    some = ~np.isnan(flat).all(axis=0)
+    if some.any():
+        low[some], high[some] = np.nanquantile(flat[:, some], [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return low.reshape(draws.shape[1:]), high.reshape(draws.shape[1:])
+
+
+def _check_boot(n_boot: int, level: float) -> None:
+    if n_boot < 1:
+        raise MoodpoError(f"n_boot must be >= 1, got {n_boot}")
+    if not 0 < level < 1:
+        raise MoodpoError(f"level must be in (0, 1), got {level}")
+
+
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman rho, NaN when fewer than 2 points or either input is constant."""
     if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
@@ -293,12 +338,8 @@ def steerability(weights, scores, objectives: Sequence[str] | None = None) -> di
     if len(names) != k_obj:
         raise MoodpoError(f"got {len(names)} objective names for {k_obj} objectives")
 
-    grid, inverse = np.unique(np.round(w / w.sum(1, keepdims=True), _ROUND), axis=0,
-                              return_inverse=True)
-    inverse = inverse.reshape(-1)
-    mean_s = np.zeros((len(grid), k_obj))
-    np.add.at(mean_s, inverse, s)
-    mean_s /= np.bincount(inverse, minlength=len(grid))[:, None]
+    grid, avg = _grid_average(w)
+    mean_s = avg @ s
 
     out = {}
     for k in range(k_obj):
@@ -324,6 +365,127 @@ def steerability(weights, scores, objectives: Sequence[str] | None = None) -> di
             "monotone_fraction": up / n_steps if n_steps else float("nan"),
             "n_steps": n_steps,
         }
+    return out
+
+
+_SHARE_AT = (0.0, 0.25, 0.75, 1.0)  # edge positions t = w_k that interior_share reads
+
+
+def _edge_coefficients(grid: np.ndarray, k: int, m: int) -> np.ndarray | None:
+    """Linear read-out of the edge from corner e_m (t = 0) to e_k (t = 1): (4, G') or None.
+
+    grid (G', K): distinct simplex points. Row r of the result gives s(t_r) = coef[r] @ s for
+    t_r in _SHARE_AT, s (G',) the scores at the grid points: the grid point at t_r, or linear
+    interpolation between the nearest grid points on the edge on either side of it. None when
+    the edge lacks a corner, or has no grid point strictly inside it except its midpoint: then
+    s(0.75) - s(0.25) = (s(1) - s(0)) / 2 whatever s is, and the share would read 0.5 always.
+    """
+    rest = [c for c in range(grid.shape[1]) if c not in (k, m)]
+    idx = np.flatnonzero(np.all(grid[:, rest] == 0, axis=1))
+    idx = idx[np.argsort(grid[idx, k], kind="stable")]
+    t = grid[idx, k]
+    inner = t[(t > 0) & (t < 1)]
+    if len(t) < 2 or t[0] != 0 or t[-1] != 1 or not np.any(inner != 0.5):
+        return None
+    coef = np.zeros((len(_SHARE_AT), len(grid)))
+    for row, x in enumerate(_SHARE_AT):
+        j = int(np.searchsorted(t, x))  # first edge point with t >= x
+        if t[j] == x:
+            coef[row, idx[j]] = 1.0
+        else:
+            frac = (x - t[j - 1]) / (t[j] - t[j - 1])
+            coef[row, idx[j - 1]] = 1.0 - frac
+            coef[row, idx[j]] = frac
+    return coef
+
+
+def interior_share(
+    weights,
+    per_prompt_scores,
+    objectives: Sequence[str] | None = None,
+    *,
+    tol: float = 1e-6,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """How much of an objective's corner-to-corner change happens inside the simplex.
+
+    weights (G, K), per_prompt_scores (P, G, K) -> {objective: {"share", "lo", "hi",
+    "corner_gap", "n_edges"}}, keyed by the names in `objectives` or by index 0..K-1.
+
+    On the edge from corner e_m to corner e_k (w_k = t, w_m = 1 - t, every other weight 0) let
+    s_k(t) be the mean score of objective k over prompts. The edge's share is
+
+        share = (s_k(0.75) - s_k(0.25)) / (s_k(1) - s_k(0)).
+
+    A straight-line trade-off gives 0.5; a corner switch (flat, then a jump at the last grid
+    point) gives 0, and so does a policy that moves before t = 0.25 and then saturates; a policy
+    that is non-monotone along the edge can give any value, it is not clipped. Spearman over grid
+    points cannot tell a switch from a line: it ranks only the order of the scores, so a jump at
+    the last point after tiny steps up scores 1, as a straight line does.
+    s_k(0.25) and s_k(0.75) come from the grid point there or, when there is none (an 11-point
+    grid has 0.2 and 0.3), by linear interpolation between the nearest grid points on that
+    edge. An edge needs both corners and a grid point strictly inside it other than the midpoint
+    (with 2 or 3 points per edge the interpolated share is 0.5 whatever the scores).
+
+    For K = 2 there is one edge per objective. For K > 2 objective k's share is the mean over
+    the other objectives m of the edge (e_m, e_k) shares, over the edges the grid covers and
+    whose corner gap |s_k(1) - s_k(0)| is at least `tol`. ``share`` is NaN when no edge
+    qualifies (a flat objective, a grid without its corners). ``corner_gap`` is s_k(1) - s_k(0)
+    (the mean over covered edges for K > 2; NaN when none), ``n_edges`` how many edges the
+    share averages.
+
+    ``lo``, ``hi``: percentile bootstrap interval at `level`, n_boot draws of whole prompts
+    (seeded); each draw recomputes the means over its prompts and the share on the same edges.
+    Draws whose corner gap falls below `tol` on one of those edges are left out. Weight rows are
+    normalised onto the simplex and rows with the same weights are averaged, as in `steerability`.
+    """
+    scores = np.asarray(per_prompt_scores, dtype=float)
+    if scores.ndim != 3:
+        raise MoodpoError(f"per_prompt_scores must have shape (P, G, K), got {scores.shape}")
+    if not np.isfinite(scores).all():
+        raise MoodpoError("per_prompt_scores contains NaN or infinite values")
+    if scores.shape[0] == 0:
+        raise MoodpoError("per_prompt_scores has no prompts")
+    k_obj = scores.shape[2]
+    w = _check_weights(weights, k=k_obj)
+    if w.shape != scores.shape[1:]:
+        raise MoodpoError(f"weights must have shape {scores.shape[1:]}, got {w.shape}")
+    names = list(objectives) if objectives is not None else list(range(k_obj))
+    if len(names) != k_obj:
+        raise MoodpoError(f"got {len(names)} objective names for {k_obj} objectives")
+    if not tol >= 0:
+        raise MoodpoError(f"tol must be >= 0, got {tol}")
+    _check_boot(n_boot, level)
+
+    grid, avg = _grid_average(w)
+    per_prompt = avg @ scores                                     # (P, G', K)
+    mean = per_prompt.mean(axis=0)                                # (G', K)
+    counts = _resample_counts(len(scores), n_boot, seed)
+    boot = np.tensordot(counts, per_prompt, axes=1) / len(scores)  # (n_boot, G', K)
+
+    out = {}
+    for k, name in enumerate(names):
+        edges = [c for m in range(k_obj) if m != k and (c := _edge_coefficients(grid, k, m)) is not None]
+        nan = float("nan")
+        if not edges:
+            out[name] = {"share": nan, "lo": nan, "hi": nan, "corner_gap": nan, "n_edges": 0}
+            continue
+        coef = np.stack(edges)                                    # (E, 4, G')
+        middle, span = coef[:, 2] - coef[:, 1], coef[:, 3] - coef[:, 0]
+        gap = span @ mean[:, k]                                   # (E,)
+        use = np.abs(gap) >= tol
+        share = float(np.mean((middle[use] @ mean[:, k]) / gap[use])) if use.any() else nan
+        lo = hi = nan
+        if use.any():
+            b_gap = boot[:, :, k] @ span[use].T                   # (n_boot, E')
+            b_mid = boot[:, :, k] @ middle[use].T
+            ok = np.abs(b_gap) >= tol
+            b_share = np.divide(b_mid, b_gap, out=np.full_like(b_gap, np.nan), where=ok)
+            lo, hi = (float(x) for x in _percentiles(b_share.mean(axis=1), level))
+        out[name] = {"share": share, "lo": lo, "hi": hi, "corner_gap": float(gap.mean()),
+                     "n_edges": int(use.sum())}
     return out
 
 
@@ -380,6 +542,11 @@ def length_controlled(scores, lengths) -> np.ndarray:
     return s - slope * xc
 
 
+def _win_outcome(diff: np.ndarray, tie_tol: float) -> np.ndarray:
+    """1 where A's weighted reward beats B's by more than tie_tol, 0 where it loses, 0.5 a tie."""
+    return np.where(diff > tie_tol, 1.0, np.where(diff < -tie_tol, 0.0, 0.5))
+
+
 def win_rate(
     a_scores,
     b_scores,
@@ -414,8 +581,7 @@ def win_rate(
         raise MoodpoError(
             f"weights of shape {w.shape} do not match scores of shape {a.shape}"
         ) from None
-    diff = scalarise(a, w) - scalarise(b, w)  # (P, G) or (N,)
-    outcome = np.where(diff > tie_tol, 1.0, np.where(diff < -tie_tol, 0.0, 0.5))
+    outcome = _win_outcome(scalarise(a, w) - scalarise(b, w), tie_tol)  # (P, G) or (N,)
     win, tie = int((outcome == 1).sum()), int((outcome == 0.5).sum())
     loss = outcome.size - win - tie
     per_prompt = outcome.reshape(len(outcome), -1).mean(axis=1) if outcome.size else outcome.ravel()
@@ -427,4 +593,73 @@ def win_rate(
         "rate": float(outcome.mean()) if outcome.size else float("nan"),
         "ci_low": low,
         "ci_high": high,
+    }
+
+
+def paired_bootstrap(
+    per_prompt_scores: Sequence,
+    weights,
+    ref,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    tie_tol: float = 0.0,
+) -> dict:
+    """Hypervolumes, differences from the first system and win rates over it, with paired intervals.
+
+    per_prompt_scores: N >= 1 systems' scores, each (P, G, K), row p the same prompt and column g
+    the weight weights[g] (G, K) in every system; ref (K,): the hypervolume reference point.
+    Returns arrays of shape (N,), system 0 being the first:
+
+    - ``hypervolume``: of each system's mean points (G, K) over all P prompts, against ref.
+    - ``hv_lo``, ``hv_hi``: percentile bootstrap interval at `level` of that hypervolume.
+    - ``hv_diff`` = hypervolume_i - hypervolume_0, with ``hv_diff_lo``, ``hv_diff_hi``: the
+      interval of the per-draw difference.
+    - ``win_rate``: share of (prompt, weight) pairs where system i's weighted reward
+      ``(scores * weights).sum(-1)`` beats the first's, a tie (within tie_tol) counting half, as
+      in `win_rate`; the first against itself is 0.5. ``win_lo``, ``win_hi``: its interval.
+
+    Each of the n_boot draws (seeded) takes P prompts with replacement once and applies the same
+    prompts to every system, so the intervals of differences and win rates are paired: what the
+    prompts share cancels. A system's numbers depend only on its own scores, the first's, ref
+    and the draws, so adding a system to the comparison leaves the others' unchanged; identical
+    systems differ by exactly 0 in every draw.
+    """
+    systems = [np.asarray(x, dtype=float) for x in per_prompt_scores]
+    if not systems:
+        raise MoodpoError("paired_bootstrap needs at least one system")
+    shape = systems[0].shape
+    if len(shape) != 3 or any(x.shape != shape for x in systems):
+        raise MoodpoError(f"every system's scores must share one shape (P, G, K), got {[x.shape for x in systems]}")
+    if not all(np.isfinite(x).all() for x in systems):
+        raise MoodpoError("per_prompt_scores contains NaN or infinite values")
+    p_n, g_n, k_n = shape
+    if p_n == 0 or g_n == 0:
+        raise MoodpoError(f"paired_bootstrap needs at least one prompt and one weight, got shape {shape}")
+    w = _check_weights(weights, k=k_n)
+    if w.shape != (g_n, k_n):
+        raise MoodpoError(f"weights must have shape {(g_n, k_n)}, got {w.shape}")
+    ref = np.asarray(ref, dtype=float)
+    if ref.shape != (k_n,) or not np.isfinite(ref).all():
+        raise MoodpoError(f"ref must be {k_n} finite numbers, got {ref.tolist()}")
+    _check_boot(n_boot, level)
+
+    counts = _resample_counts(p_n, n_boot, seed)                      # (n_boot, P)
+    hv = np.array([hypervolume(x.mean(axis=0), ref) for x in systems])
+    # One system at a time, so a system's draws never depend on which others are compared.
+    hv_draws = np.stack([
+        [hypervolume(m, ref) for m in (counts @ x.reshape(p_n, -1) / p_n).reshape(n_boot, g_n, k_n)]
+        for x in systems
+    ], axis=1)                                                       # (n_boot, N)
+    first_reward = scalarise(systems[0], w)                          # (P, G)
+    per_prompt_win = np.stack([_win_outcome(scalarise(x, w) - first_reward, tie_tol).mean(axis=1)
+                               for x in systems], axis=1)            # (P, N)
+    hv_lo, hv_hi = _percentiles(hv_draws, level)
+    diff_lo, diff_hi = _percentiles(hv_draws - hv_draws[:, :1], level)
+    win_lo, win_hi = _percentiles(counts @ per_prompt_win / p_n, level)
+    return {
+        "hypervolume": hv, "hv_lo": hv_lo, "hv_hi": hv_hi,
+        "hv_diff": hv - hv[0], "hv_diff_lo": diff_lo, "hv_diff_hi": diff_hi,
+        "win_rate": per_prompt_win.mean(axis=0), "win_lo": win_lo, "win_hi": win_hi,
     }

@@ -82,9 +82,12 @@ def test_eval_run_writes_documented_files(run_dir):
                                    "scores", "length"}
     assert set(generations[0]["scores"]) == set(OBJECTIVES)
     summary = json.loads((out / "summary.json").read_text())
-    for key in ("hypervolume", "steerability", "adherence_spread", "length", "length_controlled", "settings"):
+    for key in ("hypervolume", "steerability", "interior_share", "adherence_spread", "length", "length_controlled",
+                "settings"):
         assert key in summary
-    assert len(summary["hypervolume"]["reference_point"]) == 2
+    assert len(summary["hypervolume"]["reference_point"]) == 2 and summary["hypervolume"]["reference"]
+    assert set(summary["interior_share"]) == set(OBJECTIVES)
+    assert set(summary["interior_share"]["conciseness"]) == {"share", "lo", "hi", "corner_gap", "n_edges"}
     assert summary["prompts"] == {"source": "builtin", "split": "eval", "count": 2}
     assert (out / "front.html").stat().st_size > 1000
 
@@ -157,9 +160,21 @@ def test_soups_and_compare(tiny_model_dir, run_dir, tmp_path, capsys):
     assert list(table["system"]) == ["tiny", "soups (soups)", f"base ({tiny_model_dir})"]
     assert table.loc[1:, "win_rate"].between(0, 1).all()
     assert set(table["vs_first"]) <= {"-", "dominates", "dominated", "neither"}
-    assert {"steer_conciseness", "mono_conciseness", "hv_length_controlled"} <= set(table.columns)
+    assert {"steer_conciseness", "mono_conciseness", "interior_conciseness", "hv_length_controlled", "hv_diff",
+            "hv_diff_lo", "hv_diff_hi"} <= set(table.columns)
+    assert "hypervolume reference point (conciseness=" in printed
     details = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert len(details["reference_point"]) == 2 and len(details["systems"]) == 3
+    assert details["reference"] in printed and details["paired"]["prompts"] == 2
+
+    capsys.readouterr()
+    run_cli("compare", run_dir, soups, "--ref", "-1", "0", "--out", tmp_path / "cmp-ref")
+    printed = capsys.readouterr().out
+    assert "hypervolume reference point (conciseness=-1, python:test_evaluate:letters=0): given" in printed
+    assert json.loads((tmp_path / "cmp-ref" / "compare.json").read_text())["reference_point"] == [-1.0, 0.0]
+    assert main(["compare", str(run_dir), "--ref", "0", "0", "0", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs 2 values" in err and "\n" not in err
     assert (tmp_path / "cmp" / "compare.html").stat().st_size > 1000
 
 
@@ -197,6 +212,8 @@ def test_objectives_command_prints_correlations(tiny_model_dir, capsys):
     (["eval", "--run", "no/such/run"], "does not exist"),
     (["eval", "--run", "base:{tiny}", "--grid", "0"], "--grid must be >= 1"),
     (["compare", "{tmp}"], "holds no eval data"),
+    (["compare", "{tmp}", "--ref", "0", "nan"], "--ref values must be finite"),
+    (["compare", "{tmp}", "--ref", "0", "x"], "--ref values must be numbers"),
     (["steer-report", "--run", "base:{tiny}", "--weights", "1,x"], "weights must be numbers"),
     (["steer-report", "--run", "base:{tiny}", "--weights", "1,0,0"], "expected 2 weights"),
     (["sweep", "--model", "{tiny}", "--alpha", "0", "--run_dir", "{tmp}/s"], "--alpha values must be > 0"),
@@ -208,14 +225,26 @@ def test_bad_input_is_one_line(args, message, tiny_model_dir, tmp_path, capsys):
     assert message in err and "\n" not in err
 
 
-def synthetic(system, offset, lengths=10):
+FLOORED = ["python:test_evaluate:letters", "python:test_evaluate:letters_too"]
+
+
+def synthetic(system, offset, lengths=10, objectives=("a", "b"), seed=0):
     """A 2-objective result on 3 weights x 4 prompts whose scores follow the weights, shifted by offset."""
     weights = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
-    noise = np.random.default_rng(0).normal(0, 0.01, size=(4, 3, 1, 2))
+    noise = np.random.default_rng(seed).normal(0, 0.01, size=(4, 3, 1, 2))
     scores = weights[None, :, None, :] + offset + noise
-    return EvalResult(system=system, objectives=["a", "b"], weights=weights,
+    return EvalResult(system=system, objectives=list(objectives), weights=weights,
                       prompts=[Prompt(str(i), f"p{i}", "c") for i in range(4)], sample_scores=scores,
                       sample_lengths=np.full((4, 3, 1), lengths), responses=[[["r"]] * 3] * 4, meta={})
+
+
+@pytest.fixture
+def floors(monkeypatch):
+    """FLOORED's objectives get floor -1 (get_objective caches them, so the floor is undone after)."""
+    from moodpo.objectives import get_objective
+
+    for name in FLOORED:
+        monkeypatch.setattr(get_objective(name), "floor", -1.0)
 
 
 def test_compare_known_answer():
@@ -226,11 +255,86 @@ def test_compare_known_answer():
     assert b["hypervolume"] > table.iloc[0]["hypervolume"]
     assert (table["hv_lo"] <= table["hypervolume"]).all() and (table["hypervolume"] <= table["hv_hi"]).all()
     assert table.iloc[0]["hv_hi"] < b["hv_lo"]          # B's front is 0.5 better on both objectives
+    assert b["hv_diff"] == pytest.approx(b["hypervolume"] - table.iloc[0]["hypervolume"])
+    assert 0 < b["hv_diff_lo"] <= b["hv_diff"] <= b["hv_diff_hi"]
+    assert np.isnan(table.iloc[0]["hv_diff"]) and np.isnan(table.iloc[0]["win_rate"])
     assert b["steer_a"] == pytest.approx(1.0) and b["mono_a"] == 1.0
-    # The common reference is the worst mean point minus 10% of the span, over both systems.
+    assert np.isnan(b["interior_a"])                    # 3 points per edge: the share is undefined
+    # No objective has a floor ("a", "b" are no objectives), so the common reference is the worst
+    # mean point minus 10% of the span, over both systems, and the details say it depends on them.
     points = np.concatenate([synthetic("A", 0.0).points, synthetic("B", 0.5).points])
     span = points.max(0) - points.min(0)
     assert np.allclose(details["reference_point"], points.min(0) - 0.1 * span)
+    assert "depends on the systems compared" in details["reference"]
+    assert details["paired"] == {"prompts": 4, "weights": 3, "n_boot": 1000, "seed": 0}
+
+
+def test_compare_columns_in_order():
+    table, _ = compare_results([synthetic("A", 0.0), synthetic("B", 0.5)])
+    assert list(table.columns) == ["system", "points", "hypervolume", "hv_lo", "hv_hi", "hv_diff", "hv_diff_lo",
+                                   "hv_diff_hi", "hv_length_controlled", "vs_first", "first_dominated", "steer_a",
+                                   "mono_a", "interior_a", "steer_b", "mono_b", "interior_b", "win_rate", "win_lo",
+                                   "win_hi", "length"]
+
+
+def test_fixed_reference_order_of_sources(floors):
+    from moodpo.evaluate import fixed_reference
+
+    results = [synthetic("A", 0.0, objectives=FLOORED)]
+    ref, source = fixed_reference(FLOORED, results, ref=[0.5, -2])
+    assert ref.tolist() == [0.5, -2.0] and source.startswith("given")
+    ref, source = fixed_reference(FLOORED, results)
+    assert ref.tolist() == [-1.0, -1.0] and "floors" in source
+    ref, source = fixed_reference(["python:test_evaluate:letters", "b"], results)
+    assert np.allclose(ref, results[0].points.min(0) - 0.1 * np.ptp(results[0].points, axis=0))
+    assert "b: no floor" in source and "depends on the systems compared" in source
+    for bad, message in (([0.0], "needs 2 values"), ([0.0, np.inf], "finite")):
+        with pytest.raises(Exception, match=message):
+            fixed_reference(FLOORED, results, ref=bad)
+
+
+def test_compare_on_floors_a_third_system_changes_nothing_for_the_first_two(floors):
+    a, b = synthetic("A", 0.0, objectives=FLOORED), synthetic("B", 0.1, objectives=FLOORED, seed=1)
+    c = synthetic("C", 2.0, objectives=FLOORED, seed=2)    # would move a data-derived reference point
+    two, details = compare_results([a, b])
+    three, _ = compare_results([a, b, c])
+    assert details["reference_point"] == [-1.0, -1.0] and "floors" in details["reference"]
+    columns = ["hypervolume", "hv_lo", "hv_hi", "hv_diff", "hv_diff_lo", "hv_diff_hi", "win_rate", "win_lo", "win_hi"]
+    pd.testing.assert_frame_equal(three.loc[:1, columns], two[columns])
+    # The same numbers as one evaluation's summary: its hypervolume is on the floors too.
+    summary = a.summary()
+    assert summary["hypervolume"]["reference_point"] == [-1.0, -1.0]
+    assert summary["hypervolume"]["value"] == pytest.approx(two.iloc[0]["hypervolume"])
+
+
+def test_compare_pairs_on_the_shared_prompts_and_weights(caplog):
+    a = synthetic("A", 0.0)
+    b = synthetic("B", 0.5)
+    b.prompts = [Prompt(str(i), f"p{i}", "c") for i in (1, 0, 2, 9)]   # prompt 3 missing, another added
+    with caplog.at_level("WARNING"):
+        table, details = compare_results([a, b])
+    assert "3 prompts and 3 weights all systems share" in caplog.text
+    assert details["paired"]["prompts"] == 3
+    assert table.iloc[1]["win_rate"] == 1.0
+
+
+def test_summary_interior_share_and_line(tmp_path):
+    from moodpo.commands import _summary_line
+    from moodpo.pareto import interior_share
+    from moodpo.weights import simplex_grid
+
+    weights = simplex_grid(2, 11)
+    t = weights[:, :1]
+    scores = np.concatenate([t, 1 - t], axis=1)[None, :, None, :] + np.zeros((3, 1, 1, 1))
+    result = EvalResult(system="line", objectives=["a", "b"], weights=weights,
+                        prompts=[Prompt(str(i), f"p{i}", "c") for i in range(3)], sample_scores=scores,
+                        sample_lengths=np.full((3, 11, 1), 5), responses=[[["r"]] * 11] * 3,
+                        meta={"wall_seconds": 1.0})
+    summary = result.summary()
+    assert summary["interior_share"]["a"]["share"] == pytest.approx(0.5)
+    assert summary["interior_share"] == json.loads(json.dumps(interior_share(weights, result.scores, ["a", "b"])))
+    line = _summary_line(result, tmp_path)
+    assert "steerability (spearman) a=1.00, b=1.00, interior share a=0.50, b=0.50" in line
 
 
 def test_compare_rejects_different_objectives():

@@ -10,7 +10,9 @@ from moodpo.pareto import (
     dominates,
     front_dominance,
     hypervolume,
+    interior_share,
     length_controlled,
+    paired_bootstrap,
     pareto_front,
     pareto_mask,
     reference_point,
@@ -347,6 +349,119 @@ def test_steerability_rejects(weights, scores):
         steerability(weights, scores)
 
 
+def edge_scores(t: np.ndarray, s0: np.ndarray, prompts: int = 1) -> np.ndarray:
+    """Per-prompt scores (P, G, 2) on a 2-objective edge: objective 0 follows s0 along t = w_0,
+    objective 1 mirrors it (s0 read from the other corner)."""
+    return np.tile(np.stack([s0, s0[::-1]], axis=1), (prompts, 1, 1))
+
+
+@pytest.mark.parametrize(
+    "points, curve, expected",
+    [
+        (5, lambda t: t, 0.5),                                  # straight-line trade-off
+        (5, lambda t: (t == 1).astype(float), 0.0),             # corner switch at the last point
+        (11, lambda t: (t == 1).astype(float), 0.0),
+        (11, lambda t: np.minimum(1.0, 5 * t), 0.0),            # moves early, saturates by 0.2
+        (5, lambda t: np.array([0.0, 1.0, 0.0, -1.0, 1.0]), -2.0),  # non-monotone: unbounded
+    ],
+)
+def test_interior_share_two_objectives_by_hand(points, curve, expected):
+    weights = simplex_lattice(2, points - 1)       # w_0 = 0, 1/(n-1), ..., 1
+    out = interior_share(weights, edge_scores(weights[:, 0], curve(weights[:, 0])), ["a", "b"], n_boot=20)
+    assert out["a"]["share"] == pytest.approx(expected, abs=1e-12)
+    assert out["b"]["share"] == pytest.approx(expected, abs=1e-12)
+    assert out["a"]["corner_gap"] == pytest.approx(1.0) and out["a"]["n_edges"] == 1
+
+
+def test_interior_share_interpolates_between_grid_points():
+    # 11 points: s(0.25) = (0.2^3 + 0.3^3) / 2 = 0.0175, s(0.75) = (0.7^3 + 0.8^3) / 2 = 0.4275,
+    # share 0.41; the cubic itself would give 0.75^3 - 0.25^3 = 0.40625.
+    weights = simplex_lattice(2, 10)
+    out = interior_share(weights, edge_scores(weights[:, 0], weights[:, 0] ** 3), n_boot=20)
+    assert out[0]["share"] == pytest.approx(0.41)
+    # Four points (0, 1/3, 2/3, 1): s(0.25) = 3/4 * s(1/3), s(0.75) = 3/4 * s(2/3) + 1/4 * s(1).
+    weights = simplex_lattice(2, 3)
+    s0 = np.array([0.0, 0.6, 0.7, 1.0])
+    out = interior_share(weights, edge_scores(weights[:, 0], s0), n_boot=20)
+    assert out[0]["share"] == pytest.approx(0.75 * 0.7 + 0.25 - 0.75 * 0.6)
+
+
+def test_interior_share_unordered_unnormalised_duplicated_weights():
+    weights = np.array([[2.0, 2.0], [0.0, 3.0], [1.0, 3.0], [4.0, 0.0], [3.0, 1.0], [1.0, 1.0]])
+    scores = np.array([[[0.4, 0.0], [0.0, 0.0], [0.2, 0.0], [1.0, 0.0], [0.9, 0.0], [0.6, 0.0]]])
+    # w_0 = 0, 0.25, 0.5 (scores 0.4 and 0.6 averaged), 0.75, 1 -> (0.9 - 0.2) / 1.
+    assert interior_share(weights, scores, n_boot=5)[0]["share"] == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [
+        simplex_lattice(2, 1),                          # corners only
+        simplex_lattice(2, 2),                          # corners and midpoint: always 0.5
+        np.array([[0.0, 1.0], [0.25, 0.75], [0.75, 0.25]]),  # no corner e_0
+    ],
+)
+def test_interior_share_undefined_without_the_points_needed(weights):
+    out = interior_share(weights, edge_scores(weights[:, 0], weights[:, 0]), n_boot=5)
+    assert np.isnan(out[0]["share"]) and np.isnan(out[0]["lo"]) and out[0]["n_edges"] == 0
+
+
+def test_interior_share_flat_objective_is_nan():
+    weights = simplex_lattice(2, 4)
+    scores = np.stack([weights[:, 0], np.full(5, 0.3) + 1e-8 * weights[:, 1]], axis=1)[None]
+    out = interior_share(weights, scores, ["moves", "flat"], n_boot=5)
+    assert out["moves"]["share"] == pytest.approx(0.5)
+    assert np.isnan(out["flat"]["share"]) and np.isnan(out["flat"]["hi"])
+    assert out["flat"]["corner_gap"] == pytest.approx(1e-8) and out["flat"]["n_edges"] == 0
+    assert interior_share(weights, scores, ["moves", "flat"], tol=1e-9, n_boot=5)["flat"]["share"] == (
+        pytest.approx(0.5))
+
+
+def test_interior_share_three_objectives_averages_the_edges():
+    weights = simplex_lattice(3, 4)
+    # Objective 0 is t^3 on the edge from e_1 (w_2 = 0) and t on the edge from e_2 (w_1 = 0):
+    # shares 0.75^3 - 0.25^3 = 0.40625 and 0.5, mean 0.453125. Objectives 1, 2 follow their weight.
+    s0 = np.where(weights[:, 2] == 0, weights[:, 0] ** 3, weights[:, 0])
+    scores = np.stack([s0, weights[:, 1], weights[:, 2]], axis=1)[None]
+    out = interior_share(weights, scores, n_boot=5)
+    assert out[0]["share"] == pytest.approx(0.453125) and out[0]["n_edges"] == 2
+    assert out[1]["share"] == pytest.approx(0.5) and out[2]["share"] == pytest.approx(0.5)
+    # Only the edges the grid covers: without the corner e_2, objective 0 uses one edge.
+    keep = weights[:, 2] < 1
+    out = interior_share(weights[keep], scores[:, keep], n_boot=5)
+    assert out[0]["share"] == pytest.approx(0.40625) and out[0]["n_edges"] == 1
+    assert out[2]["n_edges"] == 0 and np.isnan(out[2]["share"])
+
+
+def test_interior_share_interval_contains_estimate_and_is_reproducible():
+    rng = np.random.default_rng(1)
+    weights = simplex_lattice(2, 10)
+    t = weights[:, 0]
+    scores = edge_scores(t, t ** 2, prompts=40) + rng.normal(0, 0.2, size=(40, 11, 2))
+    out = interior_share(weights, scores, seed=3)
+    for v in out.values():
+        assert v["lo"] < v["share"] < v["hi"]
+    assert interior_share(weights, scores, seed=3) == out
+    assert interior_share(weights, scores, seed=4)[0]["lo"] != out[0]["lo"]
+
+
+@pytest.mark.parametrize(
+    "weights, scores, kwargs",
+    [
+        (simplex_lattice(2, 4), np.ones((5, 2)), {}),
+        (simplex_lattice(2, 4), np.ones((1, 4, 2)), {}),
+        (simplex_lattice(2, 4), np.ones((0, 5, 2)), {}),
+        (simplex_lattice(2, 4), np.full((1, 5, 2), np.nan), {}),
+        (simplex_lattice(2, 4), np.ones((1, 5, 2)), {"n_boot": 0}),
+        (simplex_lattice(2, 4), np.ones((1, 5, 2)), {"level": 1.0}),
+        (simplex_lattice(2, 4), np.ones((1, 5, 2)), {"objectives": ["a"]}),
+    ],
+)
+def test_interior_share_rejects(weights, scores, kwargs):
+    with pytest.raises(MoodpoError):
+        interior_share(weights, scores, **kwargs)
+
+
 def test_adherence_spread_by_hand():
     scores = np.array(
         [
@@ -457,3 +572,75 @@ def test_win_rate_empty():
 def test_win_rate_rejects(a, b, weights):
     with pytest.raises(MoodpoError):
         win_rate(a, b, weights)
+
+
+def noisy_front(prompts: int, offset: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A 2-objective system on a 5-point grid: scores follow the weights, plus offset and noise."""
+    weights = simplex_lattice(2, 4)
+    noise = np.random.default_rng(seed).normal(0, 0.05, size=(prompts, 5, 2))
+    return weights[None] + offset + noise, weights
+
+
+def test_paired_bootstrap_identical_systems_differ_by_exactly_zero():
+    a, weights = noisy_front(20, 0.0, seed=0)
+    out = paired_bootstrap([a, a.copy()], weights, [-1.0, -1.0], n_boot=200)
+    assert out["hv_diff"][1] == 0.0 and out["hv_diff_lo"][1] == 0.0 and out["hv_diff_hi"][1] == 0.0
+    assert out["hv_lo"][0] == out["hv_lo"][1] and out["hv_hi"][0] == out["hv_hi"][1]
+    assert out["hv_lo"][0] < out["hypervolume"][0] < out["hv_hi"][0]
+    assert out["win_rate"][1] == 0.5 and out["win_lo"][1] == out["win_hi"][1] == 0.5
+
+
+def test_paired_bootstrap_better_on_every_prompt():
+    a, weights = noisy_front(20, 0.0, seed=0)
+    b = a + 0.01                                        # a little better everywhere, same prompts
+    out = paired_bootstrap([a, b], weights, [-1.0, -1.0], n_boot=200)
+    assert out["hv_diff_lo"][1] > 0.0
+    assert out["win_rate"][1] == 1.0 and out["win_lo"][1] == 1.0
+    # The unpaired intervals overlap: the prompt-to-prompt spread hides a difference pairing sees.
+    assert out["hv_lo"][1] < out["hv_hi"][0]
+
+
+def test_paired_bootstrap_win_rate_matches_win_rate():
+    a, weights = noisy_front(30, 0.0, seed=0)
+    b, _ = noisy_front(30, 0.02, seed=1)
+    out = paired_bootstrap([a, b], weights, [-1.0, -1.0])
+    single = win_rate(b, a, weights)
+    assert out["win_rate"][1] == pytest.approx(single["rate"])
+    assert out["win_lo"][1] == pytest.approx(single["ci_low"]) and out["win_hi"][1] == pytest.approx(single["ci_high"])
+    assert out["hypervolume"][1] == pytest.approx(hypervolume(b.mean(0), [-1.0, -1.0]))
+    assert out["hv_diff"][1] == pytest.approx(out["hypervolume"][1] - out["hypervolume"][0])
+
+
+def test_paired_bootstrap_a_third_system_changes_nothing_for_the_first_two():
+    a, weights = noisy_front(15, 0.0, seed=0)
+    b, _ = noisy_front(15, 0.1, seed=1)
+    c, _ = noisy_front(15, 0.5, seed=2)   # would move a data-derived reference point; ref is fixed
+    two = paired_bootstrap([a, b], weights, [-1.0, -1.0], n_boot=100, seed=7)
+    three = paired_bootstrap([a, b, c], weights, [-1.0, -1.0], n_boot=100, seed=7)
+    for key, value in two.items():
+        np.testing.assert_array_equal(three[key][:2], value, err_msg=key)
+
+
+def test_paired_bootstrap_same_seed_same_numbers():
+    a, weights = noisy_front(15, 0.0, seed=0)
+    b, _ = noisy_front(15, 0.1, seed=1)
+    runs = [paired_bootstrap([a, b], weights, [-1.0, -1.0], n_boot=100, seed=s) for s in (5, 5, 6)]
+    for key in runs[0]:
+        np.testing.assert_array_equal(runs[0][key], runs[1][key])
+    assert runs[0]["hv_lo"][1] != runs[2]["hv_lo"][1]
+
+
+@pytest.mark.parametrize(
+    "systems, weights, ref",
+    [
+        ([], simplex_lattice(2, 1), [0.0, 0.0]),
+        ([np.ones((2, 2, 2)), np.ones((3, 2, 2))], simplex_lattice(2, 1), [0.0, 0.0]),
+        ([np.ones((2, 2, 2))], simplex_lattice(2, 2), [0.0, 0.0]),
+        ([np.ones((2, 2, 2))], simplex_lattice(2, 1), [0.0]),
+        ([np.ones((2, 2, 2))], simplex_lattice(2, 1), [0.0, np.inf]),
+        ([np.ones((0, 2, 2))], simplex_lattice(2, 1), [0.0, 0.0]),
+    ],
+)
+def test_paired_bootstrap_rejects(systems, weights, ref):
+    with pytest.raises(MoodpoError):
+        paired_bootstrap(systems, weights, ref)

@@ -12,10 +12,16 @@ class Objective:
 
     Subclasses set `name` and implement `score(prompts, responses)` on lists of equal length
     N >= 1, returning N floats. `__call__` validates both sides and returns float64 (N,).
+
+    `floor` is the worst score the objective can give (0.0 for a score in [0, 1]), or None when
+    it has none (a reward model's logit). When every objective of an evaluation has a floor, the
+    floors are its hypervolume reference point, fixed whatever systems are compared
+    (`moodpo.evaluate.fixed_reference`).
     """
 
     name: str = ""
     description: str = ""
+    floor: float | None = None
 
     def score(self, prompts: list[str], responses: list[str]) -> Sequence[float]:
         raise NotImplementedError
