@@ -183,7 +183,7 @@ class EvalResult:
     def summary(self) -> dict:
         """The measures of this evaluation (see the module docstring), JSON-ready."""
         points, objs = self.points, self.objectives
-        ref, ref_source = fixed_reference(objs, [self])
+        ref, ref_source = fixed_reference(objs, [points])
         spread = adherence_spread(self.scores, self.weights)
         lc = length_controlled_points([self])[0]
         lc_ref = reference_point(points, lc)
@@ -325,14 +325,15 @@ def _floor(name: str) -> float | None:
     return None if floor is None else float(floor)
 
 
-def fixed_reference(objectives: Sequence[str], results: Sequence[EvalResult] | None = None,
+def fixed_reference(objectives: Sequence[str], point_sets: Sequence[np.ndarray] | None = None,
                     ref=None) -> tuple[np.ndarray, str]:
     """The hypervolume reference point (K,) for K objectives and one line saying where it came from.
 
     In this order: `ref` (K finite numbers) when given; the objectives' floors when every one has
     a floor (`Objective.floor`), fixed, so a system's hypervolume does not depend on which others
-    it is compared with; else the worst mean score minus 10% of the span over the mean points of
-    `results` (`moodpo.pareto.reference_point`), which does, and the line says so.
+    it is compared with; else the worst mean score minus 10% of the span over `point_sets` (each
+    system's mean points, (G, K); `moodpo.pareto.reference_point`), which does, and the line
+    says so.
     """
     k = len(objectives)
     if ref is not None:
@@ -349,11 +350,11 @@ def fixed_reference(objectives: Sequence[str], results: Sequence[EvalResult] | N
         if not np.isfinite(values).all():
             raise MoodpoError(f"objective floors must be finite numbers, got {values.tolist()}")
         return values, "the objectives' floors, their worst possible scores (fixed)"
-    if not results:
-        raise MoodpoError("no reference point: give one, or the results to derive it from")
+    if not point_sets:
+        raise MoodpoError("no reference point: give one, or the points to derive it from")
     missing = ", ".join(o for o, f in zip(objectives, floors) if f is None)
-    return reference_point(*[r.points for r in results]), (
-        f"data-derived: worst mean score minus 10% of the span over the {len(results)} system(s) here ({missing}: "
+    return reference_point(*point_sets), (
+        f"data-derived: worst mean score minus 10% of the span over the {len(point_sets)} system(s) here ({missing}: "
         "no floor); "
         "it depends on the systems compared, so hypervolumes are comparable only within one comparison")
 
@@ -520,7 +521,7 @@ def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None =
                     n_boot: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Compare systems against the first: (table, details).
 
-    Every hypervolume is against one reference point from `fixed_reference(objectives, results,
+    Every hypervolume is against one reference point from `fixed_reference(objectives, points,
     ref)`: `ref` when given, else the objectives' floors, else derived from the systems' mean
     points (then it depends on which systems are compared). Intervals are 95% percentile
     bootstrap intervals from `moodpo.pareto.paired_bootstrap`: n_boot draws of prompts (seeded),
@@ -535,7 +536,10 @@ def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None =
     mono_<objective> (monotone fraction), interior_<objective> (interior share, see
     `moodpo.pareto.interior_share`), win_rate, win_lo, win_hi (this system over the first on
     the weighted reward at matched prompts and weights, ties half, interval from the same
-    draws; NaN for the first), length. details: objectives, reference_point, reference (where
+    draws; NaN for the first), length, and the audit rates over the whole grid and at the worst
+    weight point (decline_rate, max_decline_rate, echo_rate, max_echo_rate, degenerate_rate,
+    max_degenerate_rate; `moodpo.audit`). Objectives must have one definition version across
+    the systems (MoodpoError otherwise). details: objectives, reference_point, reference (where
     it came from), length_controlled_reference_point, and paired {prompts, weights, n_boot,
     seed}: how many prompts and weights the paired draws used.
     """
@@ -547,9 +551,10 @@ def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None =
             raise MoodpoError(f"cannot compare {r.system} (objectives {r.objectives}) with {results[0].system} "
                               f"(objectives {objectives}): evaluate both on the same objectives")
     results = [_reorder(r, objectives) for r in results]
+    _check_versions(results)
     names = _unique_names(list(names) if names else [r.system for r in results])
     points = [r.points for r in results]
-    ref, ref_source = fixed_reference(objectives, results, ref)
+    ref, ref_source = fixed_reference(objectives, points, ref)
     shared, shared_weights = matched(*results)
     p_n, g_n = shared[0].shape[:2]
     first_prompts, first_weights = [p.id for p in results[0].prompts], _weight_keys(results[0].weights)
@@ -589,11 +594,34 @@ def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None =
         for key in ("win_rate", "win_lo", "win_hi"):
             row[key] = float(paired[key][i]) if i else float("nan")
         row["length"] = float(r.lengths.mean())
+        for flag, values in r.audit.items():
+            if flag in AUDIT_FLAGS:
+                # The whole grid, and the worst weight point: a policy that degenerates at one corner.
+                per_weight = values.mean(axis=(0, 2))
+                row[rate_column(flag)] = float(values.mean())
+                row[f"max_{rate_column(flag)}"] = float(per_weight.max())
         rows.append(row)
     details = {"objectives": objectives, "reference_point": ref, "reference": ref_source,
                "length_controlled_reference_point": lc_ref,
                "paired": {"prompts": p_n, "weights": g_n, "n_boot": n_boot, "seed": seed}}
     return pd.DataFrame(rows), _jsonable(details)
+
+
+def _check_versions(results: Sequence[EvalResult]) -> None:
+    """Refuse to compare scores of one objective name under two definitions (helpfulness v1 and
+    v2); evaluations from before versions were recorded pass with a warning."""
+    seen: dict[str, tuple[int, str]] = {}
+    for r in results:
+        versions = r.meta.get("objective_versions")
+        if versions is None:
+            log.warning("%s does not record its objectives' versions (an evaluation from before 2026-12-01); "
+                        "rescore it (`python -m moodpo rescore`) to compare on the current definitions", r.system)
+            continue
+        for o in r.objectives:
+            v = versions.get(o)
+            if v is not None and seen.setdefault(o, (v, r.system))[0] != v:
+                raise MoodpoError(f"{o} is version {seen[o][0]} in {seen[o][1]} but version {v} in {r.system}; "
+                                  "rescore one of them (`python -m moodpo rescore`) so both use one definition")
 
 
 def _reorder(r: EvalResult, objectives: Sequence[str]) -> EvalResult:

@@ -21,7 +21,8 @@ TINY_TRAIN = ["--max_steps", "1", "--batch_size", "2", "--num_samples", "2", "--
 TINY_EVAL = ["--grid", "2", "--limit", "2", "--max_new_tokens", "6"]
 TABLE_COLUMNS = ["system", "w_conciseness", "w_python:test_evaluate:letters", "conciseness", "conciseness_lo",
                  "conciseness_hi", "python:test_evaluate:letters", "python:test_evaluate:letters_lo",
-                 "python:test_evaluate:letters_hi", "length", "step", "alpha"]
+                 "python:test_evaluate:letters_hi", "length", "step", "alpha", "decline_rate", "echo_rate",
+                 "degenerate_rate"]
 
 
 def letters(prompts, responses):
@@ -79,7 +80,8 @@ def test_eval_run_writes_documented_files(run_dir):
     generations = [json.loads(ln) for ln in (out / "generations.jsonl").read_text().splitlines()]
     assert len(generations) == 4
     assert set(generations[0]) == {"system", "prompt_id", "prompt", "category", "sample", "weights", "response",
-                                   "scores", "length"}
+                                   "scores", "length", "audit"}
+    assert set(generations[0]["audit"]) == {"declined", "echo", "degenerate"}
     assert set(generations[0]["scores"]) == set(OBJECTIVES)
     summary = json.loads((out / "summary.json").read_text())
     for key in ("hypervolume", "steerability", "interior_share", "adherence_spread", "length", "length_controlled",
@@ -274,23 +276,24 @@ def test_compare_columns_in_order():
     assert list(table.columns) == ["system", "points", "hypervolume", "hv_lo", "hv_hi", "hv_diff", "hv_diff_lo",
                                    "hv_diff_hi", "hv_length_controlled", "vs_first", "first_dominated", "steer_a",
                                    "mono_a", "interior_a", "steer_b", "mono_b", "interior_b", "win_rate", "win_lo",
-                                   "win_hi", "length"]
+                                   "win_hi", "length", "decline_rate", "max_decline_rate", "echo_rate",
+                                   "max_echo_rate", "degenerate_rate", "max_degenerate_rate"]
 
 
 def test_fixed_reference_order_of_sources(floors):
     from moodpo.evaluate import fixed_reference
 
     results = [synthetic("A", 0.0, objectives=FLOORED)]
-    ref, source = fixed_reference(FLOORED, results, ref=[0.5, -2])
+    ref, source = fixed_reference(FLOORED, [r.points for r in results], ref=[0.5, -2])
     assert ref.tolist() == [0.5, -2.0] and source.startswith("given")
-    ref, source = fixed_reference(FLOORED, results)
+    ref, source = fixed_reference(FLOORED, [r.points for r in results])
     assert ref.tolist() == [-1.0, -1.0] and "floors" in source
-    ref, source = fixed_reference(["python:test_evaluate:letters", "b"], results)
+    ref, source = fixed_reference(["python:test_evaluate:letters", "b"], [r.points for r in results])
     assert np.allclose(ref, results[0].points.min(0) - 0.1 * np.ptp(results[0].points, axis=0))
     assert "b: no floor" in source and "depends on the systems compared" in source
     for bad, message in (([0.0], "needs 2 values"), ([0.0, np.inf], "finite")):
         with pytest.raises(Exception, match=message):
-            fixed_reference(FLOORED, results, ref=bad)
+            fixed_reference(FLOORED, [r.points for r in results], ref=bad)
 
 
 def test_compare_on_floors_a_third_system_changes_nothing_for_the_first_two(floors):
@@ -355,9 +358,20 @@ def test_rescore_scores_the_same_responses_again(tmp_path, capsys):
     assert "12 responses rescored" in capsys.readouterr().out
     new = load_eval(tmp_path / "new")
     assert new.responses == old.responses and np.array_equal(new.weights, old.weights)
-    words = np.array([[p * 10 + g for g in range(3)] for p in range(4)])
-    np.testing.assert_allclose(new.sample_scores[:, :, 0, 0], 1 / (1 + words / 50))
+    assert new.meta["objective_versions"] == {"conciseness": 2, "helpfulness": 2}
+    # A repetition loop ("word word ... word", 10+ words) is no concise answer under version 2.
+    assert (new.sample_scores[1:, :, 0, 0] < 0.05).all()
     assert new.meta["rescored"] and load_eval(tmp_path / "old").meta.get("rescored") is None
+    # The first definitions on request, under their versioned names.
+    assert main(["rescore", str(tmp_path / "old"), "--out", str(tmp_path / "v1"),
+                 "--objectives", "conciseness@v1", "helpfulness@v1"]) == 0
+    assert "conciseness 0.5" in capsys.readouterr().out
+    v1 = load_eval(tmp_path / "v1")
+    assert v1.objectives == ["conciseness@v1", "helpfulness@v1"]
+    words = np.array([[p * 10 + g for g in range(3)] for p in range(4)])
+    np.testing.assert_allclose(v1.sample_scores[:, :, 0, 0], 1 / (1 + words / 50))
+    assert main(["rescore", str(tmp_path / "old"), "--out", str(tmp_path / "x"), "--objectives", "conciseness"]) == 2
+    assert "1 objectives for an evaluation of 2" in capsys.readouterr().err
     # Never in place: the old scores stay.
     assert main(["rescore", str(tmp_path / "old"), "--out", str(tmp_path / "old")]) == 2
     assert "choose another folder" in capsys.readouterr().err

@@ -21,7 +21,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from moodpo.errors import MoodpoError
-from moodpo.pareto import hypervolume, reference_point
+from moodpo.evaluate import fixed_reference
+from moodpo.pareto import hypervolume
 from moodpo.plots import eval_objectives, pareto_figure
 from moodpo.policy import SOUPS_FILE
 from ui.figures import empty_figure
@@ -204,7 +205,8 @@ def front_figure(fronts: Fronts, x: str | None = None, y: str | None = None) -> 
 
 
 def hypervolume_table(fronts: Fronts) -> tuple[pd.DataFrame, list[float]]:
-    """Hypervolume of each run's points against one reference point shared by all of them."""
+    """Hypervolume of each run's points against one reference point shared by all of them: the
+    objectives' floors when every objective has one (`moodpo.evaluate.fixed_reference`)."""
     columns = ["run", "α", "eval", "points", "hypervolume"]
     if fronts.empty:
         return pd.DataFrame(columns=columns), []
@@ -214,7 +216,9 @@ def hypervolume_table(fronts: Fronts) -> tuple[pd.DataFrame, list[float]]:
     sets = {label: pts for label, pts in sets.items() if len(pts)}
     if not sets:
         return pd.DataFrame(columns=columns), []
-    ref = reference_point(*sets.values())
+    # The objectives' floors when they have them, so a run's hypervolume does not move when
+    # another run is shown beside it.
+    ref, _ = fixed_reference(objs, list(sets.values()))
     rows = []
     for label, group in fronts.table.groupby("label", sort=False):
         if label not in sets:
