@@ -365,7 +365,7 @@ def test_rescore_scores_the_same_responses_again(tmp_path, capsys):
     # The first definitions on request, under their versioned names.
     assert main(["rescore", str(tmp_path / "old"), "--out", str(tmp_path / "v1"),
                  "--objectives", "conciseness@v1", "helpfulness@v1"]) == 0
-    assert "conciseness 0.5" in capsys.readouterr().out
+    assert "-> conciseness@v1 0.781" in capsys.readouterr().out
     v1 = load_eval(tmp_path / "v1")
     assert v1.objectives == ["conciseness@v1", "helpfulness@v1"]
     words = np.array([[p * 10 + g for g in range(3)] for p in range(4)])
