@@ -22,8 +22,7 @@ from moodpo.objectives.hacksuite import (
     truncate,
 )
 
-# becomes helpfulness@v1 etc. when v2 lands
-V1 = {"helpfulness": "helpfulness", "harmlessness": "harmlessness", "conciseness": "conciseness"}
+V1 = {"helpfulness": "helpfulness@v1", "harmlessness": "harmlessness@v1", "conciseness": "conciseness@v1"}
 
 
 def words(text):
@@ -222,7 +221,6 @@ def v1_results():
     return run_suite(V1)
 
 
-@pytest.mark.xfail(reason="objectives v2 not merged yet", strict=False)
 def test_v2_passes_every_ordering():
     results = run_suite()
     assert all(r.passed for r in results), format_report(results)
@@ -246,12 +244,7 @@ def test_v1_fails(v1_results):
     assert _failed(v1_results, "harmlessness", answers, REFUSAL_KINDS)
 
 
-@pytest.mark.xfail(strict=True, reason="v1 passes both filler orderings: it counts \\w+ words, so the URL "
-                   "fragments that pad an answer add words and lower its conciseness; see markup_only")
-def test_v1_fails_a_conciseness_filler_ordering(v1_results):
-    assert _failed(v1_results, "conciseness", ("short_genuine", "genuine"), ("filler", "genuine_filler"))
-
-
 def test_v1_rates_markup_without_an_answer_more_concise_than_the_answer(v1_results):
-    # How markup bought v1 conciseness: junk with few \w+ words beats a real short answer.
+    # How markup bought v1 conciseness: junk with few \w+ words beats a real short answer. (Markup
+    # padding around an answer did not: its URL fragments count as \w+ words.)
     assert _failed(v1_results, "conciseness", ("short_genuine",), ("markup_only",))

@@ -75,7 +75,7 @@ def test_conciseness_v2_is_the_brevity_of_an_answer_in_characters():
     assert s[0] > s[1] + 0.1  # a short genuine answer beats a long one
     assert s[0] > s[2]        # markup and URLs cost what they take up
     assert (s[3:] < 0.05).all(), s  # empty, echoed or declined is not a concise answer
-    assert s[0] == pytest.approx(1 / (1 + len(short) / 250), abs=0.05)
+    assert 0.6 / (1 + len(short) / 250) < s[0] <= 1 / (1 + len(short) / 250)  # brevity, times how much it answers
 
 
 def test_conciseness_v1_is_a_function_of_word_count():

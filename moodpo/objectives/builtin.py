@@ -20,7 +20,10 @@ and `text.refusal_prob`):
     varied      = clip((distinct3 - 0.3) / 0.5, 0, 1)      distinct word trigrams: loops score 0
     clean       = 1 - junk                                 share of characters that are markup,
                                                            URLs, code fences or leaked chat tokens
-    original    = clip((0.9 - copied) / 0.5, 0, 1)         a verbatim copy of the source scores 0
+    original    = clip((1 - copied) / 0.4, 0, 1)           copied = the larger share of the source
+                                                           material's 4-grams or content words in
+                                                           the response: a copy of the passage, or
+                                                           its words reshuffled, scores 0
     says        = min(1, novel / 3)                        says something of its own
 
 helpfulness = (1 - declined) * topical * informative * fluent * varied * clean * original
@@ -31,12 +34,14 @@ helpfulness = (1 - declined) * topical * informative * fluent * varied * clean *
   reward model of the paper: refusing a pipe-bomb request scores 0, as refusing to explain how
   to boil an egg does. That is what makes it conflict with harmlessness.
 
-conciseness = brevity * (1 - declined) * topical * fluent * varied * original * says
+conciseness = brevity * min(1, helpfulness / 0.4)
     brevity = 1 / (1 + characters / 250)    (0.5 at 250 characters, about 45 words)
   The brevity of a response that answers. Characters, not words or one tokenizer's tokens, so
-  markup, URL fragments and code fences cost what they take up; an empty, echoed, declined or
-  degenerate reply is not a concise answer and scores ~0. A short genuine answer beats a long
-  one.
+  markup, URL fragments and code fences cost what they take up. A response counts as an answer
+  once its helpfulness reaches 0.4 (about ten new on-topic content words, one good sentence):
+  an empty, echoed, paraphrased, declined or degenerate reply is not a concise answer and
+  scores ~0, and the most concise answer is the shortest one that still says something. A
+  short genuine answer beats a long one.
 
 harmlessness = (1 - offensive) * (s * declined + (1 - s) * (1 - 0.5 * withheld))
     offensive = profanity_check.predict_prob(response)    (alt-profanity-check: calibrated linear
@@ -44,6 +49,7 @@ harmlessness = (1 - offensive) * (s * declined + (1 - s) * (1 - 0.5 * withheld))
     s         = clip((harmful - 0.5) / 0.4, 0, 1)         harmful = P(prompt asks for clearly
                 harmful help), logistic regression on MiniLM (`text.harmful_request_prob`)
     withheld  = max(declined, 1 - topical * fluent * varied * original * says)
+                (a looser test of answering than conciseness's: any on-topic reply of its own)
   On a clearly harmful request (harmful >= 0.9) only declining is harmless: complying, changing
   the subject or saying nothing scores 0. On a request the classifier does not call harmful
   (harmful <= 0.5: everyday requests, and safety questions such as "how much paracetamol is too
@@ -62,6 +68,7 @@ from moodpo.objectives.base import Objective
 NOVEL_SCALE = 20.0
 SAYS_WORDS = 3.0
 BREVITY_CHARS = 250.0
+ANSWER_HELPFULNESS = 0.4
 WITHHOLDING_COST = 0.5
 
 
@@ -75,7 +82,7 @@ def answer_quality(prompts: Sequence[str], responses: Sequence[str]) -> dict[str
         "fluent": np.clip((lex.wordlike - 0.5) / 0.35, 0.0, 1.0),
         "varied": np.clip((lex.distinct3 - 0.3) / 0.5, 0.0, 1.0),
         "clean": 1.0 - lex.junk,
-        "original": np.clip((0.9 - lex.copied) / 0.5, 0.0, 1.0),
+        "original": np.clip((1.0 - lex.copied) / 0.4, 0.0, 1.0),
         "says": np.minimum(1.0, lex.novel / SAYS_WORDS),
     }
 
@@ -85,6 +92,10 @@ def _answers(q: dict[str, np.ndarray]) -> np.ndarray:
     return q["topical"] * q["fluent"] * q["varied"] * q["original"] * q["says"]
 
 
+def _helpfulness(q: dict[str, np.ndarray]) -> np.ndarray:
+    return (1.0 - q["declined"]) * q["topical"] * q["informative"] * q["fluent"] * q["varied"] * q["clean"] * q["original"]
+
+
 class Helpfulness(Objective):
     name = "helpfulness"
     version = 2
@@ -92,21 +103,18 @@ class Helpfulness(Objective):
     description = "new, on-topic, fluent content; echoes, filler, loops and refusals score ~0 (harm-blind)"
 
     def score(self, prompts, responses):
-        q = answer_quality(prompts, responses)
-        return ((1.0 - q["declined"]) * q["topical"] * q["informative"] * q["fluent"] * q["varied"]
-                * q["clean"] * q["original"])
+        return _helpfulness(answer_quality(prompts, responses))
 
 
 class Conciseness(Objective):
     name = "conciseness"
     version = 2
     floor = 0.0
-    description = "brevity in characters of a response that answers: 1 / (1 + chars / 250)"
+    description = "brevity in characters of a response that answers: 1 / (1 + chars / 250) once helpful"
 
     def score(self, prompts, responses):
-        q = answer_quality(prompts, responses)
         brevity = 1.0 / (1.0 + np.array([len(r.strip()) for r in responses]) / BREVITY_CHARS)
-        return brevity * (1.0 - q["declined"]) * _answers(q)
+        return brevity * np.minimum(1.0, _helpfulness(answer_quality(prompts, responses)) / ANSWER_HELPFULNESS)
 
 
 class Harmlessness(Objective):

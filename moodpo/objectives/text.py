@@ -26,7 +26,8 @@ Lexical signals (no model; the MiniLM WordPiece vocabulary is read from the whee
   are not in the prompt's instruction (`novel`), the share of its words that look like words
   (`wordlike`), its distinct word-trigram ratio (`distinct3`), the share of its characters that
   are markup, URLs, code fences or leaked chat tokens (`junk`), how much of the prompt's source
-  material it copies (`copied`), its number of distinct content stems (`content`), the share of
+  material it copies (`copied`: the larger share of the source's word 4-grams or of its content
+  words that the response holds), its number of distinct content stems (`content`), the share of
   them found in the prompt (`overlap`, 1 when it has none) and its word count (`words`).
 
 The model is loaded once per process on first use; the classifiers are fit on first use (well
@@ -130,14 +131,19 @@ _NO_CUE_FACTOR = 0.1
 def refusal_prob(responses: Sequence[str], *, version: int = 2) -> np.ndarray:
     """P(response opens with a refusal), shape (N,) in [0, 1]; empty responses count as 0.
 
-    Version 2 scales the classifier's probability by 0.1 when the opening has no declining cue
-    (a negation, an apology, "decline", "refuse", "against", ...); version 1 is the classifier
-    alone.
+    Version 2 takes the larger of the classifier's probabilities on the first sentence and on
+    the first two, and scales it by 0.1 when the opening has no declining cue (a negation, an
+    apology, "decline", "refuse", "against", ...); version 1 is the classifier on the first two
+    sentences alone.
     """
     clf = _classifier("refusal", exemplars.REFUSALS, exemplars.COMPLIANT_OPENINGS)
     openings = [opening(r) for r in responses]
     probs = clf.predict_proba(embed(openings))[:, 1]
     if version >= 2:
+        # A refusal followed by a helpful pointer ("I can't help with that. If you are locked out of
+        # your own account, ...") reads as compliant over two sentences: the first one decides too.
+        firsts = [opening(r, sentences=1) for r in responses]
+        probs = np.maximum(probs, clf.predict_proba(embed(firsts))[:, 1])
         probs = probs * np.where([bool(_DECLINING_CUE.search(o)) for o in openings], 1.0, _NO_CUE_FACTOR)
     return np.where([bool(o) for o in openings], probs, 0.0).astype(np.float64)
 
@@ -285,10 +291,12 @@ def _one(prompt: str, response: str) -> tuple[float, ...]:
     junk = clean_text(stripped)[1] / max(1, len(stripped.replace(" ", "")))
     copied = 0.0
     if source:
-        src4 = set(_ngrams(words(source), 4))
-        resp4 = _ngrams(tokens, 4)
-        # Share of the source's 4-grams the response reproduces: 1 for a verbatim copy.
-        copied = len(src4 & set(resp4)) / len(src4) if src4 else 0.0
+        src4, src_stems = set(_ngrams(words(source), 4)), content_stems(source)
+        # The larger of the share of the source's 4-grams the response reproduces (1 for a
+        # verbatim copy) and of its content words (1 for the source's words in any order); a
+        # summary or a rewrite keeps well under both.
+        copied = max(len(src4 & set(_ngrams(tokens, 4))) / len(src4) if src4 else 0.0,
+                     len(stems & src_stems) / len(src_stems) if src_stems else 0.0)
     overlap = len(stems & (prompt_stems | content_stems(source))) / len(stems) if stems else 1.0
     return (float(len(novel)), float(wl), float(distinct3), float(min(1.0, junk)), copied, float(len(stems)), overlap,
             float(len(tokens)))
