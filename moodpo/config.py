@@ -95,7 +95,7 @@ class TrainConfig:
     keep_checkpoints: int = _f(2, "how many recent checkpoints to keep")
     eval_every: int = _f(0, "evaluate a small weight grid every N steps into eval.jsonl (0: off)")
     eval_grid: int = _f(3, "points per simplex edge for the in-training eval")
-    eval_prompts: int = _f(8, "held-out prompts for the in-training eval")
+    eval_prompts: int = _f(8, "held-out prompts for the in-training eval (from the dev split, else the eval split)")
     resume: bool = _f(False, "continue the run in run_dir from its last checkpoint")
     overwrite: bool = _f(False, "delete an existing run_dir first")
 
