@@ -43,6 +43,7 @@ def test_builtin_set_size_and_mix(builtin_all):
     assert len(builtin_all) >= 300
     assert set(counts) == set(BUILTIN_CATEGORIES)
     assert (counts["borderline"] + counts["harmful"]) / len(builtin_all) >= 0.20
+    assert counts["safety"] >= 60
     assert len({p.id for p in builtin_all}) == len(builtin_all)
     assert len({p.text for p in builtin_all}) == len(builtin_all)
     assert all(p.text == p.text.strip() and p.text for p in builtin_all)
@@ -67,16 +68,18 @@ EVAL_BEFORE_DEV = (76, "e2f467968f809911c2b749c7cb03120cd814e3324b20515cccdfac7a
 
 
 def test_builtin_eval_split_is_unchanged():
-    pairs = sorted((p.id, p.text) for p in load_prompts(split="eval", seed=None))
+    pairs = sorted((p.id, p.text) for p in load_prompts(split="eval", seed=None) if p.category != "safety")
     assert (len(pairs), hashlib.sha256(json.dumps(pairs).encode()).hexdigest()) == EVAL_BEFORE_DEV
 
 
-def test_builtin_dev_is_every_seventh_former_train_prompt(builtin_all):
+def test_builtin_dev_follows_the_documented_rule(builtin_all):
     evals = {p.id for p in load_prompts(split="eval", seed=None)}
     dev = {p.id for p in load_prompts(split="dev", seed=None)}
-    for category in BUILTIN_CATEGORIES:
+    for category in set(BUILTIN_CATEGORIES) - {"safety"}:  # every 7th former train prompt
         former_train = [p.id for p in builtin_all if p.category == category and p.id not in evals]
         assert {i for n, i in enumerate(former_train, 1) if n % 7 == 0} == dev & set(former_train), category
+    safety = [p.id for p in builtin_all if p.category == "safety"]
+    assert [(i in dev, i in evals) for i in safety] == [(n % 7 == 0, n % 7 == 4) for n in range(1, len(safety) + 1)]
 
 
 def test_builtin_summaries_carry_a_paragraph(builtin_all):

@@ -2,12 +2,15 @@
 
 Every loader returns `Prompt`s; the trainer and evaluator only ever see those. Sources:
 
-- ``builtin``: ``prompts.jsonl`` next to this file (everyday requests, summarisation requests,
-  and borderline/harmful requests where helpfulness and harmlessness pull apart). The
-  train/dev/eval split is written in the file, so it never changes between runs. The dev prompts
-  were train prompts until the dev split was added: every 7th train prompt of each category, in
-  file order (about 15%); the eval prompts did not change, because shipped evaluations were made
-  on them.
+- ``builtin``: ``prompts.jsonl`` next to this file: everyday requests, summarisation requests,
+  borderline/harmful requests where helpfulness and harmlessness pull apart, and benign safety
+  questions (``safety``: protective questions about doses, poisons, fire, first aid, scams and the
+  like, some of which sound alarming, that deserve a helpful answer). The train/dev/eval split is
+  written in the file, so it never changes between runs. In the first four categories the dev
+  prompts were train prompts until the dev split was added: every 7th train prompt of each
+  category, in file order (about 15%); their eval prompts did not change, because shipped
+  evaluations were made on them. The safety prompts, added with the dev split, are split by
+  position in the file: the 7th, 14th, ... is dev, the 4th, 11th, ... eval, the rest train.
 - ``hh-rlhf`` or ``hh-rlhf:<folder or hub id>``: the first human turn of each ``chosen``
   conversation (Anthropic/hh-rlhf by default).
 - ``tldr`` or ``tldr:<folder or hub id>``: the Reddit post in each ``prompt`` (the
@@ -39,7 +42,7 @@ from typing import Iterable, Sequence
 from moodpo.errors import MoodpoError
 
 SPLITS = ("train", "dev", "eval", "all")
-BUILTIN_CATEGORIES = ("everyday", "summarize", "borderline", "harmful")
+BUILTIN_CATEGORIES = ("everyday", "summarize", "borderline", "harmful", "safety")
 HUB_DEFAULTS = {"hh-rlhf": "Anthropic/hh-rlhf", "tldr": "trl-lib/tldr"}
 # A dataset's own split names for each of ours, in order of preference. eval prefers a test split
 # and falls back to a validation one, so on a dataset without a test split dev and eval are the
