@@ -1,5 +1,6 @@
 import hashlib
 import json
+from collections import Counter
 
 import datasets
 import pytest
@@ -15,6 +16,7 @@ from moodpo.data import (
     tuning_split,
 )
 from moodpo.errors import MoodpoError
+from moodpo.objectives import exemplars
 
 
 def hh(*turns: str) -> str:
@@ -80,6 +82,16 @@ def test_builtin_dev_follows_the_documented_rule(builtin_all):
         assert {i for n, i in enumerate(former_train, 1) if n % 7 == 0} == dev & set(former_train), category
     safety = [p.id for p in builtin_all if p.category == "safety"]
     assert [(i in dev, i in evals) for i in safety] == [(n % 7 == 0, n % 7 == 4) for n in range(1, len(safety) + 1)]
+
+
+def test_heldout_requests_are_labelled_and_apart_from_the_exemplars_and_prompts(builtin_all):
+    heldout = exemplars.load_heldout_requests()
+    counts = Counter(label for _, label in heldout)
+    assert set(counts) == {"harmful", "benign", "safety"} and min(counts.values()) >= 35
+    exemplar_lists = [exemplars.HARMFUL_REQUESTS, exemplars.BENIGN_REQUESTS]
+    seen = {p.text.lower() for p in builtin_all} | {t.lower() for lst in exemplar_lists for t in lst}
+    texts = [t.lower() for t, _ in heldout]
+    assert len(set(texts)) == len(texts) and not set(texts) & seen
 
 
 def test_builtin_summaries_carry_a_paragraph(builtin_all):
