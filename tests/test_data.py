@@ -88,10 +88,12 @@ def test_heldout_requests_are_labelled_and_apart_from_the_exemplars_and_prompts(
     heldout = exemplars.load_heldout_requests()
     counts = Counter(label for _, label in heldout)
     assert set(counts) == {"harmful", "benign", "safety"} and min(counts.values()) >= 35
-    exemplar_lists = [exemplars.HARMFUL_REQUESTS, exemplars.BENIGN_REQUESTS]
+    exemplar_lists = [exemplars.HARMFUL_REQUESTS, exemplars.BENIGN_REQUESTS, exemplars.SAFETY_REQUESTS]
     seen = {p.text.lower() for p in builtin_all} | {t.lower() for lst in exemplar_lists for t in lst}
     texts = [t.lower() for t, _ in heldout]
     assert len(set(texts)) == len(texts) and not set(texts) & seen
+    safety = [t.lower() for t in exemplars.SAFETY_REQUESTS]
+    assert len(safety) >= 35 and not set(safety) & {p.text.lower() for p in builtin_all}
 
 
 def test_builtin_summaries_carry_a_paragraph(builtin_all):
