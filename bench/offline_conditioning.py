@@ -3,7 +3,7 @@
     python bench/offline_conditioning.py [--epochs 6] [--lr 3e-4] [--tokens 48]
 
 Samples once from the embedded SmolLM2-135M (2 responses under each corner prefix, w = (1, 0) and
-(0, 1), for the 100 training prompts of the borderline and harmful categories), builds for every
+(0, 1), for the training prompts of the borderline and harmful categories), builds for every
 prompt the pair that each corner picks from the 4 pooled responses (the one-hot case of
 `mirror_weights`), and trains a fresh LoRA adapter with DPO for several epochs over these fixed
 pairs. After each epoch it prints, for the same kind of pairs on the 25 held-out borderline and

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from moodpo.data import SPLITS, tuning_split
 from moodpo.errors import MoodpoError
 from moodpo.weights import EVAL_GRID
 
@@ -246,13 +247,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                               "or choose another --run_dir")
     settings = _settings(argparse.Namespace(max_new_tokens=args.eval_max_new_tokens,
                                             temperature=args.eval_temperature, greedy=args.eval_greedy))
+    split = tuning_split(base.prompts)  # alpha is chosen from these, so not the reported eval prompts
     evals = []
     for a, c in zip(alphas, configs):
         result = train(c)
         if result.status != "finished":
             print(f"sweep {result.status} during alpha={a:g} at step {result.step}: {c.run_dir}")
             return 130 if result.status == "interrupted" else 1
-        evaluated, out = run_eval(c.run_dir, grid=args.grid, split="eval", source=c.prompts, limit=args.limit,
+        evaluated, out = run_eval(c.run_dir, grid=args.grid, split=split, source=c.prompts, limit=args.limit,
                                   settings=settings, seed=args.eval_seed, system=f"alpha={a:g}")
         print(_summary_line(evaluated, out))
         evals.append(out)
@@ -530,7 +532,8 @@ def _register_studies(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_eval_source_args(p: argparse.ArgumentParser, limit_default=None) -> None:
-    p.add_argument("--prompts", default="eval", choices=("train", "eval", "all"), help="split of the prompt source")
+    p.add_argument("--prompts", default="eval", choices=SPLITS,
+                   help="split of the prompt source (eval for reported numbers, dev for choosing recipes)")
     p.add_argument("--source", default=None, help="prompt source (default: the run's, else builtin)")
     p.add_argument("--limit", type=_positive("limit"), default=limit_default, help="use the first N prompts")
     p.add_argument("--categories", nargs="+", default=None,
@@ -589,13 +592,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("sweep", help="one run per alpha, evaluate each, compare",
                        description="Train one run per alpha (run_dir = <run_dir>-alpha<a>), evaluate each on "
-                                   "the held-out prompts, then compare them.", conflict_handler="resolve")
+                                   "the dev prompts of the prompt source (its eval prompts if it has no dev "
+                                   "split), then compare them.", conflict_handler="resolve")
     p.add_argument("--config", help="YAML file with config fields (see configs/)")
     _add_config_fields(p)
     p.add_argument("--alpha", type=float, nargs="+", required=True, help="Dirichlet alphas to sweep")
     p.add_argument("--grid", type=int, default=EVAL_GRID,
                    help=f"points per simplex edge of the eval grid (default {EVAL_GRID}: 0, 0.1, ..., 1)")
-    p.add_argument("--limit", type=_positive("limit"), default=None, help="evaluate on the first N held-out prompts")
+    p.add_argument("--limit", type=_positive("limit"), default=None, help="evaluate on the first N of those prompts")
     p.add_argument("--out", default=None, help="comparison folder (default: <run_dir>-sweep)")
     _add_generation_args(p, prefix="eval_")
     p.set_defaults(func=cmd_sweep)
@@ -616,7 +620,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="smollm2-135m", help="base model")
     p.add_argument("--objectives", nargs="+", default=["helpfulness", "harmlessness", "conciseness"])
     p.add_argument("--source", default="builtin", help="prompt source")
-    p.add_argument("--split", default="eval", choices=("train", "eval", "all"))
+    p.add_argument("--split", default="eval", choices=SPLITS)
     p.add_argument("--limit", type=_positive("limit"), default=None, help="use the first N prompts")
     p.add_argument("--samples", type=_positive("samples"), default=4, help="responses per prompt")
     p.add_argument("--conditioning", default="dirichlet", choices=("dirichlet", "none"),

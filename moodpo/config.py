@@ -96,7 +96,7 @@ class TrainConfig:
     eval_every: int = _f(0, "evaluate a small weight grid every N steps into eval.jsonl (0: off)")
     eval_grid: int = _f(3, "points per simplex edge for the in-training eval; small because it runs every "
                            "eval_every steps (`moodpo eval` defaults to 11)")
-    eval_prompts: int = _f(8, "held-out prompts for the in-training eval")
+    eval_prompts: int = _f(8, "held-out prompts for the in-training eval (from the dev split, else the eval split)")
     resume: bool = _f(False, "continue the run in run_dir from its last checkpoint")
     overwrite: bool = _f(False, "delete an existing run_dir first")
 

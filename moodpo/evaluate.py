@@ -676,20 +676,22 @@ def sanitize(name: str) -> str:
 
 @lru_cache(maxsize=4)
 def _held_out(source: str, limit: int, seed: int) -> tuple[Prompt, ...]:
-    from moodpo.data import load_prompts
+    from moodpo.data import load_prompts, tuning_split
 
-    return tuple(load_prompts(source, "eval", limit=limit, seed=seed))
+    return tuple(load_prompts(source, tuning_split(source), limit=limit, seed=seed))
 
 
 def append_training_eval(trainer, path: str | Path) -> list[dict]:
     """Evaluate the trainer's current policy on a small grid and append its rows to `path`.
 
     Grid: `config.eval_grid` points per simplex edge; prompts: the first `config.eval_prompts`
-    of the "eval" split of the training source; sampling with GenerationSettings' temperature
-    and the training max_new_tokens, seeded by config.seed (the same draw at every step). The
-    model's train mode and the torch RNG are restored, so training after an eval proceeds as
-    it would without it (resume equivalence). Rows of an earlier attempt at this step or later
-    (a resumed run re-running steps) are replaced. Only the main process evaluates.
+    of the "dev" split of the training source, or of its "eval" split where it has no dev split
+    (recipes are chosen on this eval, so it stays off the reported eval prompts where it can);
+    sampling with GenerationSettings' temperature and the training max_new_tokens, seeded by
+    config.seed (the same draw at every step). The model's train mode and the torch RNG are
+    restored, so training after an eval proceeds as it would without it (resume equivalence).
+    Rows of an earlier attempt at this step or later (a resumed run re-running steps) are
+    replaced. Only the main process evaluates.
     """
     from moodpo.weights import simplex_grid
 

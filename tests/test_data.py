@@ -1,4 +1,6 @@
+import hashlib
 import json
+from collections import Counter
 
 import datasets
 import pytest
@@ -11,8 +13,10 @@ from moodpo.data import (
     load_prompts,
     prompt_categories,
     tldr_request,
+    tuning_split,
 )
 from moodpo.errors import MoodpoError
+from moodpo.objectives import exemplars
 
 
 def hh(*turns: str) -> str:
@@ -41,21 +45,55 @@ def test_builtin_set_size_and_mix(builtin_all):
     assert len(builtin_all) >= 300
     assert set(counts) == set(BUILTIN_CATEGORIES)
     assert (counts["borderline"] + counts["harmful"]) / len(builtin_all) >= 0.20
+    assert counts["safety"] >= 60
     assert len({p.id for p in builtin_all}) == len(builtin_all)
     assert len({p.text for p in builtin_all}) == len(builtin_all)
     assert all(p.text == p.text.strip() and p.text for p in builtin_all)
 
 
 def test_builtin_splits_disjoint_stratified_and_stable(builtin_all):
-    train = load_prompts(split="train", seed=None)
-    eval_ = load_prompts(split="eval", seed=None)
-    assert train and eval_
-    assert not {p.id for p in train} & {p.id for p in eval_}
-    assert {p.id for p in train} | {p.id for p in eval_} == {p.id for p in builtin_all}
-    assert 0.15 <= len(eval_) / len(builtin_all) <= 0.25
-    assert set(prompt_categories(eval_)) == set(BUILTIN_CATEGORIES)
-    assert load_prompts(split="eval", seed=None) == eval_
+    splits = {s: load_prompts(split=s, seed=None) for s in ("train", "dev", "eval")}
+    ids = {s: {p.id for p in prompts} for s, prompts in splits.items()}
+    assert not ids["train"] & ids["dev"] and not ids["train"] & ids["eval"] and not ids["dev"] & ids["eval"]
+    assert ids["train"] | ids["dev"] | ids["eval"] == {p.id for p in builtin_all}
+    for s in ("dev", "eval"):
+        assert 0.10 <= len(splits[s]) / len(builtin_all) <= 0.25, s
+    for s, prompts in splits.items():
+        assert set(prompt_categories(prompts)) == set(BUILTIN_CATEGORIES), s
+    assert load_prompts(split="eval", seed=None) == splits["eval"]
     assert load_prompts(split="train") == load_prompts(split="train")
+
+
+# The eval split as it was before the dev split was added (76 prompts), as a count and a SHA-256 of
+# the JSON of its sorted (id, text) pairs: shipped evaluations were made on exactly these prompts.
+EVAL_BEFORE_DEV = (76, "e2f467968f809911c2b749c7cb03120cd814e3324b20515cccdfac7a72ce2afa")
+
+
+def test_builtin_eval_split_is_unchanged():
+    pairs = sorted((p.id, p.text) for p in load_prompts(split="eval", seed=None) if p.category != "safety")
+    assert (len(pairs), hashlib.sha256(json.dumps(pairs).encode()).hexdigest()) == EVAL_BEFORE_DEV
+
+
+def test_builtin_dev_follows_the_documented_rule(builtin_all):
+    evals = {p.id for p in load_prompts(split="eval", seed=None)}
+    dev = {p.id for p in load_prompts(split="dev", seed=None)}
+    for category in set(BUILTIN_CATEGORIES) - {"safety"}:  # every 7th former train prompt
+        former_train = [p.id for p in builtin_all if p.category == category and p.id not in evals]
+        assert {i for n, i in enumerate(former_train, 1) if n % 7 == 0} == dev & set(former_train), category
+    safety = [p.id for p in builtin_all if p.category == "safety"]
+    assert [(i in dev, i in evals) for i in safety] == [(n % 7 == 0, n % 7 == 4) for n in range(1, len(safety) + 1)]
+
+
+def test_heldout_requests_are_labelled_and_apart_from_the_exemplars_and_prompts(builtin_all):
+    heldout = exemplars.load_heldout_requests()
+    counts = Counter(label for _, label in heldout)
+    assert set(counts) == {"harmful", "benign", "safety"} and min(counts.values()) >= 35
+    exemplar_lists = [exemplars.HARMFUL_REQUESTS, exemplars.BENIGN_REQUESTS, exemplars.SAFETY_REQUESTS]
+    seen = {p.text.lower() for p in builtin_all} | {t.lower() for lst in exemplar_lists for t in lst}
+    texts = [t.lower() for t, _ in heldout]
+    assert len(set(texts)) == len(texts) and not set(texts) & seen
+    safety = [t.lower() for t in exemplars.SAFETY_REQUESTS]
+    assert len(safety) >= 35 and not set(safety) & {p.text.lower() for p in builtin_all}
 
 
 def test_builtin_summaries_carry_a_paragraph(builtin_all):
@@ -138,11 +176,29 @@ def test_custom_file(tmp_path, suffix):
 
 def test_custom_file_split_field_is_honoured(tmp_path):
     path = tmp_path / "split.jsonl"
-    rows = [{"prompt": "a", "split": "train"}, {"prompt": "b", "split": "eval"}, {"prompt": "c"}]
+    rows = [{"prompt": "a", "split": "train"}, {"prompt": "b", "split": "eval"}, {"prompt": "c"},
+            {"prompt": "d", "split": "dev"}]
     path.write_text("\n".join(json.dumps(r) for r in rows))
     assert [p.text for p in load_prompts(str(path), split="train", seed=None)] == ["a", "c"]
+    assert [p.text for p in load_prompts(str(path), split="dev", seed=None)] == ["c", "d"]
     assert [p.text for p in load_prompts(str(path), split="eval", seed=None)] == ["b", "c"]
-    assert [p.text for p in load_prompts(str(path), split="all", seed=None)] == ["a", "b", "c"]
+    assert [p.text for p in load_prompts(str(path), split="all", seed=None)] == ["a", "b", "c", "d"]
+
+
+def test_dev_maps_onto_a_datasets_validation_split(tmp_path):
+    rows = {name: {"prompt": [f"{name} post"]} for name in ("train", "validation", "test")}
+    path = save(tmp_path, rows)
+    for split, name in (("train", "train"), ("dev", "validation"), ("eval", "test")):
+        assert [p.text for p in load_prompts(f"tldr:{path}", split=split)] == [TLDR_REQUEST + f"{name} post"]
+
+
+def test_tuning_split_is_dev_where_the_source_has_one(tmp_path):
+    assert tuning_split("builtin") == "dev"
+    assert tuning_split(f"tldr:{save(tmp_path, {'train': {'prompt': ['a']}, 'valid': {'prompt': ['b']}}, 'v')}") == "dev"
+    assert tuning_split(f"tldr:{save(tmp_path, {'train': {'prompt': ['a']}, 'test': {'prompt': ['b']}}, 't')}") == "eval"
+    path = tmp_path / "no_dev.jsonl"
+    path.write_text(json.dumps({"prompt": "a", "split": "train"}) + "\n" + json.dumps({"prompt": "b", "split": "eval"}))
+    assert tuning_split(str(path)) == "eval"
 
 
 def test_hub_ids_go_through_load_dataset(monkeypatch):
@@ -182,7 +238,7 @@ def bad_inputs(tmp_path):
     return {
         "unknown source": (dict(source="reddit"), "unknown prompt source 'reddit'"),
         "empty ref": (dict(source="tldr:"), "unknown prompt source"),
-        "unknown split": (dict(split="validation"), "unknown split 'validation'; use one of train, eval, all"),
+        "unknown split": (dict(split="validation"), "unknown split 'validation'; use one of train, dev, eval, all"),
         "bad limit": (dict(limit=0), "limit must be a positive integer"),
         "missing file": (dict(source=str(tmp_path / "nope.jsonl")), "does not exist; check the path"),
         "missing folder": (dict(source=f"hh-rlhf:{tmp_path / 'nope'}"), "does not exist"),
@@ -191,6 +247,7 @@ def bad_inputs(tmp_path):
         "no chosen column": (dict(source=f"hh-rlhf:{no_column}"), "no 'chosen' column"),
         "no prompt column": (dict(source=f"tldr:{no_column}"), "no 'prompt' column"),
         "no eval split": (dict(source=f"tldr:{train_only}", split="eval"), "none for 'eval'"),
+        "no dev split": (dict(source=f"tldr:{train_only}", split="dev"), "none for 'dev'.*validation"),
         "no prompt field": (dict(source=str(no_prompt)), "no string 'prompt' field"),
         "invalid json": (dict(source=str(broken)), "line 2 is not valid JSON"),
         "nothing left": (dict(source=str(empty)), "has no non-empty prompts"),
@@ -199,7 +256,7 @@ def bad_inputs(tmp_path):
 
 @pytest.mark.parametrize("case", [
     "unknown source", "empty ref", "unknown split", "bad limit", "missing file", "missing folder",
-    "not a dataset", "file for folder", "no chosen column", "no prompt column", "no eval split",
+    "not a dataset", "file for folder", "no chosen column", "no prompt column", "no eval split", "no dev split",
     "no prompt field", "invalid json", "nothing left",
 ])
 def test_bad_input_raises_one_line_moodpo_error(tmp_path, case):

@@ -12,7 +12,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))  # so "python:test_evaluate:letters" imports this module
 
 from moodpo.cli import main
-from moodpo.data import Prompt
+from moodpo.data import Prompt, load_prompts
 from moodpo.evaluate import EvalResult, compare_results, load_eval
 
 OBJECTIVES = ["conciseness", "python:test_evaluate:letters"]
@@ -49,6 +49,15 @@ def test_training_appends_eval_rows(run_dir):
     assert {r["system"] for r in rows} == {"tiny"}
     assert list(rows[0]) == TABLE_COLUMNS
     assert sorted((r["w_conciseness"], r["step"]) for r in rows) == [(0.0, 1), (0.0, 2), (1.0, 1), (1.0, 2)]
+
+
+def test_training_eval_uses_the_dev_split_else_eval(tmp_path):
+    from moodpo.evaluate import _held_out
+
+    assert {p.id for p in _held_out("builtin", 5, 0)} <= {p.id for p in load_prompts("builtin", "dev")}
+    source = tmp_path / "no_dev.jsonl"
+    source.write_text("".join(json.dumps({"prompt": t, "split": s}) + "\n" for t, s in (("a", "train"), ("b", "eval"))))
+    assert [p.text for p in _held_out(str(source), 5, 0)] == ["b"]
 
 
 def test_training_eval_restores_rng_and_train_mode(tiny_model_dir, tmp_path):
@@ -185,7 +194,8 @@ def test_sweep_trains_evaluates_and_compares(tiny_model_dir, tmp_path, capsys):
     run_cli("sweep", "--model", tiny_model_dir, "--objectives", *OBJECTIVES, *TINY_TRAIN, "--run_dir", base,
             "--alpha", 0.5, 2, "--grid", 2, "--limit", 2, "--eval_max_new_tokens", 4)
     for a in ("0.5", "2"):
-        assert (tmp_path / f"sw-alpha{a}" / "eval" / "summary.json").is_file()
+        summary = json.loads((tmp_path / f"sw-alpha{a}" / "eval" / "summary.json").read_text())
+        assert summary["prompts"]["split"] == "dev"  # alpha is chosen on dev, never on the eval split
         assert f"alpha: {float(a)}" in (tmp_path / f"sw-alpha{a}" / "config.yaml").read_text()
     table = pd.read_csv(tmp_path / "sw-sweep" / "compare.csv")
     assert list(table["system"]) == ["alpha=0.5", "alpha=2"]

@@ -2,9 +2,15 @@
 
 Every loader returns `Prompt`s; the trainer and evaluator only ever see those. Sources:
 
-- ``builtin``: ``prompts.jsonl`` next to this file (everyday requests, summarisation requests,
-  and borderline/harmful requests where helpfulness and harmlessness pull apart). The
-  train/eval split is written in the file, so it never changes between runs.
+- ``builtin``: ``prompts.jsonl`` next to this file: everyday requests, summarisation requests,
+  borderline/harmful requests where helpfulness and harmlessness pull apart, and benign safety
+  questions (``safety``: protective questions about doses, poisons, fire, first aid, scams and the
+  like, some of which sound alarming, that deserve a helpful answer). The train/dev/eval split is
+  written in the file, so it never changes between runs. In the first four categories the dev
+  prompts were train prompts until the dev split was added: every 7th train prompt of each
+  category, in file order (about 15%); their eval prompts did not change, because shipped
+  evaluations were made on them. The safety prompts, added with the dev split, are split by
+  position in the file: the 7th, 14th, ... is dev, the 4th, 11th, ... eval, the rest train.
 - ``hh-rlhf`` or ``hh-rlhf:<folder or hub id>``: the first human turn of each ``chosen``
   conversation (Anthropic/hh-rlhf by default).
 - ``tldr`` or ``tldr:<folder or hub id>``: the Reddit post in each ``prompt`` (the
@@ -12,6 +18,11 @@ Every loader returns `Prompt`s; the trainer and evaluator only ever see those. S
   CarperAI/openai_summarize_tldr), wrapped into a summarisation request.
 - ``<file>.jsonl`` / ``<file>.json``: objects with a ``prompt`` field and optional ``id``,
   ``category`` (default "custom") and ``split`` fields.
+
+Splits: ``train`` is trained on; ``dev`` is for choosing recipes and hyperparameters (the
+in-training eval and ``moodpo sweep`` use it, see `tuning_split`); ``eval`` is for reported
+numbers only, so nothing is tuned on it. A dataset's own split names map onto these: ``dev`` onto
+its validation split, ``eval`` onto its test split (see `_split_names`).
 
 A folder is one written by ``Dataset.save_to_disk`` or ``DatasetDict.save_to_disk``. A source
 without splits (a single saved ``Dataset``, a file without ``split`` fields) serves every split.
@@ -30,11 +41,17 @@ from typing import Iterable, Sequence
 
 from moodpo.errors import MoodpoError
 
-SPLITS = ("train", "eval", "all")
-BUILTIN_CATEGORIES = ("everyday", "summarize", "borderline", "harmful")
+SPLITS = ("train", "dev", "eval", "all")
+BUILTIN_CATEGORIES = ("everyday", "summarize", "borderline", "harmful", "safety")
 HUB_DEFAULTS = {"hh-rlhf": "Anthropic/hh-rlhf", "tldr": "trl-lib/tldr"}
-# Split names that datasets use for held-out data, in order of preference.
-EVAL_SPLIT_NAMES = ("test", "validation", "valid", "eval")
+# A dataset's own split names for each of ours, in order of preference. eval prefers a test split
+# and falls back to a validation one, so on a dataset without a test split dev and eval are the
+# same prompts.
+DATASET_SPLIT_NAMES = {
+    "train": ("train",),
+    "dev": ("validation", "valid", "dev"),
+    "eval": ("test", "validation", "valid", "eval"),
+}
 TLDR_REQUEST = "Summarize this Reddit post in one or two sentences:\n\n"
 
 _HUMAN, _ASSISTANT = "\n\nHuman: ", "\n\nAssistant:"
@@ -79,6 +96,16 @@ def load_prompts(
     if seed is not None:
         random.Random(seed).shuffle(prompts)
     return prompts[:limit]
+
+
+def tuning_split(source: str) -> str:
+    """The split to choose recipes and hyperparameters on: "dev" where `source` has dev prompts,
+    else "eval" (a hub dataset without a validation split, a file with only train and eval records)."""
+    try:
+        load_prompts(source, "dev", seed=None)
+    except MoodpoError:
+        return "eval"
+    return "dev"
 
 
 def filter_categories(prompts: Sequence[Prompt], categories: Iterable[str], where: str) -> list[Prompt]:
@@ -197,10 +224,10 @@ def _from_dataset(kind: str, ref: str, split: str) -> list[Prompt]:
 
 
 def _split_names(available: list[str], split: str, ref: str) -> list[str]:
-    """Map our train/eval/all onto a dataset's own split names."""
+    """Map our train/dev/eval/all onto a dataset's own split names."""
     if split == "all":
         return list(available)
-    wanted = ("train",) if split == "train" else EVAL_SPLIT_NAMES
+    wanted = DATASET_SPLIT_NAMES[split]
     for name in wanted:
         if name in available:
             return [name]
