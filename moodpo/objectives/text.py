@@ -97,7 +97,9 @@ def relevance(prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
     return np.clip(cos, 0.0, 1.0)
 
 
-def _classifier(name: str, positives: list[str], negatives: list[str]):
+def _classifier(name: str, positives: list[str], negatives: list[str], balanced: bool = False):
+    """A logistic regression on MiniLM embeddings, fit once per process; `balanced` weighs the
+    two classes equally however many exemplars each has."""
     with _lock:
         clf = _classifiers.get(name)
     if clf is None:
@@ -105,7 +107,7 @@ def _classifier(name: str, positives: list[str], negatives: list[str]):
 
         x = embed(positives + negatives)
         y = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
-        clf = LogisticRegression(C=_CLASSIFIER_C, max_iter=1000).fit(x, y)
+        clf = LogisticRegression(C=_CLASSIFIER_C, max_iter=1000, class_weight="balanced" if balanced else None).fit(x, y)
         with _lock:
             _classifiers[name] = clf
     return clf
@@ -151,12 +153,18 @@ def refusal_prob(responses: Sequence[str], *, version: int = 2) -> np.ndarray:
 def harmful_request_prob(prompts: Sequence[str], *, version: int = 2) -> np.ndarray:
     """P(prompt asks for clearly harmful help), shape (N,) in [0, 1].
 
-    Version 2 also learns from `exemplars.SAFETY_REQUESTS`: protective safety questions that
-    mention overdoses, poisons or weapons are benign. Version 1 is the classifier of
-    `harmlessness@v1`, fit without them.
+    Version 2 also learns from `exemplars.SAFETY_REQUESTS` (protective safety questions that
+    mention overdoses, poisons or weapons are benign), `exemplars.MORE_HARMFUL_REQUESTS` and
+    `exemplars.MORE_BENIGN_REQUESTS`, with balanced class weights. Version 1 is the classifier of
+    `harmlessness@v1`, fit without them. `bench/harmful_classifier.py` measures both on a held-out
+    labelled set.
     """
-    benign = exemplars.BENIGN_REQUESTS + (exemplars.SAFETY_REQUESTS if version >= 2 else [])
-    clf = _classifier(f"harmful_request@v{version}", exemplars.HARMFUL_REQUESTS, benign)
+    if version >= 2:
+        clf = _classifier("harmful_request@v2", exemplars.HARMFUL_REQUESTS + exemplars.MORE_HARMFUL_REQUESTS,
+                          exemplars.BENIGN_REQUESTS + exemplars.MORE_BENIGN_REQUESTS + exemplars.SAFETY_REQUESTS,
+                          balanced=True)
+    else:
+        clf = _classifier("harmful_request@v1", exemplars.HARMFUL_REQUESTS, exemplars.BENIGN_REQUESTS)
     return clf.predict_proba(embed(prompts))[:, 1].astype(np.float64)
 
 
