@@ -16,6 +16,9 @@ every response once per objective and checks every ordering on every prompt it a
     results = run_suite({"helpfulness": "helpfulness@v1", "conciseness": "conciseness@v1"})
     print(format_report(results))
 
+or from the shell: `python -m moodpo.objectives.hacksuite helpfulness@v1 harmlessness@v1
+conciseness@v1` (no names: the current built-ins).
+
 Margins are in score units and assume objectives on a [0, 1]-like scale, as the built-ins are.
 An ordering passes on a prompt when better_score - worse_score >= margin, so margin 0 means
 "at least as good" and a tie passes.
@@ -713,4 +716,8 @@ def format_report(results: Sequence[Result]) -> str:
 
 
 if __name__ == "__main__":
-    print(format_report(run_suite()))
+    import sys
+
+    # python -m moodpo.objectives.hacksuite [helpfulness@v1 conciseness@v1 ...]: the roles given
+    # (the part of each name before "@"), or every role by its plain name.
+    print(format_report(run_suite(sys.argv[1:] or None)))
