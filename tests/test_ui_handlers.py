@@ -260,13 +260,15 @@ def test_front_figure_one_trace_per_run_with_hover(runs):
 
 
 def test_hypervolume_uses_one_reference_point(runs):
-    from moodpo.pareto import hypervolume, reference_point
+    from moodpo.pareto import hypervolume
 
     fronts = load_fronts(runs, ["alpha-0.5", "alpha-2"])
     table, ref = hypervolume_table(fronts)
     sets = [g[OBJECTIVES].to_numpy() for _, g in fronts.table.groupby("label", sort=False)]
-    expected_ref = reference_point(*sets)
+    expected_ref = [0.0, 0.0]  # the built-in objectives' floors: fixed, whatever runs are shown
     np.testing.assert_allclose(ref, expected_ref, atol=1e-5)
+    alone, alone_ref = hypervolume_table(load_fronts(runs, ["alpha-2"]))
+    assert alone_ref == ref and alone["hypervolume"].iloc[0] == table["hypervolume"].iloc[1]
     np.testing.assert_allclose(table["hypervolume"], [hypervolume(s, expected_ref) for s in sets], atol=1e-5)
     assert list(table["run"]) == ["alpha-0.5 (α=0.5)", "alpha-2 (α=2)"]
     assert table["hypervolume"].iloc[0] > table["hypervolume"].iloc[1]  # alpha-2 sits 0.1 lower everywhere
