@@ -22,6 +22,7 @@ import json
 import logging
 from pathlib import Path
 
+from moodpo.cards import write_card
 from moodpo.config import TrainConfig
 from moodpo.errors import MoodpoError
 from moodpo.evaluate import sanitize
@@ -106,4 +107,6 @@ def train_soups(config: TrainConfig, out_dir: str | Path | None = None, **traine
             "base_model": config.model}
     if status == "finished":
         (out / SOUPS_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+        for member in members.values():  # their cards now say they are members of this set
+            write_card(member.run_dir)
     return {**meta, "status": status}

@@ -3,6 +3,7 @@
     python -m moodpo eval --run runs/default [--grid 11] [--prompts eval] [--limit N] [--out DIR]
     python -m moodpo eval --run base:smollm2-135m --objectives helpfulness harmlessness
     python -m moodpo train-soups --config configs/soups.yaml [--field value ...]
+    python -m moodpo card runs/shipped [RUN ...]      (model cards of every adapter under each folder)
     python -m moodpo compare runs/default runs/soups runs/base-smollm2-135m [--out compare] [--ref V V]
     python -m moodpo sweep --config configs/default.yaml --alpha 0.3 1 3 [--grid 11] [--limit N]
     python -m moodpo steer-report --run runs/default --weights "1,0" "0.5,0.5" "0,1" [--limit 5]
@@ -177,6 +178,15 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     print(f"{result.system}: {result.sample_lengths.size} responses rescored -> {out}; mean score "
           + ", ".join(f"{o} {b:.3f} -> {n} {a:.3f}" if n != o else f"{o} {b:.3f} -> {a:.3f}"
                       for o, n, b, a in zip(old.objectives, result.objectives, before, after)))
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from moodpo.cards import write_cards
+
+    for path in args.runs:
+        for card in write_cards(path):
+            print(card)
     return 0
 
 
@@ -571,6 +581,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="score with these objectives instead, one per column in order (e.g. helpfulness@v1 "
                         "conciseness@v1 to see an evaluation under the first definitions)")
     p.set_defaults(func=cmd_rescore)
+
+    p = sub.add_parser("card", help="write the model card (README.md) of each saved adapter",
+                       description="Write <run>/adapter/README.md for every run with a saved adapter at or under "
+                                   "each folder (a run, a soups set, runs/shipped), from its config.yaml, "
+                                   "metrics.jsonl and the eval/summary.json there now; also set the adapter's "
+                                   "base_model_name_or_path to the base model's hub id.")
+    p.add_argument("runs", nargs="+", help="run folders, soups sets or folders holding runs")
+    p.set_defaults(func=cmd_card)
 
     p = sub.add_parser("train-soups", help="train a Rewarded Soups baseline: one adapter per objective",
                        description="Train one adapter per objective (one-hot fixed weights) into --run_dir, "

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from moodpo.cards import write_card
 from moodpo.conditioning import build_prefix
 from moodpo.config import TrainConfig, load_config, parse_category_repeats, parse_extra_responses
 from moodpo.errors import MoodpoError
@@ -380,6 +381,7 @@ class Trainer:
             (tmp / ADAPTER_STEP_FILE).write_text(json.dumps({"step": self.step}))
             shutil.rmtree(target, ignore_errors=True)
             tmp.rename(target)
+            write_card(self.run_dir)
         self.accelerator.wait_for_everyone()
         return target
 
