@@ -26,7 +26,7 @@ import numpy as np
 from moodpo.config import _f, read_yaml
 from moodpo.data import SPLITS, Prompt, filter_categories, load_prompts
 from moodpo.errors import MoodpoError
-from moodpo.votes import MAX_NAME_CHARS, OVERALL, Study, VoteError, VoteStore
+from moodpo.votes import MAX_INSTRUCTIONS_CHARS, MAX_NAME_CHARS, OVERALL, Study, VoteError, VoteStore
 from moodpo.weights import validate_weights
 
 
@@ -37,6 +37,10 @@ class StudyConfig:
                                "objectives the systems are steered on and scored with; one question each")
     overall: bool = _f(True, "also ask which response is better overall")
     overlap: int = _f(1, "annotators per pair; 2 or more gives inter-annotator agreement")
+    instructions: str = _f("", "what annotators read above each pair (Markdown): who asks, what to weigh, "
+                               f"when to skip; up to {MAX_INSTRUCTIONS_CHARS:,} characters")
+    reveal_systems: bool = _f(True, "show annotators which systems wrote A and B after each vote; false keeps "
+                                    "them hidden, so what was revealed cannot sway later votes")
     prompts: str = _f("builtin", "prompt source: builtin, hh-rlhf[:path], tldr[:path] or a .jsonl file")
     prompt_split: str = _f("eval", "split of the prompt source (eval: prompts no policy trained on)")
     num_prompts: int = _f(8, "prompts per comparison (one pair each)")
@@ -62,6 +66,10 @@ class StudyConfig:
             bad("objectives must name at least one objective")
         if len(set(self.objectives)) != len(self.objectives):
             bad(f"objectives has duplicates: {self.objectives}")
+        if len(self.instructions.strip()) > MAX_INSTRUCTIONS_CHARS:
+            bad(f"instructions are {len(self.instructions.strip()):,} characters; shorten them to "
+                f"{MAX_INSTRUCTIONS_CHARS:,}")
+        self.instructions = self.instructions.strip()
         if OVERALL in self.objectives:
             bad(f"{OVERALL!r} is the overall question, not an objective; set overall: true instead")
         if self.prompt_split not in SPLITS:
@@ -164,7 +172,8 @@ def _as_comparisons(v) -> list:
     return v
 
 
-_PARSERS = {"name": _as_text, "objectives": _as_names, "overall": _as_bool, "overlap": _as_int, "prompts": _as_text,
+_PARSERS = {"name": _as_text, "objectives": _as_names, "overall": _as_bool, "overlap": _as_int,
+            "instructions": _as_text, "reveal_systems": _as_bool, "prompts": _as_text,
             "prompt_split": _as_text, "num_prompts": _as_int, "prompt_seed": _as_int, "categories": _as_names,
             "comparisons": _as_comparisons, "max_new_tokens": _as_int, "temperature": _as_float,
             "top_p": _as_float, "greedy": _as_bool, "seed": _as_int, "batch_size": _as_int}
@@ -361,4 +370,5 @@ def make_study(spec: StudyConfig, data_dir: str | Path, *, runs_dir: str | Path 
     config = {**spec.to_dict(), "prompt_ids": [p.id for p in prompts],
               "runs_dir": str(runs_dir) if runs_dir is not None else None}
     return store.create_study(spec.name, pairs, questions=spec.questions, objectives=spec.objectives,
-                              overlap=spec.overlap, config=config)
+                              overlap=spec.overlap, config=config, instructions=spec.instructions,
+                              reveal_systems=spec.reveal_systems)

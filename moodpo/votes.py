@@ -65,6 +65,7 @@ OUTCOMES = ("a", "b", "tie", "both_bad")
 OVERALL = "overall"
 MAX_COMMENT_CHARS = 2000
 MAX_NAME_CHARS = 64
+MAX_INSTRUCTIONS_CHARS = 4000
 BUSY_TIMEOUT_S = 30.0
 # An assignment shown but not answered for this long stops holding one of its pair's `overlap`
 # slots (an annotator who walked away must not starve the pair); it stays theirs to answer.
@@ -117,6 +118,10 @@ class Study:
     objectives: tuple[str, ...]
     created: str
     n_pairs: int
+    # What the organiser tells annotators above each pair (Markdown), and whether annotators learn
+    # which systems wrote A and B after each vote; both live in the study's stored config.
+    instructions: str = ""
+    reveal_systems: bool = True
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,7 @@ class Assignment:
     questions: tuple[str, ...]
     done: int  # pairs this annotator has voted on or skipped in this study
     total: int  # done + the pair on screen + pairs still available to them
+    instructions: str = ""  # the study's instructions to annotators
 
 
 def question_text(key: str) -> str:
@@ -368,9 +374,11 @@ class VoteStore:
                            "FROM studies s WHERE s.id = ?", (study_id,)).fetchone()
         if row is None:
             raise VoteError(f"unknown study {study_id!r}; `python -m moodpo studies` lists them")
+        config = json.loads(row["config"])
         return Study(id=row["id"], name=row["name"], status=row["status"], overlap=row["overlap"],
                      questions=tuple(json.loads(row["questions"])), objectives=tuple(json.loads(row["objectives"])),
-                     created=row["created"], n_pairs=row["n_pairs"])
+                     created=row["created"], n_pairs=row["n_pairs"], instructions=config.get("instructions") or "",
+                     reveal_systems=config.get("reveal_systems", True) is not False)
 
     @staticmethod
     def _insert_pairs(conn: sqlite3.Connection, study: Study, rows: list[dict]) -> None:
@@ -383,12 +391,20 @@ class VoteStore:
              for i, row in enumerate(rows)])
 
     def create_study(self, name: str, pairs: list[dict], *, questions: Sequence[str], objectives: Sequence[str],
-                     overlap: int = 1, config: dict | None = None) -> Study:
+                     overlap: int = 1, config: dict | None = None, instructions: str = "",
+                     reveal_systems: bool = True) -> Study:
         """A new open study holding `pairs` (dicts with the Pair fields but id and study_id).
 
         questions: objective names and/or "overall"; overlap: annotators wanted per pair. The
-        name is unique in the database; config (e.g. the study config) is stored as JSON.
+        name is unique in the database; config (e.g. the study config) is stored as JSON, with
+        `instructions` (shown to annotators above each pair) and `reveal_systems` (False: who
+        wrote A and B is never shown to annotators, only to the admin's results) in it.
         """
+        if not isinstance(instructions, str) or len(instructions.strip()) > MAX_INSTRUCTIONS_CHARS:
+            raise VoteError(f"instructions must be text of at most {MAX_INSTRUCTIONS_CHARS:,} characters")
+        if not isinstance(reveal_systems, bool):
+            raise VoteError(f"reveal_systems must be true or false, got {reveal_systems!r}")
+        config = {**(config or {}), "instructions": instructions.strip(), "reveal_systems": reveal_systems}
         name = _clean_name(name, "study name")
         objectives = _clean_list(objectives, "objectives")
         questions = _clean_list(questions, "questions")
@@ -511,7 +527,7 @@ class VoteStore:
         done, total = self._progress(conn, study, row["annotator"])
         return Assignment(vote_id=row["vote_id"], study_id=study.id, pair_id=row["pair_id"], annotator=name,
                           prompt=pair["prompt"], left=left, right=right, questions=study.questions,
-                          done=done, total=total)
+                          done=done, total=total, instructions=study.instructions)
 
     @staticmethod
     def _open_study(conn: sqlite3.Connection, study_id: str) -> Study:
@@ -603,16 +619,24 @@ class VoteStore:
 
     def reveal(self, vote_id: str) -> dict:
         """After a vote (or skip), who was on each side: {"left": {system, weights, scores},
-        "right": {...}}. Before it, VoteError: the pair stays blinded while it is being judged."""
+        "right": {...}}. Before it, VoteError: the pair stays blinded while it is being judged;
+        in a study with reveal_systems off, VoteError always."""
         with self._connect() as conn:
             row = self._shown(conn, vote_id)
             if row["status"] == "open":
                 raise VoteError("vote or skip first; systems are revealed after the vote")
+            if not self._study(conn, row["study_id"]).reveal_systems:
+                raise VoteError("this study keeps the systems hidden from annotators")
             pair = _pair(conn.execute("SELECT * FROM pairs WHERE id = ?", (row["pair_id"],)).fetchone())
         sides = {s: {"system": getattr(pair, f"system_{s}"), "weights": list(getattr(pair, f"weights_{s}")),
                      "scores": getattr(pair, f"scores_{s}")} for s in "ab"}
         left = row["left_side"]
         return {"left": sides[left], "right": sides["b" if left == "a" else "a"]}
+
+    def study_of_vote(self, vote_id: str) -> Study:
+        """The study a shown pair (vote id) belongs to."""
+        with self._connect() as conn:
+            return self._study(conn, self._shown(conn, vote_id)["study_id"])
 
     def progress(self, study_id: str, token: str) -> tuple[int, int]:
         """(pairs this annotator finished, pairs available to them in all) in this study."""
@@ -648,6 +672,38 @@ class VoteStore:
             records.append(record)
         frame = pd.DataFrame(records, columns=list(FRAME_COLUMNS))
         return frame.astype({"score_a": float, "score_b": float})
+
+    def annotator_progress(self, study_id: str) -> pd.DataFrame:
+        """One row per annotator who was shown a pair of this study: annotator, annotator_id,
+        voted, skipped, open (shown, not answered yet), last (time of their last answer), most
+        votes first."""
+        columns = ["annotator", "annotator_id", "voted", "skipped", "open", "last"]
+        with self._connect() as conn:
+            self._study(conn, study_id)
+            rows = conn.execute(
+                "SELECT n.name AS annotator, n.id AS annotator_id, "
+                "SUM(x.status = 'voted') AS voted, SUM(x.status = 'skipped') AS skipped, "
+                "SUM(x.status = 'open') AS open, MAX(x.answered) AS last "
+                "FROM assignments x JOIN annotators n ON n.token = x.annotator WHERE x.study_id = ? "
+                "GROUP BY x.annotator ORDER BY voted DESC, n.created", (study_id,)).fetchall()
+        return pd.DataFrame([dict(r) for r in rows], columns=columns)
+
+    def pair_coverage(self, study_id: str) -> pd.DataFrame:
+        """One row per pair of this study, in order: pair_id, prompt_id, system_a, system_b, voted,
+        skipped, open (shown, not answered yet), wanted (the study's overlap) and covered (voted >=
+        wanted)."""
+        columns = ["pair_id", "prompt_id", "system_a", "system_b", "voted", "skipped", "open", "wanted", "covered"]
+        with self._connect() as conn:
+            study = self._study(conn, study_id)
+            rows = conn.execute(
+                "SELECT p.id AS pair_id, p.prompt_id, p.system_a, p.system_b, "
+                "COALESCE(SUM(x.status = 'voted'), 0) AS voted, "
+                "COALESCE(SUM(x.status = 'skipped'), 0) AS skipped, "
+                "COALESCE(SUM(x.status = 'open'), 0) AS open "
+                "FROM pairs p LEFT JOIN assignments x ON x.pair_id = p.id WHERE p.study_id = ? "
+                "GROUP BY p.id ORDER BY p.seq", (study_id,)).fetchall()
+        frame = pd.DataFrame([dict(r) for r in rows], columns=columns[:-2])
+        return frame.assign(wanted=study.overlap, covered=frame["voted"] >= study.overlap)[columns]
 
     def count_votes(self, study_id: str | None = None) -> int:
         """Recorded votes (not rows: a vote answers every question of its study)."""

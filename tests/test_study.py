@@ -52,6 +52,7 @@ def side(policy="base:x", weights=(1, 0), **kw):
     (dict(overlap=0), "overlap must be >= 1"),
     (dict(prompt_split="test"), "prompt_split"),
     (dict(temperature=0.0), "temperature"),
+    (dict(instructions="x" * 4001), "shorten them to 4,000"),
 ])
 def test_study_config_validation(fields, message):
     values = {"comparisons": [{"a": side(), "b": side(weights=(0, 1))}]} | fields
@@ -69,6 +70,9 @@ def test_study_config_yaml_and_overrides(tmp_path, base):
         load_study_config(path, {"num_prompts": "many"})
     with pytest.raises(MoodpoError, match="boolean"):
         load_study_config(path, {"overall": "maybe"})
+    spec = load_study_config(path, {"instructions": ["  Judge as a teacher would.  "], "reveal_systems": ["false"]})
+    assert (spec.instructions, spec.reveal_systems) == ("Judge as a teacher would.", False)
+    assert (load_study_config(path).instructions, load_study_config(path).reveal_systems) == ("", True)
     path.write_text(path.read_text() + "colour: blue\n")
     with pytest.raises(MoodpoError, match="unknown study config field 'colour'"):
         load_study_config(path)
@@ -84,10 +88,12 @@ def test_make_study_generates_each_policy_once_and_scores_without_prefix(tmp_pat
         return load_policy(spec, **kw)
 
     monkeypatch.setattr("moodpo.policy.load_policy", counting_load)
-    spec = load_study_config(study_yaml(tmp_path / "s.yaml", base))
+    spec = load_study_config(study_yaml(tmp_path / "s.yaml", base, instructions="Judge **both**.",
+                                        reveal_systems=False))
     study = make_study(spec, tmp_path / "data", progress=False)
     assert loads == [base]  # one policy at three weight vectors: loaded once
     assert (study.name, study.n_pairs, study.overlap) == ("tiny", 4, 2)
+    assert (study.instructions, study.reveal_systems) == ("Judge **both**.", False)
     assert study.questions == (*OBJECTIVES, "overall")
     pairs = VoteStore(tmp_path / "data").pairs(study.id)
     assert [(p.weights_a, p.weights_b) for p in pairs] == [((1, 0), (0, 1))] * 2 + [((1, 0), (0.5, 0.5))] * 2

@@ -358,3 +358,47 @@ def test_exports(store, tmp_path):
         export_preferences(frame, tmp_path / "trl-x", question="kindness")
     with pytest.raises(VoteError, match="not a votes frame"):
         export_csv(frame.drop(columns=["outcome"]), tmp_path / "x.csv")
+
+
+def test_instructions_and_hidden_systems_are_stored_with_the_study(store):
+    study = store.create_study("hidden", make_pairs(2), questions=["overall"], objectives=OBJECTIVES,
+                               instructions="  Read **both** answers.  ", reveal_systems=False,
+                               config={"note": "kept"})
+    assert (study.instructions, study.reveal_systems) == ("Read **both** answers.", False)
+    assert store.find_study("hidden") == study
+    token = store.register_annotator("Ada")
+    shown = store.next_pair(study.id, token)
+    assert shown.instructions == "Read **both** answers."
+    store.record_vote(shown.vote_id, {"overall": "left"})
+    assert store.study_of_vote(shown.vote_id) == study
+    with pytest.raises(VoteError, match="keeps the systems hidden"):
+        store.reveal(shown.vote_id)
+    assert store.votes_frame(study.id)["system_a"].tolist() == ["moodpo"]  # the organiser still sees them
+    plain = store.create_study("plain", make_pairs(1), questions=["overall"], objectives=OBJECTIVES)
+    assert (plain.instructions, plain.reveal_systems) == ("", True)
+    for bad in (dict(instructions=3), dict(instructions="x" * 4001), dict(reveal_systems="no")):
+        with pytest.raises(VoteError):
+            store.create_study("bad", make_pairs(1), questions=["overall"], objectives=OBJECTIVES, **bad)
+    assert [s.name for s in store.studies()] == ["hidden", "plain"]
+
+
+def test_progress_per_annotator_and_coverage_per_pair(store):
+    study = store.create_study("cover", make_pairs(3), questions=["overall"], objectives=OBJECTIVES, overlap=2)
+    assert store.annotator_progress(study.id).empty
+    coverage = store.pair_coverage(study.id)
+    assert list(coverage["voted"]) == [0, 0, 0] and not coverage["covered"].any()
+    ada, bob = store.register_annotator("Ada"), store.register_annotator("Bob")
+    for _ in range(3):
+        store.record_vote(store.next_pair(study.id, ada).vote_id, {"overall": "left"})
+    store.skip(store.next_pair(study.id, bob).vote_id)
+    store.record_vote(store.next_pair(study.id, bob).vote_id, {"overall": "tie"})
+    store.next_pair(study.id, bob)  # shown, not answered
+    progress = store.annotator_progress(study.id)
+    assert list(progress.columns) == ["annotator", "annotator_id", "voted", "skipped", "open", "last"]
+    assert progress[["annotator", "voted", "skipped", "open"]].values.tolist() == [["Ada", 3, 0, 0], ["Bob", 1, 1, 1]]
+    coverage = store.pair_coverage(study.id)
+    assert list(coverage["pair_id"]) == [p.id for p in store.pairs(study.id)]
+    assert sorted(coverage["voted"]) == [1, 1, 2] and coverage["skipped"].sum() == 1 and coverage["open"].sum() == 1
+    assert coverage["covered"].sum() == 1 and set(coverage["wanted"]) == {2}
+    with pytest.raises(VoteError, match="unknown study"):
+        store.pair_coverage("nope")
