@@ -56,7 +56,7 @@ def vote_on(votes, item, choice="left", comment=""):
 def test_the_annotator_sees_the_pair_blinded(votes, study):
     token = voting.register(votes, "Ada")
     item = voting.next_item(votes, study.id, token)
-    assert set(item) == {"vote_id", "study", "prompt", "a", "b", "questions", "done", "total"}
+    assert set(item) == {"vote_id", "study", "instructions", "prompt", "a", "b", "questions", "done", "total"}
     pair = next(p for p in votes.pairs(study.id) if p.prompt == item["prompt"])
     assert {item["a"], item["b"]} == {pair.response_a, pair.response_b}
     assert [q["key"] for q in item["questions"]] == list(QUESTIONS)
@@ -370,6 +370,108 @@ def test_live_pairs_create_a_study_then_add_to_it(votes, config, monkeypatch):
     assert len(seen) == 2 and votes.study(made.id).n_pairs == 5
 
 
+def test_a_studys_instructions_come_with_each_pair(votes):
+    study = votes.create_study("guided", synthetic_pairs(2), questions=QUESTIONS, objectives=OBJECTIVES,
+                               instructions="You are a **nurse**; judge for patients.")
+    token = voting.register(votes, "Ada")
+    first = voting.next_item(votes, study.id, token)
+    assert first["instructions"] == "You are a **nurse**; judge for patients."
+    vote_on(votes, first)
+    assert voting.next_item(votes, study.id, token)["instructions"] == first["instructions"]
+
+
+def test_a_study_can_keep_the_systems_hidden_after_each_vote(votes, config):
+    study = votes.create_study("hidden", synthetic_pairs(2), questions=QUESTIONS, objectives=OBJECTIVES,
+                               reveal_systems=False)
+    token = voting.register(votes, "Ada")
+    item = voting.next_item(votes, study.id, token)
+    result = vote_on(votes, item)
+    assert result == {"recorded": True, "vote_id": item["vote_id"]}
+    assert vote_on(votes, item) == {"recorded": False, "vote_id": item["vote_id"]}
+    with pytest.raises(MoodpoError, match="keeps the systems hidden"):
+        voting.reveal(votes, item["vote_id"])
+    shown = voting.reveal_markdown(result, result["recorded"], OBJECTIVES)
+    assert "hidden" in shown and "SYSTEM" not in shown and "0.7" not in shown
+    # the organiser's results still name the systems
+    assert SYSTEM_A in " ".join(voting.results(votes, config, PASSWORD, study.id)["win_rates"]["system"])
+    assert voting.studies_table(votes.studies())["reveals systems"].tolist() == ["no"]
+
+
+def test_an_invite_link_names_an_open_study(votes, study):
+    assert voting.invited_study(votes, "pilot") == (study.id, "")
+    assert voting.invited_study(votes, study.id) == (study.id, "")
+    assert voting.invited_study(votes, None) == (None, "") and voting.invited_study(votes, " ") == (None, "")
+    missing, why = voting.invited_study(votes, "<b>nope</b>")
+    assert missing is None and "does not exist" in why and "<b>" not in why
+    assert voting.invited_study(None, "pilot")[0] is None  # no database yet
+    votes.close_study(study.id)
+    assert voting.invited_study(votes, "pilot") == (None, "Study **pilot** is closed; it takes no more votes.")
+    assert voting.invite_link("https://x.hf.space/?__theme=dark#vote", "my study") == \
+        "https://x.hf.space/?study=my+study"
+    assert voting.invite_link(None, "pilot") == "?study=pilot"
+    table = voting.studies_table(votes.studies(), "http://127.0.0.1:7860/")
+    assert table["invite link"].tolist() == ["http://127.0.0.1:7860/?study=pilot"]
+
+
+def _vote_tab(config, votes):
+    import gradio as gr
+
+    from ui.policies import PolicyStore
+    from ui.voting_tab import build_vote_tab
+
+    with gr.Blocks() as demo, gr.Tabs():
+        tab = build_vote_tab(config, PolicyStore(config), votes, generation_queue="generation")
+    ids = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+    return demo, tab, ids
+
+
+def test_the_page_load_opens_the_invited_study_or_says_why_not(votes, config):
+    first = votes.create_study("first", synthetic_pairs(1), questions=QUESTIONS, objectives=OBJECTIVES)
+    second = votes.create_study("second", synthetic_pairs(1), questions=QUESTIONS, objectives=OBJECTIVES,
+                                instructions="Judge as a *teacher*.")
+    token = voting.register(votes, "Ada")
+    demo, tab, ids = _vote_tab(config, votes)
+    picker, status, box = ids["vote-study"], ids["vote-status"], ids["vote-instructions"]
+    assert tab.on_load(token)[picker]["value"] == first.id  # no invite: the first open study
+    out = tab.on_load(token, "second")
+    assert out[picker]["value"] == second.id
+    assert out[box] == {"__type__": "update", "value": "Judge as a *teacher*.", "visible": True}
+    votes.close_study(second.id)
+    out = tab.on_load(token, "second")
+    assert out[picker]["value"] is None and "closed" in out[status]  # not another study's pair instead
+    demo.close()
+
+
+def test_an_invite_link_selects_the_vote_tab_on_page_load(votes, study, config):
+    import gradio as gr
+
+    from ui import build_demo
+
+    demo = build_demo(config, votes=votes)
+    [load] = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", None) == "on_load"
+              and any(isinstance(o, gr.Tabs) for o in fn.outputs)]
+    tabs = next(o for o in load.outputs if isinstance(o, gr.Tabs))
+    invited = load.fn(None, gr.Request(query_params={"study": "pilot"}, headers={}))
+    assert invited[tabs].selected == "vote"
+    assert any(isinstance(v, dict) and v.get("value") == study.id for v in invited.values())
+    assert tabs not in load.fn(None, gr.Request(query_params={}, headers={}))  # no invite: the first tab stays
+    demo.close()
+
+
+def test_admin_progress_per_annotator_and_coverage_per_pair(votes, study, config):
+    with pytest.raises(MoodpoError, match="wrong admin password"):
+        voting.progress_tables(votes, config, "guess", study.id)
+    with pytest.raises(MoodpoError, match="choose a study"):
+        voting.progress_tables(votes, config, PASSWORD, None)
+    summary, annotators, coverage = voting.progress_tables(votes, config, PASSWORD, study.id)
+    assert "0 / 3 pairs" in summary and annotators.empty and len(coverage) == 3
+    for name in ("Ada", "Bob"):
+        vote_on(votes, voting.next_item(votes, study.id, voting.register(votes, name)))
+    summary, annotators, coverage = voting.progress_tables(votes, config, PASSWORD, study.id)
+    assert annotators["voted"].tolist() == [1, 1] and set(annotators["annotator"]) == {"Ada", "Bob"}
+    assert coverage["voted"].sum() == 2 and "2 votes" in summary and "from 2 annotators" in summary
+
+
 def _elem_ids(demo) -> set[str]:
     return {getattr(b, "elem_id", None) or "" for b in demo.blocks.values()}
 
@@ -389,7 +491,8 @@ def test_admin_controls_are_built_only_with_an_admin_password(tmp_path, password
     if password is None:
         assert admin == set() and passwords == []
     else:
-        assert {"vote-admin", "vote-admin-password", "vote-admin-results", "vote-admin-files"} <= admin
+        assert {"vote-admin", "vote-admin-password", "vote-admin-results", "vote-admin-files",
+                "vote-admin-progress", "vote-admin-annotators", "vote-admin-coverage"} <= admin
         assert len(passwords) == 1
     assert not (tmp_path / "data").exists()  # building the app writes no database
     fns = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}

@@ -508,7 +508,7 @@ def build_demo(config: AppConfig, *, store: PolicyStore | None = None,
     trainer = trainer or TrainingManager(config)
     with gr.Blocks(title="MO-ODPO · steerable alignment") as demo:
         gr.Markdown(INTRO, elem_classes=["intro"])
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             steer_tab = _steer_tab(config, store)
             compare_tab = _compare_tab(config, store)
             pareto_tab = _pareto_tab(config)
@@ -517,7 +517,7 @@ def build_demo(config: AppConfig, *, store: PolicyStore | None = None,
         _live_updates(demo, config, trainer, pareto_tab, train_tab,
                       [steer_tab["policy"], compare_tab["policy_a"], compare_tab["policy_b"]])
         register_api(config, store, GENERATION_QUEUE)
-        attach_votes(demo, vote_tab)
+        attach_votes(demo, vote_tab, tabs)
     demo.store, demo.trainer, demo.votes = store, trainer, vote_tab.votes
     return demo
 

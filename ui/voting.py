@@ -1,8 +1,10 @@
 """The Vote tab's handlers as plain functions: annotate blinded pairs, and the admin's studies and results.
 
-Annotators see a prompt and two responses labelled A (left) and B (right), nothing else; which
-systems and weights produced them is revealed only once their vote is stored. The vote id is
-fixed when a pair is shown, so submitting twice records once. Every input is checked by the
+Annotators see the study's instructions, a prompt and two responses labelled A (left) and B
+(right), nothing else; which systems and weights produced them is revealed only once their vote
+is stored, and never in a study that keeps them hidden. The vote id is fixed when a pair is
+shown, so submitting twice records once. An invite link (`?study=NAME`) opens the Vote tab on
+its study. Every input is checked by the
 VoteStore before anything is written; a bad one raises MoodpoError (VoteError) and nothing is stored.
 
 Admin handlers take the password the user typed and check it on every call: private endpoints
@@ -16,6 +18,7 @@ import html
 import math
 import re
 import shutil
+import urllib.parse
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +29,7 @@ import plotly.graph_objects as go
 
 from moodpo.conditioning import display_name
 from moodpo.errors import MoodpoError
-from moodpo.votes import DB_FILE, OVERALL, Assignment, Study, VoteStore, question_text
+from moodpo.votes import DB_FILE, MAX_NAME_CHARS, OVERALL, Assignment, Study, VoteStore, question_text
 from moodpo.votestats import TABLE_TITLES
 from ui.figures import empty_figure
 from ui.generation import check_weights
@@ -96,10 +99,37 @@ def annotator(votes: VoteStore | None, token: str | None) -> str | None:
 
 
 def blinded(item: Assignment) -> dict:
-    """What an annotator may see before voting: the prompt, both responses, the questions, progress."""
-    return {"vote_id": item.vote_id, "study": item.study_id, "prompt": item.prompt, "a": item.left,
-            "b": item.right, "questions": [{"key": q, "text": question_text(q)} for q in item.questions],
+    """What an annotator may see before voting: the study's instructions, the prompt, both
+    responses, the questions, progress."""
+    return {"vote_id": item.vote_id, "study": item.study_id, "instructions": item.instructions,
+            "prompt": item.prompt, "a": item.left, "b": item.right,
+            "questions": [{"key": q, "text": question_text(q)} for q in item.questions],
             "done": item.done, "total": item.total}
+
+
+def invited_study(votes: VoteStore | None, ref) -> tuple[str | None, str]:
+    """The open study an invite link's `?study=` names (by name or id): (study id, "") or, when
+    there is none to open, (None, why)."""
+    if not isinstance(ref, str) or not ref.strip():
+        return None, ""
+    shown = html.escape(ref.strip()[:MAX_NAME_CHARS])
+    try:
+        study = need(votes).find_study(ref.strip())
+    except MoodpoError:
+        return None, f"The invite link names a study, **{shown}**, that does not exist here."
+    if study.status != "open":
+        return None, f"Study **{shown}** is closed; it takes no more votes."
+    return study.id, ""
+
+
+def invite_link(page_url: str | None, study_name: str) -> str:
+    """The app's address with `?study=<name>` (other query parameters and the #fragment dropped);
+    just `?study=<name>` when the address is unknown."""
+    query = urllib.parse.urlencode({"study": study_name})
+    if not page_url:
+        return f"?{query}"
+    parts = urllib.parse.urlsplit(page_url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
 def next_item(votes: VoteStore | None, study_id, token: str | None) -> dict | None:
@@ -123,13 +153,16 @@ def answers_from(questions: Sequence[str], values: Sequence[str | None]) -> dict
 
 
 def submit(votes: VoteStore, vote_id, answers: Mapping, comment: str | None = "") -> dict:
-    """Store a vote once, then reveal who wrote A and B: {recorded, vote_id, a: {system, weights}, b}.
+    """Store a vote once, then reveal who wrote A and B: {recorded, vote_id, a: {system, weights}, b};
+    a study that keeps the systems hidden returns {recorded, vote_id} only.
 
     recorded is False when this vote id was already stored (a double click): nothing changes.
     The store checks everything (vote id, study open, every question, choices, comment length)
     before it writes.
     """
     recorded = votes.record_vote(vote_id, answers, "" if comment is None else comment)
+    if not votes.study_of_vote(vote_id).reveal_systems:
+        return {"recorded": recorded, "vote_id": vote_id}
     return {"recorded": recorded, "vote_id": vote_id, **reveal(votes, vote_id)}
 
 
@@ -160,6 +193,8 @@ def _weights(weights) -> str:
 def reveal_markdown(revealed: dict, recorded: bool, objectives: Sequence[str] = ()) -> str:
     """The post-vote reveal, escaped: system names come from study configs and may hold anything."""
     head = "Thanks, your vote is saved." if recorded else "This vote was already saved; it counts once."
+    if "a" not in revealed:
+        return f"**{head}** This study keeps the systems behind A and B hidden."
     lines = [f"**{head}** The responses came from:"]
     for side in ("a", "b"):
         info = revealed.get(side) or {}
@@ -198,10 +233,30 @@ def admin_study_choices(studies: Sequence[Study]) -> list[tuple[str, str]]:
     return [(f"{s.name} · {s.status} · {s.n_pairs} pairs", str(s.id)) for s in studies]
 
 
-def studies_table(studies: Sequence[Study]) -> pd.DataFrame:
+def studies_table(studies: Sequence[Study], page_url: str | None = None) -> pd.DataFrame:
+    """One row per study, with the invite link that opens the Vote tab on it."""
+    columns = ["id", "name", "status", "pairs", "overlap", "reveals systems", "invite link", "questions", "created"]
     return pd.DataFrame([{"id": s.id, "name": s.name, "status": s.status, "pairs": s.n_pairs, "overlap": s.overlap,
-                          "questions": ", ".join(s.questions), "created": s.created} for s in studies],
-                        columns=["id", "name", "status", "pairs", "overlap", "questions", "created"])
+                          "reveals systems": "yes" if s.reveal_systems else "no",
+                          "invite link": invite_link(page_url, s.name), "questions": ", ".join(s.questions),
+                          "created": s.created} for s in studies], columns=columns)
+
+
+def progress_tables(votes: VoteStore | None, config: AppConfig, password: str, study_id) -> tuple[str, pd.DataFrame,
+                                                                                                   pd.DataFrame]:
+    """Where a study stands, for the admin: (a one-line summary, progress per annotator, coverage per pair)."""
+    check_admin(config, password)
+    if study_id is None or study_id == "":
+        raise MoodpoError("choose a study")
+    votes = need(votes)
+    study = votes.study(study_id)
+    annotators, coverage = votes.annotator_progress(study.id), votes.pair_coverage(study.id)
+    covered = int(coverage["covered"].sum())
+    summary = (f"**{html.escape(study.name)}**: {covered} / {len(coverage)} pairs have their {study.overlap} "
+               f"vote{'s' if study.overlap > 1 else ''}; {int(coverage['voted'].sum())} votes, "
+               f"{int(coverage['skipped'].sum())} skips, {int(coverage['open'].sum())} shown and not answered yet; "
+               f"from {len(annotators)} annotator{'s' if len(annotators) != 1 else ''}.")
+    return summary, annotators, coverage
 
 
 def study_configs(config: AppConfig) -> list[str]:

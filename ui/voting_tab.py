@@ -1,9 +1,11 @@
 """The Vote tab and the public voting endpoints, over the plain handlers in ui/voting.py.
 
-Annotators pick a study, identify once (the token lives in the browser's localStorage, so a
-reload keeps it), judge blinded pairs and see who wrote what after each vote. The admin
-controls (new studies, live pairs, close/reopen, unblinded results, exports) are built only
-when the app has an admin password, and every admin handler checks it again.
+Annotators pick a study (or follow an invite link, `?study=NAME`, which opens this tab on it),
+identify once (the token lives in the browser's localStorage, so a reload keeps it), read the
+study's instructions, judge blinded pairs and, unless the study keeps them hidden, see who wrote
+what after each vote. The admin controls (new studies, invite links, live pairs, close/reopen,
+progress per annotator and coverage per pair, unblinded results, exports) are built only when
+the app has an admin password, and every admin handler checks it again.
 
 Public endpoints for `gradio_client` (a script can run a whole annotation session):
 
@@ -12,9 +14,11 @@ Public endpoints for `gradio_client` (a script can run a whole annotation sessio
     studies = client.predict(api_name="/vote_studies")     # [{id, name, n_pairs, questions}]
     token = client.predict("Ada", api_name="/vote_register")
     shown = client.predict(studies[0]["id"], token, api_name="/vote_next")
-    # shown: {vote_id, study, prompt, a, b, questions: [{key, text}], done, total}, or None when done
+    # shown: {vote_id, study, instructions, prompt, a, b, questions: [{key, text}], done, total},
+    # or None when done
     client.predict(shown["vote_id"], {"helpfulness": "left", "overall": "tie"}, "", api_name="/vote_submit")
-    # -> {recorded, vote_id, a: {system, weights}, b: {...}}; recorded is False for a repeat
+    # -> {recorded, vote_id, a: {system, weights}, b: {...}}; recorded is False for a repeat; a
+    # study that keeps the systems hidden leaves out a and b
     client.predict(shown["vote_id"], api_name="/vote_skip")
 
 Choices are left (A better), right (B better), tie and both_bad. Voting events, UI and API,
@@ -51,11 +55,12 @@ MAX_QUESTIONS = MAX_OBJECTIVES + 1  # one per objective, and overall
 VOTE = dict(api_visibility="private", concurrency_id=VOTE_QUEUE, concurrency_limit=VOTE_CONCURRENCY)
 ADMIN = dict(api_visibility="private", concurrency_id=ADMIN_QUEUE, concurrency_limit=4)
 STORAGE_KEY = "moodpo-annotator"
+VOTE_TAB = "vote"
 
 INTRO = """\
-Judge pairs of answers to the same prompt. The systems behind **A** and **B** stay hidden until
-you vote; then you see who wrote what. Answer each question, add a comment if you like, and
-submit, or skip a pair you cannot judge. Your name is remembered in this browser.
+Judge pairs of answers to the same prompt. The systems behind **A** and **B** stay hidden while
+you judge (some studies show who wrote what after each vote). Answer each question, add a comment
+if you like, and submit, or skip a pair you cannot judge. Your name is remembered in this browser.
 """
 DONE = "**Nothing left to judge in this study for you.** Thank you! Choose another study, or come back later."
 
@@ -102,7 +107,7 @@ def build_vote_tab(config: AppConfig, store: PolicyStore, votes: VoteStore | Non
     # Rendered at the top level by attach_votes: inside a tab it would mount only when the tab
     # opens, after the page-load event has read it.
     token = gr.BrowserState(None, storage_key=STORAGE_KEY, secret=browser_secret(config.data_dir), render=False)
-    with gr.Tab("Vote", id="vote"):
+    with gr.Tab("Vote", id=VOTE_TAB):
         gr.Markdown(INTRO)
         shown = gr.State(None)  # the blinded pair on screen: its vote id is fixed until it is answered
         refresh = gr.Button("↻ refresh", size="sm", render=False)
@@ -117,6 +122,7 @@ def build_vote_tab(config: AppConfig, store: PolicyStore, votes: VoteStore | Non
             forget = gr.Button("Not you? Change name", size="sm", visible=False, elem_id="vote-forget")
         counter = gr.Markdown(elem_id="vote-progress")
         with gr.Column(visible=False) as pair_box:
+            instructions = gr.Markdown(visible=False, elem_id="vote-instructions", elem_classes=["instructions"])
             prompt = gr.Textbox(label="Prompt", interactive=False, lines=2, max_lines=12, elem_id="vote-prompt")
             with gr.Row():
                 a = gr.Textbox(label="A", interactive=False, lines=8, max_lines=30, elem_id="vote-a")
@@ -134,8 +140,8 @@ def build_vote_tab(config: AppConfig, store: PolicyStore, votes: VoteStore | Non
         if config.admin_password:
             _admin_panel(config, store, lazy, study, generation_queue)
 
-    pair_outputs = {shown, pair_box, prompt, a, b, *radios, comment, submit, skip, reveal, next_button, counter,
-                    status}
+    pair_outputs = {shown, pair_box, instructions, prompt, a, b, *radios, comment, submit, skip, reveal, next_button,
+                    counter, status}
     identity_outputs = {identify_row, who, forget}
 
     def show(item: dict | None, message: str = "") -> dict:
@@ -147,7 +153,9 @@ def build_vote_tab(config: AppConfig, store: PolicyStore, votes: VoteStore | Non
         questions = item["questions"]
         if len(questions) > MAX_QUESTIONS:
             raise MoodpoError(f"this study asks {len(questions)} questions; the app shows at most {MAX_QUESTIONS}")
-        return {shown: item, pair_box: gr.update(visible=True), prompt: item["prompt"], a: item["a"], b: item["b"],
+        return {shown: item, pair_box: gr.update(visible=True),
+                instructions: gr.update(value=item["instructions"], visible=bool(item["instructions"])),
+                prompt: item["prompt"], a: item["a"], b: item["b"],
                 **{r: gr.update(visible=i < len(questions), value=None, interactive=True,
                                 label=questions[i]["text"] if i < len(questions) else None)
                    for i, r in enumerate(radios)},
@@ -172,16 +180,22 @@ def build_vote_tab(config: AppConfig, store: PolicyStore, votes: VoteStore | Non
             return show(None, "Type your name and press Start.")
         return show(voting.next_item(store_, study_id, token_value))
 
-    def on_load(token_value):
+    def on_load(token_value, invited: str | None = None):
+        """The page's first state: the annotator, and the study an invite link (`?study=`) names,
+        else the app's default study. A link to a study that is closed or unknown opens none, and
+        says why, rather than another study."""
         store_ = lazy.get()
         studies = voting.open_studies(store_)
-        chosen = _default_study(store_, config, studies)
+        invited_id, why = voting.invited_study(store_, invited)
+        chosen = None if why else invited_id or _default_study(store_, config, studies)
         name_value = voting.annotator(store_, token_value)
         out = {study: gr.update(choices=voting.study_choices(studies), value=chosen), **identity(name_value)}
         try:
             out.update(current(chosen, token_value))
         except MoodpoError as e:  # e.g. a study closed a moment ago: say so, but still load the page
             out.update(show(None, html.escape(str(e))))
+        if why:
+            out.update(show(None, why))
         if name_value is None and token_value:
             out[token] = None  # a token this data folder does not know: forget it
         return out
@@ -248,14 +262,14 @@ def _admin_panel(config: AppConfig, store: PolicyStore, lazy: voting.LazyVotes, 
                  generation_queue: str) -> None:
     """Admin controls; built only when the app has an admin password. Each handler checks it."""
     policy_choices = [(c.label, c.value) for c in list_policies(config)]
-    with gr.Accordion("Admin: studies, results, exports", open=False, elem_id="vote-admin"):
+    with gr.Accordion("Admin: studies, invite links, progress, results, exports", open=False, elem_id="vote-admin"):
         password = gr.Textbox(label="Admin password", type="password", elem_id="vote-admin-password",
                               info="checked on every action")
         with gr.Row():
             admin_study = gr.Dropdown([], label="Study", scale=3, elem_id="vote-admin-study")
             list_button = gr.Button("Show studies", scale=1, elem_id="vote-admin-list")
-        studies = gr.Dataframe(voting.studies_table([]), interactive=False, label="Studies",
-                               elem_id="vote-admin-studies")
+        studies = gr.Dataframe(voting.studies_table([]), interactive=False, elem_id="vote-admin-studies",
+                               label="Studies (send annotators a study's invite link: it opens the Vote tab on it)")
         with gr.Row():
             close = gr.Button("Close study", size="sm", elem_id="vote-admin-close")
             reopen = gr.Button("Reopen study", size="sm", elem_id="vote-admin-reopen")
@@ -279,6 +293,14 @@ def _admin_panel(config: AppConfig, store: PolicyStore, lazy: voting.LazyVotes, 
                 live_seed = gr.Number(0, label="Seed", precision=0, minimum=0)
             live = gr.Button("Generate pairs", variant="primary", elem_id="vote-admin-live")
         admin_status = gr.Markdown(elem_classes=["status-line"], elem_id="vote-admin-status")
+        gr.Markdown("**Progress**")
+        show_progress = gr.Button("Show progress", elem_id="vote-admin-progress")
+        progress_summary = gr.Markdown(elem_id="vote-admin-progress-summary")
+        with gr.Row():
+            per_annotator = gr.Dataframe(pd.DataFrame(), interactive=False, label="Per annotator",
+                                         elem_id="vote-admin-annotators")
+            per_pair = gr.Dataframe(pd.DataFrame(), interactive=False, label="Coverage per pair",
+                                    elem_id="vote-admin-coverage")
         gr.Markdown("**Results** (unblinded)")
         show_results = gr.Button("Show results", elem_id="vote-admin-results")
         figure = gr.Plot(empty_figure("Choose a study and show its results"), label="Strengths",
@@ -288,11 +310,11 @@ def _admin_panel(config: AppConfig, store: PolicyStore, lazy: voting.LazyVotes, 
         export = gr.Button("Prepare downloads (CSV, JSONL, TRL dataset)", elem_id="vote-admin-export")
         files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="vote-admin-files")
 
-    def listing(study_id=None, found=None) -> dict:
+    def listing(request: gr.Request | None, study_id=None, found=None) -> dict:
         found = voting.all_studies(lazy.get()) if found is None else found
         ids = [s.id for s in found]
         open_ = voting.open_studies(lazy.get())
-        return {studies: voting.studies_table(found),
+        return {studies: voting.studies_table(found, _page_url(request)),
                 admin_study: gr.update(choices=voting.admin_study_choices(found),
                                        value=study_id if study_id in ids else (ids[-1] if ids else None)),
                 annotator_study: gr.update(choices=voting.study_choices(open_))}
@@ -300,44 +322,52 @@ def _admin_panel(config: AppConfig, store: PolicyStore, lazy: voting.LazyVotes, 
     list_outputs = {studies, admin_study, annotator_study}
 
     @user_errors
-    def list_studies(password_value, study_id):
-        return listing(study_id, voting.admin_studies(lazy.get(), config, password_value))
+    def list_studies(password_value, study_id, request: gr.Request):
+        return listing(request, study_id, voting.admin_studies(lazy.get(), config, password_value))
 
     list_button.click(list_studies, [password, admin_study], list_outputs, **ADMIN)
     password.submit(list_studies, [password, admin_study], list_outputs, **ADMIN)
 
     for button, is_open in ((close, False), (reopen, True)):
         @user_errors
-        def set_status(password_value, study_id, is_open=is_open):
+        def set_status(password_value, study_id, request: gr.Request, is_open=is_open):
             changed = voting.set_open(lazy.get(), config, password_value, study_id, is_open)
-            return {**listing(changed.id), admin_status: f"Study **{html.escape(changed.name)}** is {changed.status}."}
+            return {**listing(request, changed.id), admin_status: f"Study **{html.escape(changed.name)}** is {changed.status}."}
 
         button.click(set_status, [password, admin_study], {*list_outputs, admin_status}, **ADMIN)
 
     @user_errors
-    def create_study(password_value, config_file, name_value, progress=gr.Progress()):
+    def create_study(password_value, config_file, name_value, request: gr.Request, progress=gr.Progress()):
         voting.check_admin(config, password_value)
         made = voting.create_from_config(
             lazy.get(create=True), config, password_value, config_file, name_value,
             on_wait=lambda seconds: progress(None, desc=f"Generating and scoring pairs… {seconds:.0f} s"))
-        return {**listing(made.id), admin_status: f"Created **{html.escape(made.name)}** with {made.n_pairs} pairs."}
+        return {**listing(request, made.id), admin_status: f"Created **{html.escape(made.name)}** with {made.n_pairs} pairs."}
 
     # make_study loads its own copies of the study's policies: one build at a time, beside generation.
     create.click(create_study, [password, study_config, config_name], {*list_outputs, admin_status},
                  api_visibility="private", concurrency_id=STUDY_QUEUE, concurrency_limit=1)
 
     @user_errors
-    def live_pairs(password_value, name_value, pa, wa, pb, wb, n, seed, progress=gr.Progress()):
+    def live_pairs(password_value, name_value, pa, wa, pb, wb, n, seed, request: gr.Request,
+                   progress=gr.Progress()):
         voting.check_admin(config, password_value)
         made, added = voting.live_study(
             lazy.get(create=True), store, config, password_value, name_value, pa, wa, pb, wb, n, seed,
             on_wait=lambda seconds: progress(None, desc=f"Generating {int(n or 0)} pairs… {seconds:.0f} s"))
-        return {**listing(made.id),
+        return {**listing(request, made.id),
                 admin_status: f"Added {added} pairs to **{html.escape(made.name)}** ({made.n_pairs} in all)."}
 
     live.click(live_pairs, [password, live_name, policy_a, weights_a, policy_b, weights_b, live_n, live_seed],
                {*list_outputs, admin_status}, api_visibility="private", concurrency_id=generation_queue,
                concurrency_limit=1)
+
+    @user_errors
+    def study_progress(password_value, study_id):
+        summary, annotators, coverage = voting.progress_tables(lazy.get(), config, password_value, study_id)
+        return {progress_summary: summary, per_annotator: annotators, per_pair: coverage}
+
+    show_progress.click(study_progress, [password, admin_study], {progress_summary, per_annotator, per_pair}, **ADMIN)
 
     @user_errors
     def results(password_value, study_id):
@@ -358,11 +388,26 @@ def _admin_panel(config: AppConfig, store: PolicyStore, lazy: voting.LazyVotes, 
     export.click(downloads, [password, admin_study], [files], **ADMIN)
 
 
-def attach_votes(demo: gr.Blocks, tab: VoteTab) -> None:
+def _page_url(request: gr.Request | None) -> str | None:
+    """The address of the page an event came from (the browser's Referer), for invite links."""
+    return dict(request.headers).get("referer") if request is not None else None
+
+
+def attach_votes(demo: gr.Blocks, tab: VoteTab, tabs: gr.Tabs | None = None) -> None:
     """The Vote tab's top-level parts: the annotator's token in browser storage, the page-load
-    event that restores the annotator and their pair, and the public voting endpoints."""
+    event that restores the annotator and their pair (and, for an invite link's `?study=NAME`,
+    selects the Vote tab in `tabs` on that study), and the public voting endpoints."""
     tab.token.render()
-    demo.load(user_errors(tab.on_load), [tab.token], tab.load_outputs, **VOTE)
+
+    @user_errors
+    def on_load(token_value, request: gr.Request):
+        invited = dict(request.query_params).get("study") if request is not None else None
+        out = tab.on_load(token_value, invited)
+        if invited and tabs is not None:
+            out[tabs] = gr.Tabs(selected=VOTE_TAB)
+        return out
+
+    demo.load(on_load, [tab.token], {*tab.load_outputs, *([tabs] if tabs is not None else [])}, **VOTE)
     register_vote_api(tab.votes)
 
 
