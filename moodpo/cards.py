@@ -183,7 +183,7 @@ def _training_section(config: TrainConfig, run_dir: Path, step: int | None) -> l
             value = ", ".join(map(str, value)) if isinstance(value, list) else value
             help_text = FIELDS[name].metadata.get("help", "").replace("|", "\\|")
             lines.append(f"| `{name}` | {_number(value)} | {help_text} |")
-    lines += ["", f"Cost: {cost['steps']} steps (adapter saved at step {step if step is not None else '?'}), "
+    lines += ["", f"Cost: {cost['steps']} step{'s' if cost['steps'] != 1 else ''} (adapter saved at step {step if step is not None else '?'}), "
                   f"{cost['pairs']:,} preference pairs, {_hours(cost['wall_seconds'])} of wall time "
                   f"({cost['wall_seconds']:.0f} s, the sum of `time/step` in metrics.jsonl).", "",
               "<details><summary>config.yaml (the resolved config of the run)</summary>", "",

@@ -51,7 +51,7 @@ def test_training_writes_the_card_and_card_rewrites_it_after_an_evaluation(train
     config = load_config(run / "config.yaml")
     assert build_prefix(OBJECTIVES, [0.7, 0.3], template=config.prefix_template, item=config.prefix_item) in card
     assert "<|im_start|>system\n" in card  # the chat template, rendered by the tokenizer
-    assert "Not evaluated yet" in card and "Cost: 1 steps" in card
+    assert "Not evaluated yet" in card and "Cost: 1 step (adapter saved at step 1)" in card
     assert "Hugging Face cache" not in card  # not an embedded model
     run_cli("eval", "--run", run, "--grid", "2", "--limit", "2", "--max_new_tokens", "6")
     capsys.readouterr()
