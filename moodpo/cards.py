@@ -129,8 +129,9 @@ def _base_section(config: TrainConfig, base: str | None) -> list[str]:
             "- On the full-precision hub weights (what a Space that installs only `requirements.txt` loads) the "
             "adapter's low-rank deltas sit on a slightly different base: a small distribution shift, so expect "
             "similar but not identical responses and scores. **Untested**: no evaluation here used the hub weights.",
-            f"- moodpo loads the hub id `{base}` from the embedded weights whenever the hub copy is not in the "
-            "Hugging Face cache, so this adapter loads offline onto the weights it was trained on.",
+            f"- moodpo run folders name the embedded model, so they load these weights. Given the hub id `{base}` "
+            "with `HF_HUB_OFFLINE=1` and no hub copy in the Hugging Face cache, moodpo loads the embedded weights "
+            "too; with a network it downloads the hub weights.",
         ]
     return lines + [""]
 

@@ -96,6 +96,13 @@ def hub_id(spec: str) -> str | None:
     return spec
 
 
+def hub_offline() -> bool:
+    """Whether the Hugging Face hub is switched off (HF_HUB_OFFLINE, read now, not at import)."""
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
 def _hub_cached(repo_id: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
@@ -106,10 +113,10 @@ def resolve_model(spec: str) -> str:
     """Map a model spec to something `from_pretrained` loads: a local folder or a hub id.
 
     spec: an embedded name (`smollm2-135m`), a `.gguf` file, a local folder, or a hub id such
-    as `HuggingFaceTB/SmolLM2-360M-Instruct` (needs a network the first time). The hub id of an
-    embedded model (what adapter cards name) loads the embedded weights unless the hub copy is
-    already in the Hugging Face cache, so the shipped adapters load offline onto the weights
-    they were trained on.
+    as `HuggingFaceTB/SmolLM2-360M-Instruct` (needs a network the first time). With the hub
+    switched off (HF_HUB_OFFLINE) and no hub copy in the Hugging Face cache, the hub id of an
+    embedded model (what adapter cards name) loads the embedded weights, so the shipped adapters
+    load offline onto the weights they were trained on; with a network it is downloaded.
     """
     spec = spec or DEFAULT_MODEL
     if spec in EMBEDDED_MODELS:
@@ -139,8 +146,8 @@ def resolve_model(spec: str) -> str:
         raise MoodpoError(f"model path {spec} does not exist (give a local folder, a .gguf file, "
                           f"a hub id like HuggingFaceTB/SmolLM2-135M-Instruct, or {DEFAULT_MODEL!r})")
     embedded = embedded_name(spec)
-    if embedded and not _hub_cached(spec) and importlib.util.find_spec(EMBEDDED_MODELS[embedded][0]):
-        log.warning("%s is not in the Hugging Face cache: loading the embedded %s (its de-quantised Q4_1 GGUF) "
+    if embedded and hub_offline() and not _hub_cached(spec) and importlib.util.find_spec(EMBEDDED_MODELS[embedded][0]):
+        log.warning("%s is not in the Hugging Face cache and HF_HUB_OFFLINE is set: loading the embedded %s (its de-quantised Q4_1 GGUF) "
                     "instead of downloading it", spec, embedded)
         return resolve_model(embedded)
     return spec

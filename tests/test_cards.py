@@ -117,10 +117,15 @@ def test_hub_ids_of_model_specs(tmp_path):
     assert models.hub_id(str(tmp_path)) is None and models.hub_id("model.gguf") is None
 
 
-def test_the_hub_id_loads_the_embedded_weights_unless_the_hub_copy_is_cached(smol_dir, monkeypatch):
+def test_offline_the_hub_id_loads_the_embedded_weights_unless_the_hub_copy_is_cached(smol_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(models, "_hub_cached", lambda repo: False)
     assert models.resolve_model(HUB_ID) == smol_dir
     monkeypatch.setattr(models, "_hub_cached", lambda repo: True)
+    assert models.resolve_model(HUB_ID) == HUB_ID
+    # With a network the hub id stays a hub id: it is downloaded, never swapped for the Q4_1 weights.
+    monkeypatch.setattr(models, "hub_offline", lambda: False)
+    monkeypatch.setattr(models, "_hub_cached", lambda repo: False)
     assert models.resolve_model(HUB_ID) == HUB_ID
 
 

@@ -25,7 +25,6 @@ Only config.json is read when the objective is created (so a wrong name fails at
 load on first call, in eval mode, on CUDA when available.
 """
 
-import os
 import threading
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -33,17 +32,12 @@ from urllib.parse import parse_qs
 import numpy as np
 
 from moodpo.errors import MoodpoError
+from moodpo.models import hub_offline
 from moodpo.objectives.base import Objective
 
 FORMATS = ("chat", "pair", "hh")
 HH_TEMPLATE = "\n\nHuman: {prompt}\n\nAssistant: {response}"
 BATCH_SIZE = 8
-
-
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def _looks_like_path(source: str) -> bool:
@@ -91,7 +85,7 @@ class HFRewardModel(Objective):
     def _load_config(self):
         from transformers import AutoConfig
 
-        offline = _hub_offline()
+        offline = hub_offline()
         try:
             config = AutoConfig.from_pretrained(self.source, local_files_only=offline)
         except (OSError, ValueError) as e:
@@ -115,7 +109,7 @@ class HFRewardModel(Objective):
 
         with self._lock:
             if self._model is None:
-                offline = _hub_offline()
+                offline = hub_offline()
                 tokenizer = AutoTokenizer.from_pretrained(self.source, local_files_only=offline)
                 model = AutoModelForSequenceClassification.from_pretrained(self.source, local_files_only=offline)
                 if tokenizer.pad_token is None:
