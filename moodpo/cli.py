@@ -26,8 +26,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def _add_config_fields(parser: argparse.ArgumentParser) -> None:
-    """One `--field` option per TrainConfig field, with the field's help; values are coerced later."""
-    from moodpo.config import FIELDS, field_kind
+    """One `--field` option per TrainConfig field, with the field's help; values are coerced later.
+
+    The names from before the rename to TRL's are hidden options, so that using one gets the
+    config's one-line error naming the new name rather than argparse's "unrecognized arguments".
+    """
+    from moodpo.config import FIELDS, RENAMED, field_kind
 
     group = parser.add_argument_group("config fields (override the YAML file)")
     for name, f in FIELDS.items():
@@ -38,6 +42,8 @@ def _add_config_fields(parser: argparse.ArgumentParser) -> None:
         elif scalar is bool:
             kwargs.update(nargs="?", const="true", metavar="BOOL")
         group.add_argument(f"--{name}", **kwargs)
+    for old in RENAMED:
+        group.add_argument(f"--{old}", default=argparse.SUPPRESS, nargs="*", help=argparse.SUPPRESS)
 
 
 def _overrides(args: argparse.Namespace, skip: Sequence[str] = ("command", "config", "func")) -> dict:

@@ -28,7 +28,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 WAIT_MS = 120_000
 QUICK_CONFIG = """\
 objectives: [helpfulness, harmlessness]
-batch_size: 2
+per_device_train_batch_size: 2
 max_new_tokens: 8
 max_prompts: 8
 max_steps: 3

@@ -389,7 +389,7 @@ def test_config_choices_and_values(trainer):
     empty = TrainingManager(AppConfig(configs_dir=trainer.config.configs_dir / "none"))
     assert list(empty.config_files()) == ["defaults"] and empty.load("defaults").max_steps == 100
     quick = trainer.load("quick")
-    assert quick.alpha == 0.3 and quick.max_steps == 5 and quick.model == trainer.config.model
+    assert quick.alpha == 0.3 and quick.max_steps == 5 and quick.model_name_or_path == trainer.config.model
     assert trainer.objective_choices("quick")[:3] == ["helpfulness", "harmlessness", "conciseness"]
     with pytest.raises(MoodpoError, match="not valid YAML"):
         trainer.load("broken")

@@ -13,11 +13,11 @@ from ui.training import TrainingManager
 
 QUICK = """\
 objectives: [conciseness]
-batch_size: 2
+per_device_train_batch_size: 2
 max_new_tokens: 8
 max_prompts: 8
 warmup_steps: 0
-save_every: 0
+save_steps: 0
 """
 
 

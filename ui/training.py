@@ -111,7 +111,7 @@ class TrainingManager:
         files = self.config_files()
         if name not in files:
             raise MoodpoError(f"unknown config {name!r}; choose one of {', '.join(files)}")
-        return load_config(files[name], {"model": self.config.model, **(overrides or {})})
+        return load_config(files[name], {"model_name_or_path": self.config.model, **(overrides or {})})
 
     def objective_choices(self, name: str) -> list[str]:
         """What the Train tab offers: the built-in objectives and the config's own."""
@@ -143,7 +143,7 @@ class TrainingManager:
         if not math.isfinite(steps) or steps != int(steps) or not 1 <= steps <= MAX_STEPS_LIMIT:
             raise MoodpoError(f"steps must be a whole number from 1 to {MAX_STEPS_LIMIT:,}, got {max_steps}")
         run_dir = self.config.runs_dir / run_name
-        config = self.load(config_name, {"run_dir": str(run_dir.resolve()), "alpha": parse_alpha(alpha),
+        config = self.load(config_name, {"output_dir": str(run_dir.resolve()), "alpha": parse_alpha(alpha),
                                          "max_steps": int(steps), "objectives": objectives,
                                          "resume": False, "overwrite": False})
         with self._lock:
@@ -249,7 +249,7 @@ class TrainingManager:
         elif proc is None and self._external_active(run_dir):
             state, message = "training", f"{progress} (started outside this app)"
         elif checkpoints(run_dir):
-            state, message = "stopped", f"{progress} · resume with `python -m moodpo train --resume --run_dir ...`"
+            state, message = "stopped", f"{progress} · resume with `python -m moodpo train --resume --output_dir ...`"
         elif run_name in self._stop_requested:
             state, message = "stopped", "stopped before its first step"
         else:
