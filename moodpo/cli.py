@@ -62,6 +62,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 130 if result.status == "interrupted" else 0
 
 
+def cmd_app(args: argparse.Namespace, app_args: Sequence[str]) -> int:
+    from ui.serve import main as serve
+
+    serve(app_args, prog="moodpo app")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="moodpo", description="Steerable multi-objective alignment with MO-ODPO.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -71,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file with config fields (see configs/)")
     _add_config_fields(p)
     p.set_defaults(func=cmd_train)
+
+    # The app's flags are defined once, in ui.serve (shared with app.py); they are parsed there.
+    p = sub.add_parser("app", add_help=False, help="serve the app in the browser: the flags of app.py (moodpo app --help)")
+    p.set_defaults(func=cmd_app)
 
     from moodpo import commands
     commands.register(sub)
@@ -94,7 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         pass
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "app":
+        return cmd_app(args, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return args.func(args) or 0
     except MoodpoError as e:

@@ -150,7 +150,7 @@ class TrainingManager:
             active = self.active_runs()
             if len(active) >= self.config.max_runs:
                 raise MoodpoError(f"{', '.join(active)} is training; stop it first (the app runs "
-                                  f"{self.config.max_runs} at a time, see --max-runs)")
+                                  f"{self.config.max_runs} at a time, see --max_runs)")
             if run_dir.exists() or run_name in self._procs:
                 raise MoodpoError(f"run folder {run_name} already exists; choose another name")
             self.log_dir.mkdir(parents=True, exist_ok=True)
