@@ -31,7 +31,7 @@ def test_one_training_step_on_the_embedded_default(tmp_path, capsys):
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == 1
     m = metrics[0]
-    assert 0 <= m["objectives/helpfulness/mean"] <= 1 and 0 <= m["objectives/harmlessness/mean"] <= 1
+    assert 0 <= m["objectives/helpfulness/mean"] <= 1 and 0 <= m["objectives/conciseness/mean"] <= 1
     assert m["pairs"] + m["ties"] == 2
     assert (run / "checkpoints" / "step-000001" / "model" / "adapter_model.safetensors").is_file()
     assert (run / "adapter" / "adapter_config.json").is_file()
