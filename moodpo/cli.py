@@ -62,6 +62,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 130 if result.status == "interrupted" else 0
 
 
+def cmd_config_docs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from moodpo.config_docs import render
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(render())
+    print(f"configuration reference -> {args.out}")
+    return 0
+
+
 def cmd_app(args: argparse.Namespace, app_args: Sequence[str]) -> int:
     from ui.serve import main as serve
 
@@ -82,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     # The app's flags are defined once, in ui.serve (shared with app.py); they are parsed there.
     p = sub.add_parser("app", add_help=False, help="serve the app in the browser: the flags of app.py (moodpo app --help)")
     p.set_defaults(func=cmd_app)
+
+    from moodpo.config_docs import DOCS_FILE
+    p = sub.add_parser("config-docs", help=f"write the configuration reference ({DOCS_FILE})",
+                       description="Write the configuration reference, generated from the config dataclasses' "
+                                   "help text.")
+    p.add_argument("--out", default=DOCS_FILE, help=f"file to write (default {DOCS_FILE})")
+    p.set_defaults(func=cmd_config_docs)
 
     from moodpo import commands
     commands.register(sub)

@@ -88,7 +88,8 @@ class TrainConfig:
     lora_dropout: float = _f(0.0, "LoRA dropout")
     lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "modules that get LoRA")
     learning_rate: float = _f(2e-4, "peak learning rate")
-    lr_scheduler_type: str = _f("cosine", "constant or cosine (after linear warm-up)")
+    lr_scheduler_type: str = _f("cosine", "constant or cosine, both after a linear warm-up (TRL's constant_with_warmup "
+                                          "and cosine)")
     warmup_steps: int = _f(5, "linear warm-up steps")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     max_grad_norm: float = _f(1.0, "gradient clipping norm")
@@ -111,8 +112,8 @@ class TrainConfig:
     save_steps: int = _f(50, "checkpoint every N steps (0: only at the end)")
     save_total_limit: int = _f(2, "how many recent checkpoints to keep")
     logging_steps: int = _f(1, "write metrics (metrics.jsonl, callbacks, report_to) every N steps")
-    report_to: str = _f("none", "also send the logged metrics to none, tensorboard (under <output_dir>/runs), "
-                                "wandb or trackio, through accelerate's trackers")
+    report_to: str = _f("none", "where else the logged metrics go, through accelerate's trackers: none, "
+                                "tensorboard (under <output_dir>/runs), wandb or trackio")
     eval_every: int = _f(0, "evaluate a small weight grid every N steps into <output_dir>/eval.jsonl, the live "
                             "front of the app's Train and Pareto tabs (0: off)")
     eval_grid: int = _f(3, "points per simplex edge for the in-training eval; small because it runs every "
