@@ -1,57 +1,6 @@
-"""Serve the MO-ODPO app: `python app.py` (flags or MOODPO_* environment variables; see --help)."""
+"""Serve the MO-ODPO app: `python app.py` or `moodpo app` (flags or MOODPO_* environment variables; see --help)."""
 
-import argparse
-import hmac
-import os
-from pathlib import Path
-
-from moodpo.errors import MoodpoError
-from ui import AppConfig, build_demo, launch
-from ui.settings import SHIPPED_POLICY
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    env = os.environ.get
-    p = argparse.ArgumentParser(description="Steer, compare, evaluate and train MO-ODPO policies in the browser.")
-    p.add_argument("--host", default=env("MOODPO_HOST"), help="address to listen on (default 127.0.0.1, or "
-                   "GRADIO_SERVER_NAME as on Spaces; 0.0.0.0: every interface)")
-    p.add_argument("--port", type=int, default=int(env("MOODPO_PORT", "7860")))
-    p.add_argument("--runs", default=env("MOODPO_RUNS", "runs"), help="runs folder: policies, evals, new runs")
-    p.add_argument("--data", default=env("MOODPO_DATA", "data"), help="folder for data the app collects")
-    p.add_argument("--model", default=env("MOODPO_MODEL", "smollm2-135m"), help="base model (name, folder or .gguf)")
-    p.add_argument("--policy", default=env("MOODPO_POLICY"), help="initial policy: base or a path under --runs "
-                   f"(default: the shipped {SHIPPED_POLICY} where it exists, else base)")
-    p.add_argument("--password", default=env("MOODPO_PASSWORD"), help="ask for this password (any user name)")
-    p.add_argument("--admin-password", default=env("MOODPO_ADMIN_PASSWORD"),
-                   help="admin password of the Vote tab (studies, unblinded results, exports); without it those "
-                        "controls are not built. Prefer the environment variable: flags show in `ps`")
-    p.add_argument("--vote-study", default=env("MOODPO_VOTE_STUDY"),
-                   help="the study (id or name) the Vote tab opens on; default: the first open one")
-    p.add_argument("--max-runs", type=int, default=int(env("MOODPO_MAX_RUNS", "1")), help="training runs at once")
-    return p.parse_args(argv)
-
-
-def initial_policy(runs: str, policy: str | None) -> str:
-    """The policy the app opens on: the one asked for, else the shipped one where it exists, else base."""
-    return policy or (SHIPPED_POLICY if (Path(runs) / SHIPPED_POLICY).is_dir() else "base")
-
-
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    config = AppConfig(runs_dir=args.runs, data_dir=args.data, model=args.model,
-                       policy=initial_policy(args.runs, args.policy),
-                       max_runs=args.max_runs, admin_password=args.admin_password, vote_study=args.vote_study)
-    try:
-        demo = build_demo(config)
-    except MoodpoError as e:
-        raise SystemExit(f"app.py: error: {e}") from None
-    def check_password(_user: str, password: str) -> bool:
-        return hmac.compare_digest(password.encode(), args.password.encode())
-
-    launch(demo, server_name=args.host, server_port=args.port, auth=check_password if args.password else None,
-           auth_message="Enter the app password (any user name)." if args.password else None)
-
+from ui.serve import main
 
 if __name__ == "__main__":
     main()

@@ -39,9 +39,9 @@ def _ours(fast: bool):
 
     run_dir = tempfile.mkdtemp(prefix="bench-ours-")
     config = TrainConfig(objectives=list(OBJECTIVES), weight_mode="fixed", fixed_weights=list(PREFIX_WEIGHTS),
-                         batch_size=BATCH, num_samples=SAMPLES, max_new_tokens=TOKENS, min_new_tokens=TOKENS,
-                         temperature=1.0, beta=0.1, lora_r=16, lora_alpha=32, learning_rate=2e-4,
-                         precision="bf16", fast_path=fast, run_dir=run_dir, save_every=0, max_steps=1000,
+                         per_device_train_batch_size=BATCH, num_generations=SAMPLES, max_new_tokens=TOKENS,
+                         min_new_tokens=TOKENS, temperature=1.0, beta=0.1, lora_r=16, lora_alpha=32, learning_rate=2e-4,
+                         precision="bf16", fast_path=fast, output_dir=run_dir, save_steps=0, max_steps=1000,
                          overwrite=True)
     trainer = Trainer(config, show_progress=False)
     return lambda prompts: trainer.train_step(prompts)

@@ -45,12 +45,12 @@ def soup_run_dirs(objectives: list[str]) -> dict[str, str]:
 
 
 def member_configs(config: TrainConfig, out_dir: str | Path) -> dict[str, TrainConfig]:
-    """One config per objective: the given config with one-hot fixed weights and its own run_dir."""
+    """One config per objective: the given config with one-hot fixed weights and its own output_dir."""
     out = Path(out_dir)
     folders = soup_run_dirs(config.objectives)
     return {obj: dataclasses.replace(config, weight_mode="fixed",
                                      fixed_weights=one_hot(k, config.num_objectives).tolist(),
-                                     run_dir=str(out / folders[obj]))
+                                     output_dir=str(out / folders[obj]))
             for k, obj in enumerate(config.objectives)}
 
 
@@ -58,7 +58,7 @@ def _member_state(config: TrainConfig) -> str:
     """'finished', 'started' (has a checkpoint) or 'new'."""
     from moodpo.trainer import FINAL_ADAPTER_DIR, checkpoints
 
-    run = Path(config.run_dir)
+    run = Path(config.output_dir)
     found = checkpoints(run)
     if is_adapter_dir(run / FINAL_ADAPTER_DIR) and found:
         step = json.loads((found[-1] / "trainer_state.json").read_text())["step"]
@@ -71,18 +71,18 @@ def train_soups(config: TrainConfig, out_dir: str | Path | None = None, **traine
     """Train one adapter per objective and write out_dir/soups.json; returns the soups.json dict
     plus "status" ("finished", or the first member's non-finished status).
 
-    out_dir defaults to config.run_dir. With config.resume, finished members are kept, started
+    out_dir defaults to config.output_dir. With config.resume, finished members are kept, started
     ones resume from their last checkpoint and missing ones start fresh; with config.overwrite
     every member starts over. soups.json is written only when every member finished.
     """
     from moodpo.trainer import Trainer
 
-    out = Path(out_dir or config.run_dir)
+    out = Path(out_dir or config.output_dir)
     if out.exists() and not out.is_dir():
         raise MoodpoError(f"soups folder {out} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not (config.resume or config.overwrite):
         raise MoodpoError(f"soups folder {out} is not empty; pass --resume to continue it, --overwrite to "
-                          "replace it, or choose another --run_dir")
+                          "replace it, or choose another --output_dir")
     if len(config.objectives) < 2:
         raise MoodpoError("Rewarded Soups needs at least two objectives")
     members = member_configs(config, out)
@@ -93,18 +93,18 @@ def train_soups(config: TrainConfig, out_dir: str | Path | None = None, **traine
         if member.resume:
             state = _member_state(member)
             if state == "finished":
-                log.info("soups member %s already finished: %s", obj, member.run_dir)
+                log.info("soups member %s already finished: %s", obj, member.output_dir)
                 continue
             if state == "new":
                 member = dataclasses.replace(member, resume=False)
-        log.info("soups member %d/%d: %s -> %s", k + 1, len(members), obj, member.run_dir)
+        log.info("soups member %d/%d: %s -> %s", k + 1, len(members), obj, member.output_dir)
         result = Trainer(member, **trainer_kwargs).train()
         if result.status != "finished":
             status = result.status
             break
     meta = {"objectives": list(config.objectives),
-            "runs": {obj: Path(m.run_dir).name for obj, m in members.items()},
-            "base_model": config.model}
+            "runs": {obj: Path(m.output_dir).name for obj, m in members.items()},
+            "base_model": config.model_name_or_path}
     if status == "finished":
         (out / SOUPS_FILE).write_text(json.dumps(meta, indent=1) + "\n")
         for member in members.values():  # their cards now say they are members of this set

@@ -26,8 +26,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def _add_config_fields(parser: argparse.ArgumentParser) -> None:
-    """One `--field` option per TrainConfig field, with the field's help; values are coerced later."""
-    from moodpo.config import FIELDS, field_kind
+    """One `--field` option per TrainConfig field, with the field's help; values are coerced later.
+
+    The names from before the rename to TRL's are hidden options, so that using one gets the
+    config's one-line error naming the new name rather than argparse's "unrecognized arguments".
+    """
+    from moodpo.config import FIELDS, RENAMED, field_kind
 
     group = parser.add_argument_group("config fields (override the YAML file)")
     for name, f in FIELDS.items():
@@ -38,6 +42,8 @@ def _add_config_fields(parser: argparse.ArgumentParser) -> None:
         elif scalar is bool:
             kwargs.update(nargs="?", const="true", metavar="BOOL")
         group.add_argument(f"--{name}", **kwargs)
+    for old in RENAMED:
+        group.add_argument(f"--{old}", default=argparse.SUPPRESS, nargs="*", help=argparse.SUPPRESS)
 
 
 def _overrides(args: argparse.Namespace, skip: Sequence[str] = ("command", "config", "func")) -> dict:
@@ -56,6 +62,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 130 if result.status == "interrupted" else 0
 
 
+def cmd_config_docs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from moodpo.config_docs import render
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(render())
+    print(f"configuration reference -> {args.out}")
+    return 0
+
+
+def cmd_app(args: argparse.Namespace, app_args: Sequence[str]) -> int:
+    from ui.serve import main as serve
+
+    serve(app_args, prog="moodpo app")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="moodpo", description="Steerable multi-objective alignment with MO-ODPO.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -65,6 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file with config fields (see configs/)")
     _add_config_fields(p)
     p.set_defaults(func=cmd_train)
+
+    # The app's flags are defined once, in ui.serve (shared with app.py); they are parsed there.
+    p = sub.add_parser("app", add_help=False, help="serve the app in the browser: the flags of app.py (moodpo app --help)")
+    p.set_defaults(func=cmd_app)
+
+    from moodpo.config_docs import DOCS_FILE
+    p = sub.add_parser("config-docs", help=f"write the configuration reference ({DOCS_FILE})",
+                       description="Write the configuration reference, generated from the config dataclasses' "
+                                   "help text.")
+    p.add_argument("--out", default=DOCS_FILE, help=f"file to write (default {DOCS_FILE})")
+    p.set_defaults(func=cmd_config_docs)
 
     from moodpo import commands
     commands.register(sub)
@@ -88,7 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         pass
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "app":
+        return cmd_app(args, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return args.func(args) or 0
     except MoodpoError as e:

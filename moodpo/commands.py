@@ -203,7 +203,7 @@ def cmd_train_soups(args: argparse.Namespace) -> int:
     config = _config_and_overrides(args)
     meta = train_soups(config)
     runs = ", ".join(f"{o} -> {d}" for o, d in meta["runs"].items())
-    print(f"soups {meta['status']}: {config.run_dir} ({runs})")
+    print(f"soups {meta['status']}: {config.output_dir} ({runs})")
     return 130 if meta["status"] == "interrupted" else 0
 
 
@@ -249,12 +249,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise MoodpoError(f"--alpha values must be > 0, got {alphas}")
     if len(set(alphas)) != len(alphas):
         raise MoodpoError(f"--alpha has duplicates: {alphas}")
-    configs = [dataclasses.replace(base, alpha=float(a), run_dir=f"{base.run_dir}-alpha{a:g}") for a in alphas]
+    configs = [dataclasses.replace(base, alpha=float(a), output_dir=f"{base.output_dir}-alpha{a:g}") for a in alphas]
     for c in configs:  # check every folder before the first run trains
-        run = Path(c.run_dir)
+        run = Path(c.output_dir)
         if run.is_dir() and any(run.iterdir()) and not (c.resume or c.overwrite):
             raise MoodpoError(f"run folder {run} already holds a run; pass --resume or --overwrite, "
-                              "or choose another --run_dir")
+                              "or choose another --output_dir")
     settings = _settings(argparse.Namespace(max_new_tokens=args.eval_max_new_tokens,
                                             temperature=args.eval_temperature, greedy=args.eval_greedy))
     split = tuning_split(base.prompts)  # alpha is chosen from these, so not the reported eval prompts
@@ -262,13 +262,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for a, c in zip(alphas, configs):
         result = train(c)
         if result.status != "finished":
-            print(f"sweep {result.status} during alpha={a:g} at step {result.step}: {c.run_dir}")
+            print(f"sweep {result.status} during alpha={a:g} at step {result.step}: {c.output_dir}")
             return 130 if result.status == "interrupted" else 1
-        evaluated, out = run_eval(c.run_dir, grid=args.grid, split=split, source=c.prompts, limit=args.limit,
+        evaluated, out = run_eval(c.output_dir, grid=args.grid, split=split, source=c.prompts, limit=args.limit,
                                   settings=settings, seed=args.eval_seed, system=f"alpha={a:g}")
         print(_summary_line(evaluated, out))
         evals.append(out)
-    _compare(evals, args.out or f"{base.run_dir}-sweep", [f"alpha={a:g}" for a in alphas], legend_title="alpha")
+    _compare(evals, args.out or f"{base.output_dir}-sweep", [f"alpha={a:g}" for a in alphas], legend_title="alpha")
     return 0
 
 
@@ -591,7 +591,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_card)
 
     p = sub.add_parser("train-soups", help="train a Rewarded Soups baseline: one adapter per objective",
-                       description="Train one adapter per objective (one-hot fixed weights) into --run_dir, "
+                       description="Train one adapter per objective (one-hot fixed weights) into --output_dir, "
                                    "then write soups.json there.")
     p.add_argument("--config", help="YAML file with config fields (see configs/)")
     _add_config_fields(p)
@@ -609,7 +609,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("sweep", help="one run per alpha, evaluate each, compare",
-                       description="Train one run per alpha (run_dir = <run_dir>-alpha<a>), evaluate each on "
+                       description="Train one run per alpha (output_dir = <output_dir>-alpha<a>), evaluate each on "
                                    "the dev prompts of the prompt source (its eval prompts if it has no dev "
                                    "split), then compare them.", conflict_handler="resolve")
     p.add_argument("--config", help="YAML file with config fields (see configs/)")
@@ -618,7 +618,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", type=int, default=EVAL_GRID,
                    help=f"points per simplex edge of the eval grid (default {EVAL_GRID}: 0, 0.1, ..., 1)")
     p.add_argument("--limit", type=_positive("limit"), default=None, help="evaluate on the first N of those prompts")
-    p.add_argument("--out", default=None, help="comparison folder (default: <run_dir>-sweep)")
+    p.add_argument("--out", default=None, help="comparison folder (default: <output_dir>-sweep)")
     _add_generation_args(p, prefix="eval_")
     p.set_defaults(func=cmd_sweep)
 

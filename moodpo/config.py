@@ -1,7 +1,12 @@
 """The training configuration: one dataclass with help text, loaded from YAML, overridden from the CLI.
 
 Validation happens once, in `__post_init__`, so a config built from YAML, the command line, the
-UI or Python is checked the same way. The resolved config is written to `<run_dir>/config.yaml`.
+UI or Python is checked the same way. The resolved config is written to `<output_dir>/config.yaml`.
+
+Where TRL has the same concept, a field takes TRL's name (`output_dir`, `per_device_train_batch_size`,
+`save_steps`, ...). A user-written config or command line that uses a name from before the rename
+gets a one-line error naming the new one; a saved run's config.yaml (`load_run_config`) is read
+with the old names renamed, so run folders written before the rename still load.
 """
 
 from __future__ import annotations
@@ -21,6 +26,13 @@ from moodpo.loss import LOSS_TYPES
 from moodpo.models import DEFAULT_MODEL
 
 
+REPORT_TO = ("none", "tensorboard", "wandb", "trackio")
+# Field names from before moodpo took TRL's names for the same concepts -> today's names.
+RENAMED = {"model": "model_name_or_path", "run_dir": "output_dir", "batch_size": "per_device_train_batch_size",
+           "num_samples": "num_generations", "save_every": "save_steps", "keep_checkpoints": "save_total_limit",
+           "lr_schedule": "lr_scheduler_type"}
+
+
 def _f(default, help: str, **kw):
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
@@ -30,7 +42,8 @@ def _f(default, help: str, **kw):
 @dataclass
 class TrainConfig:
     # what to train
-    model: str = _f(DEFAULT_MODEL, "policy: 'smollm2-135m' (embedded, offline), a .gguf file, a local folder or a hub id")
+    model_name_or_path: str = _f(DEFAULT_MODEL, "policy: 'smollm2-135m' (embedded, offline), a .gguf file, a local "
+                                                "folder or a hub id")
     objectives: list[str] = _f(["helpfulness", "harmlessness"],
                                "objective names: built-ins (helpfulness, harmlessness, conciseness), "
                                "hf:<reward model id or path>, python:module:function")
@@ -44,7 +57,8 @@ class TrainConfig:
     weight_mode: str = _f("dirichlet", "dirichlet: w ~ Dir(alpha) per prompt; fixed: always fixed_weights")
     alpha: float | list[float] = _f(1.0, "Dirichlet concentration: a scalar or one value per objective (> 0)")
     mirror_weights: bool = _f(False, "each step's prompts twice, with w and with w reversed, both picking pairs "
-                                     "from the samples of both, so what ignores the prefix tends to cancel (even batch_size)")
+                                     "from the samples of both, so what ignores the prefix tends to cancel (even "
+                                     "per_device_train_batch_size)")
     fixed_weights: list[float] | None = _f(None, "weights for weight_mode=fixed, e.g. 1 0 for a single-objective run")
     prefix_template: str = _f("[Begin System Instruction] {weights} [End System Instruction]",
                               "system message; {weights} is replaced by the weight items")
@@ -53,7 +67,7 @@ class TrainConfig:
     norm_mean: list[float] | None = _f(None, "means for normalization=fixed, one per objective")
     norm_std: list[float] | None = _f(None, "standard deviations for normalization=fixed, one per objective")
     # on-policy sampling
-    num_samples: int = _f(2, "responses sampled per prompt (n >= 2); chosen = best, rejected = worst")
+    num_generations: int = _f(2, "responses sampled per prompt (n >= 2); chosen = best, rejected = worst")
     max_new_tokens: int = _f(64, "longest response in tokens")
     min_new_tokens: int = _f(0, "shortest response in tokens (benchmarks force a length with it)")
     temperature: float = _f(1.0, "sampling temperature")
@@ -74,7 +88,8 @@ class TrainConfig:
     lora_dropout: float = _f(0.0, "LoRA dropout")
     lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "modules that get LoRA")
     learning_rate: float = _f(2e-4, "peak learning rate")
-    lr_schedule: str = _f("cosine", "constant or cosine (after linear warm-up)")
+    lr_scheduler_type: str = _f("cosine", "constant or cosine, both after a linear warm-up (TRL's constant_with_warmup "
+                                          "and cosine)")
     warmup_steps: int = _f(5, "linear warm-up steps")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     max_grad_norm: float = _f(1.0, "gradient clipping norm")
@@ -82,7 +97,9 @@ class TrainConfig:
                                    "pairs drawn again from the replay (semi-online DPO)")
     replay_steps: int = _f(0, "the replay: the pairs of the last N steps, one step's pairs an update "
                                "(0: the current step's only); not saved in checkpoints")
-    batch_size: int = _f(8, "prompts per step per process")
+    per_device_train_batch_size: int = _f(8, "prompts per micro-batch per process")
+    gradient_accumulation_steps: int = _f(1, "micro-batches whose gradients add up to one optimizer update: a step "
+                                             "takes per_device_train_batch_size x this many prompts per process")
     max_steps: int = _f(100, "optimizer steps")
     precision: str = _f("auto", "auto (bf16 autocast where the hardware has bf16), bf16 or fp32")
     fast_path: bool = _f(True, "Llama models: sample and score the reference with moodpo.fastgen, and keep the "
@@ -90,15 +107,20 @@ class TrainConfig:
                                "false: transformers' generate and autocast casts")
     seed: int = _f(0, "seed for data order, weights and sampling")
     # run folder
-    run_dir: str = _f("runs/default", "where config.yaml, metrics.jsonl, checkpoints and the adapter go")
-    save_every: int = _f(50, "checkpoint every N steps (0: only at the end)")
-    keep_checkpoints: int = _f(2, "how many recent checkpoints to keep")
-    eval_every: int = _f(0, "evaluate a small weight grid every N steps into eval.jsonl (0: off)")
+    output_dir: str = _f("runs/default", "the run folder: config.yaml, metrics.jsonl, eval.jsonl, checkpoints and the "
+                                          "adapter go there")
+    save_steps: int = _f(50, "checkpoint every N steps (0: only at the end)")
+    save_total_limit: int = _f(2, "how many recent checkpoints to keep")
+    logging_steps: int = _f(1, "write metrics (metrics.jsonl, callbacks, report_to) every N steps")
+    report_to: str = _f("none", "where else the logged metrics go, through accelerate's trackers: none, "
+                                "tensorboard (under <output_dir>/runs), wandb or trackio")
+    eval_every: int = _f(0, "evaluate a small weight grid every N steps into <output_dir>/eval.jsonl, the live "
+                            "front of the app's Train and Pareto tabs (0: off)")
     eval_grid: int = _f(3, "points per simplex edge for the in-training eval; small because it runs every "
                            "eval_every steps (`moodpo eval` defaults to 11)")
     eval_prompts: int = _f(8, "held-out prompts for the in-training eval (from the dev split, else the eval split)")
-    resume: bool = _f(False, "continue the run in run_dir from its last checkpoint")
-    overwrite: bool = _f(False, "delete an existing run_dir first")
+    resume: bool = _f(False, "continue the run in output_dir from its last checkpoint")
+    overwrite: bool = _f(False, "delete an existing output_dir first")
 
     def __post_init__(self):
         def bad(msg):
@@ -129,30 +151,33 @@ class TrainConfig:
             if len(set(alphas)) != 1:
                 bad(f"mirror_weights needs one alpha for every objective (a reversed w must be as likely), "
                     f"got {self.alpha}")
-            if self.batch_size % 2:
-                bad(f"mirror_weights needs an even batch_size (each prompt appears twice), got {self.batch_size}")
+            if self.per_device_train_batch_size % 2:
+                bad(f"mirror_weights needs an even per_device_train_batch_size (each prompt appears twice), "
+                    f"got {self.per_device_train_batch_size}")
         if self.normalization not in ("running", "fixed", "none"):
             bad(f"normalization must be running, fixed or none, got {self.normalization!r}")
         if self.normalization == "fixed" and (
                 self.norm_mean is None or self.norm_std is None or len(self.norm_mean) != k or len(self.norm_std) != k):
             bad(f"normalization fixed needs norm_mean and norm_std with {k} values each")
-        if self.num_samples < 2:
-            bad(f"num_samples must be >= 2 (a pair needs two responses), got {self.num_samples}")
+        if self.num_generations < 2:
+            bad(f"num_generations must be >= 2 (a pair needs two responses), got {self.num_generations}")
         if self.loss_type not in LOSS_TYPES:
             bad(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}")
-        if self.lr_schedule not in ("constant", "cosine"):
-            bad(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
+        if self.lr_scheduler_type not in ("constant", "cosine"):
+            bad(f"lr_scheduler_type must be constant or cosine, got {self.lr_scheduler_type!r}")
+        if self.report_to not in REPORT_TO:
+            bad(f"report_to must be one of {', '.join(REPORT_TO)}, got {self.report_to!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             bad(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
         for name in ("beta", "learning_rate", "temperature", "top_p", "max_grad_norm"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 bad(f"{name} must be a positive number, got {value}")
-        for name in ("batch_size", "max_steps", "max_new_tokens", "max_prompt_tokens", "lora_r", "eval_grid", "eval_prompts",
-                     "updates_per_step"):
+        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_steps", "max_new_tokens",
+                     "max_prompt_tokens", "lora_r", "eval_grid", "eval_prompts", "updates_per_step", "logging_steps"):
             if getattr(self, name) < 1:
                 bad(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "save_every", "eval_every", "min_new_tokens", "top_k", "keep_checkpoints",
+        for name in ("warmup_steps", "save_steps", "eval_every", "min_new_tokens", "top_k", "save_total_limit",
                      "replay_steps"):
             if getattr(self, name) < 0:
                 bad(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -228,6 +253,8 @@ def field_kind(name: str) -> tuple[type, bool, bool]:
 
 def coerce(name: str, value: Any) -> Any:
     """Turn a YAML or command-line value into the field's type, with a one-line error if it can't."""
+    if name in RENAMED:
+        raise MoodpoError(f"config field {name!r} is now {RENAMED[name]!r} (TRL's name); rename it")
     if name not in FIELDS:
         raise MoodpoError(f"unknown config field {name!r}; see `python -m moodpo train --help`")
     scalar, is_list, optional = field_kind(name)
@@ -292,12 +319,31 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """YAML file (optional) plus overrides -> a validated TrainConfig."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        for key, value in read_yaml(path).items():
-            if key not in FIELDS:
-                raise MoodpoError(f"unknown config field {key!r} in {path}")
-            values[key] = coerce(key, value)
+    return _build(read_yaml(path) if path is not None else {}, overrides, path)
+
+
+def load_run_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The config.yaml a run saved, as a TrainConfig. Runs saved before the rename to TRL's names
+    hold the old names: here, and only here, those are read as the new ones."""
+    path = Path(run_dir) / "config.yaml"
+    values = read_yaml(path)
+    for old, new in RENAMED.items():
+        if old in values:
+            if new in values:
+                raise MoodpoError(f"{path} sets both {old!r} and its new name {new!r}")
+            values[new] = values.pop(old)
+    return _build(values, overrides, path)
+
+
+def _build(values: dict[str, Any], overrides: dict[str, Any] | None, path) -> TrainConfig:
+    coerced: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in FIELDS and key not in RENAMED:
+            raise MoodpoError(f"unknown config field {key!r} in {path}")
+        try:
+            coerced[key] = coerce(key, value)
+        except MoodpoError as e:
+            raise MoodpoError(f"{path}: {e}") from None
     for key, value in (overrides or {}).items():
-        values[key] = coerce(key, value)
-    return TrainConfig(**values)
+        coerced[key] = coerce(key, value)
+    return TrainConfig(**coerced)

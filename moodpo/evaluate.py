@@ -54,7 +54,7 @@ summary.json           system, kind, source, objectives, objective_versions {obj
 front.html             interactive plotly front (2 objectives) or pairwise projections (3+).
 
 `append_training_eval` appends the eval-table rows (with `step`) of a small grid to
-`<run_dir>/eval.jsonl` during training, for the app's live front.
+`<output_dir>/eval.jsonl` during training, for the app's live front.
 """
 
 from __future__ import annotations
@@ -705,8 +705,8 @@ def append_training_eval(trainer, path: str | Path) -> list[dict]:
             log.warning("skipping the in-training eval: %s", e)
     if prompts:
         model = acc.unwrap_model(trainer.model)
-        policy = Policy(name=Path(c.run_dir).name, kind="moodpo", objectives=list(c.objectives), model=model,
-                        tokenizer=trainer.tokenizer, base_model=c.model, source=str(c.run_dir),
+        policy = Policy(name=Path(c.output_dir).name, kind="moodpo", objectives=list(c.objectives), model=model,
+                        tokenizer=trainer.tokenizer, base_model=c.model_name_or_path, source=str(c.output_dir),
                         prefix_template=c.prefix_template, prefix_item=c.prefix_item, step=trainer.step,
                         alpha=c.alpha, precision=c.precision)
         settings = GenerationSettings(max_new_tokens=c.max_new_tokens, max_prompt_tokens=c.max_prompt_tokens)

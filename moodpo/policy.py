@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from moodpo.conditioning import build_prefix
-from moodpo.config import TrainConfig, load_config
+from moodpo.config import TrainConfig, load_run_config
 from moodpo.errors import MoodpoError
 from moodpo.models import DEFAULT_MODEL, autocast_dtype, is_adapter_dir, load_adapter, load_model, load_tokenizer
 from moodpo.sampling import eos_token_ids, generation_config, sample_responses
@@ -282,7 +282,7 @@ class _RowStreamer:
 
 
 def _run_config(run_dir: Path) -> TrainConfig:
-    return load_config(run_dir / "config.yaml", {"resume": False, "overwrite": False})
+    return load_run_config(run_dir, {"resume": False, "overwrite": False})
 
 
 def _latest_adapter(run_dir: Path) -> tuple[Path, int | None]:
@@ -334,7 +334,7 @@ def load_policy(spec: str, *, objectives: Sequence[str] | None = None, model: st
     if kind == "soups":
         meta = json.loads((path / SOUPS_FILE).read_text())
         config = _run_config(path / meta["runs"][meta["objectives"][0]])
-        base = model or config.model
+        base = model or config.model_name_or_path
         net = load_model(base)
         names = []
         for obj in meta["objectives"]:
@@ -357,7 +357,7 @@ def load_policy(spec: str, *, objectives: Sequence[str] | None = None, model: st
     else:
         raise MoodpoError(f"{spec} is not a run folder, checkpoint or soups set")
     config = _run_config(run_dir)
-    base = model or config.model
+    base = model or config.model_name_or_path
     net = load_model(base)
     if config.lora:
         net = load_adapter(net, adapter)

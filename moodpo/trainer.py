@@ -12,6 +12,7 @@ averaged by DDP; reward statistics are gathered so every replica normalises the 
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
 import json
 import logging
@@ -29,7 +30,7 @@ import torch
 
 from moodpo.cards import write_card
 from moodpo.conditioning import build_prefix
-from moodpo.config import TrainConfig, load_config, parse_category_repeats, parse_extra_responses
+from moodpo.config import TrainConfig, load_run_config, parse_category_repeats, parse_extra_responses
 from moodpo.errors import MoodpoError
 from moodpo.fastgen import FastSampler
 from moodpo.fastgen import supports as fastgen_supports
@@ -44,9 +45,11 @@ CHECKPOINT_DIR = "checkpoints"
 FINAL_ADAPTER_DIR = "adapter"
 ADAPTER_STEP_FILE = "step.json"
 STOP_FILE = "STOP"
+# The project name that accelerate's trackers log under (a W&B or Trackio project, a TensorBoard folder).
+TRACKER_PROJECT = "moodpo"
 # Fields that may change when a run is resumed; anything else must match the saved config.
-RESUMABLE_FIELDS = {"max_steps", "resume", "overwrite", "save_every", "keep_checkpoints", "eval_every",
-                    "eval_grid", "eval_prompts"}
+RESUMABLE_FIELDS = {"max_steps", "resume", "overwrite", "save_steps", "save_total_limit", "eval_every",
+                    "eval_grid", "eval_prompts", "logging_steps", "report_to"}
 
 
 def lr_factor(step: int, *, warmup_steps: int, max_steps: int, schedule: str) -> float:
@@ -57,6 +60,20 @@ def lr_factor(step: int, *, warmup_steps: int, max_steps: int, schedule: str) ->
         return 1.0
     progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _check_tracker(report_to: str) -> None:
+    """A one-line error before anything starts when the package behind report_to is missing."""
+    from accelerate.utils import is_tensorboard_available, is_trackio_available, is_wandb_available
+
+    available = {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available, "trackio": is_trackio_available}
+    if report_to in available and not available[report_to]():
+        raise MoodpoError(f"report_to {report_to} needs the {report_to} package: pip install {report_to}")
+
+
+def _tracker_config(config: TrainConfig) -> dict:
+    """The config as trackers take hyperparameters: scalars and strings only (lists and None as text)."""
+    return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in config.to_dict().items()}
 
 
 def weight_dependent(rewards: np.ndarray) -> np.ndarray:
@@ -153,6 +170,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, *, objectives=None, callbacks: Sequence[Callable[[dict], None]] = (),
                  should_stop: Callable[[], bool] | None = None, show_progress: bool = True):
         from accelerate import Accelerator
+        from accelerate.utils import ProjectConfiguration
 
         from moodpo.data import load_prompts
         from moodpo.objectives import RewardNormalizer, get_objective
@@ -161,12 +179,16 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.should_stop = should_stop or (lambda: False)
         self.show_progress = show_progress
-        self.accelerator = acc = Accelerator(cpu=not torch.cuda.is_available())
-        self.run_dir = Path(config.run_dir)
+        self.run_dir = Path(config.output_dir)
+        _check_tracker(config.report_to)
+        # Trackers log where TRL's do: TensorBoard under <output_dir>/runs.
+        self.accelerator = acc = Accelerator(
+            cpu=not torch.cuda.is_available(), log_with=None if config.report_to == "none" else config.report_to,
+            project_config=ProjectConfiguration(project_dir=str(self.run_dir), logging_dir=str(self.run_dir / "runs")))
 
         # Everything that can fail on user input is checked before the run folder is touched.
         self._check_run_dir()
-        resolve_model(config.model)
+        resolve_model(config.model_name_or_path)
         self.objectives = objectives or [get_objective(name) for name in config.objectives]
         self.prompts = load_prompts(config.prompts, config.prompt_split, limit=config.max_prompts, seed=config.seed)
         if not self.prompts:
@@ -181,9 +203,9 @@ class Trainer:
             self._check_resume_config()
 
         torch.manual_seed(config.seed)
-        self.tokenizer = load_tokenizer(config.model)
+        self.tokenizer = load_tokenizer(config.model_name_or_path)
         with acc.main_process_first():  # the first load may convert a GGUF file into the cache
-            model = load_model(config.model)
+            model = load_model(config.model_name_or_path)
         if config.fast_path and acc.device.type == "cpu":
             # On CPU the flash-attention backward is the slowest op of the policy pass (1.0 of 4.6 s
             # on the default config); the eager attention's matmuls and softmax take less.
@@ -203,7 +225,7 @@ class Trainer:
         # The scheduler is stepped by hand, once per optimizer step: accelerate's prepared
         # scheduler would step once per process.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
-            s, warmup_steps=config.warmup_steps, max_steps=config.max_steps, schedule=config.lr_schedule))
+            s, warmup_steps=config.warmup_steps, max_steps=config.max_steps, schedule=config.lr_scheduler_type))
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.params = params
         # Fast path: the sampler holds a merged snapshot of the policy, refreshed after every
@@ -238,6 +260,9 @@ class Trainer:
             (self.run_dir / STOP_FILE).unlink(missing_ok=True)
             self._truncate_metrics(self.step)
         acc.wait_for_everyone()
+        if config.report_to != "none":
+            acc.init_trackers(TRACKER_PROJECT, config=_tracker_config(config),
+                              init_kwargs={"wandb": {"name": self.run_dir.name}})
 
     def _encode_extra_responses(self) -> dict[str, tuple[str, list[int]]]:
         """category -> (text, token ids ending in EOS) for `extra_responses`, checked against max_new_tokens."""
@@ -295,15 +320,15 @@ class Trainer:
         exists = self.run_dir.exists() and any(self.run_dir.iterdir())
         if exists and not (c.resume or c.overwrite):
             raise MoodpoError(f"run folder {self.run_dir} already holds a run; pass --resume to continue it, "
-                              "--overwrite to replace it, or choose another --run_dir")
+                              "--overwrite to replace it, or choose another --output_dir")
         if self.run_dir.exists() and not self.run_dir.is_dir():
-            raise MoodpoError(f"run_dir {self.run_dir} is a file, not a folder")
+            raise MoodpoError(f"output_dir {self.run_dir} is a file, not a folder")
         if c.overwrite and exists and self.accelerator.is_main_process:
             shutil.rmtree(self.run_dir)
         self.accelerator.wait_for_everyone()
 
     def _check_resume_config(self) -> None:
-        saved = load_config(self.run_dir / "config.yaml").to_dict()
+        saved = load_run_config(self.run_dir).to_dict()
         mine = self.config.to_dict()
         changed = [k for k in mine if k not in RESUMABLE_FIELDS and saved.get(k) != mine[k]]
         if changed:
@@ -345,7 +370,7 @@ class Trainer:
             (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
-            for old in checkpoints(self.run_dir)[:-self.config.keep_checkpoints or None]:
+            for old in checkpoints(self.run_dir)[:-self.config.save_total_limit or None]:
                 shutil.rmtree(old, ignore_errors=True)
         acc.wait_for_everyone()
         return final
@@ -413,6 +438,48 @@ class Trainer:
         device_type = self.accelerator.device.type
         return torch.autocast(device_type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None)
 
+    def update(self, pairs: Rollout, ref_logps: torch.Tensor, pair_weight: torch.Tensor, num_pairs: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float, bool]:
+        """One optimizer update on m pairs, its gradient summed over `gradient_accumulation_steps` micro-batches.
+
+        pairs, ref_logps: 2m rows, the chosen responses first, then the rejected ones in the same
+        order; pair_weight: (m,) 1 for a kept pair, 0 for a tie; num_pairs: kept pairs over all
+        processes. Returns per-pair losses, chosen and rejected rewards (m,), policy log-probs (2m,),
+        the gradient norm, and whether the update reached the weights.
+        """
+        c, acc = self.config, self.accelerator
+        m = len(pair_weight)
+        micro_batches = [rows for rows in np.array_split(np.arange(m), c.gradient_accumulation_steps) if len(rows)]
+        out, finite = [], True
+        for j, rows in enumerate(micro_batches):
+            index = torch.as_tensor(np.concatenate([rows, rows + m]), device=ref_logps.device)
+            k = len(rows)
+            # Only the last micro-batch's backward all-reduces the accumulated gradient under DDP.
+            sync = j == len(micro_batches) - 1
+            with contextlib.nullcontext() if sync else acc.no_sync(self.model):
+                policy_logps = self.policy_logps(pairs if len(micro_batches) == 1 else pairs.select(index.cpu()))
+                ref = ref_logps[index]
+                losses, chosen_rewards, rejected_rewards = dpo_loss(
+                    policy_logps[:k], policy_logps[k:], ref[:k], ref[k:], beta=c.beta, loss_type=c.loss_type)
+                # This micro-batch's share of the mean over the kept pairs of all processes; DDP
+                # averages gradients over processes, hence the factor.
+                loss = (losses * pair_weight[index[:k]]).sum() * acc.num_processes / num_pairs.clamp(min=1)
+                finite = finite and acc.reduce(torch.isfinite(loss).float(), "min").item() > 0
+                if finite:
+                    acc.backward(loss)
+            out.append((losses.detach(), chosen_rewards.detach(), rejected_rewards.detach(),
+                        policy_logps[:k].detach(), policy_logps[k:].detach()))
+        grad_norm = float("nan")
+        if finite:
+            grad_norm = float(acc.clip_grad_norm_(self.params, c.max_grad_norm))
+            finite = math.isfinite(grad_norm)
+            if finite:
+                self.optimizer.step()
+        # A non-finite loss or gradient never reaches the weights: the update is skipped and logged.
+        self.optimizer.zero_grad(set_to_none=True)
+        losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps = (torch.cat(t) for t in zip(*out))
+        return losses, chosen_rewards, rejected_rewards, torch.cat([chosen_logps, rejected_logps]), grad_norm, finite
+
     def train_step(self, prompts: Sequence[str], categories: Sequence[str | None] | None = None) -> dict:
         """One MO-ODPO step on this process's prompts; returns the step's metrics (all processes reduced).
 
@@ -421,7 +488,7 @@ class Trainer:
         from moodpo.objectives import score_all
 
         c, acc = self.config, self.accelerator
-        b, n = len(prompts), c.num_samples
+        b, n = len(prompts), c.num_generations
         t0 = time.perf_counter()
 
         if c.mirror_weights:
@@ -481,30 +548,13 @@ class Trainer:
         # CPU step. The metrics describe the first, on-policy update; `loss_last` the last one.
         first = None
         for update in range(c.updates_per_step):
-            batch, batch_ref, batch_weight, batch_pairs = (
-                self.replay[-1] if update == 0 else self.replay[self.replay_rng.integers(len(self.replay))])
-            m = len(batch_weight)
-            policy_logps = self.policy_logps(batch)
-            losses, chosen_rewards, rejected_rewards = dpo_loss(
-                policy_logps[:m], policy_logps[m:], batch_ref[:m], batch_ref[m:], beta=c.beta, loss_type=c.loss_type)
-            # Mean over kept pairs of all processes; DDP averages gradients over processes, hence the factor.
-            loss = (losses * batch_weight).sum() * acc.num_processes / batch_pairs.clamp(min=1)
-            finite = acc.reduce(torch.isfinite(loss).float(), "min").item() > 0
-            grad_norm = float("nan")
-            if finite:
-                acc.backward(loss)
-                grad_norm = float(acc.clip_grad_norm_(self.params, c.max_grad_norm))
-                finite = math.isfinite(grad_norm)
-                if finite:
-                    self.optimizer.step()
-            # A non-finite loss or gradient never reaches the weights: the rest of the step is skipped and logged.
-            self.optimizer.zero_grad(set_to_none=True)
+            batch = self.replay[-1] if update == 0 else self.replay[self.replay_rng.integers(len(self.replay))]
+            losses, chosen_rewards, rejected_rewards, policy_logps, grad_norm, finite = self.update(*batch)
             if first is None:
-                first = (losses.detach(), chosen_rewards.detach(), rejected_rewards.detach(), policy_logps.detach(),
-                         grad_norm)
+                first = (losses, chosen_rewards, rejected_rewards, policy_logps, grad_norm)
             if not finite:
                 break
-        last_loss = _weighted_mean(losses.detach(), batch_weight)
+        last_loss = _weighted_mean(losses, batch[2])
         losses, chosen_rewards, rejected_rewards, policy_logps, grad_norm = first
         if self.sampler is not None:
             self.sampler.refresh()
@@ -566,6 +616,9 @@ class Trainer:
             clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(clean) + "\n")
+        if self.config.report_to != "none":
+            self.accelerator.log({k: v for k, v in metrics.items() if k != "step" and v is not None},
+                                 step=metrics["step"])
         for callback in self.callbacks:
             callback(metrics)
 
@@ -587,7 +640,8 @@ class Trainer:
                 if self._stop_requested():
                     status = "stopped"
                     break
-                per_process = c.batch_size // 2 if c.mirror_weights else c.batch_size
+                per_process = c.per_device_train_batch_size * c.gradient_accumulation_steps
+                per_process = per_process // 2 if c.mirror_weights else per_process
                 indices = self.order.take(per_process * acc.num_processes)
                 chunk = [self.prompts[i] for i in indices[acc.process_index * per_process:
                                                           (acc.process_index + 1) * per_process]]
@@ -597,18 +651,21 @@ class Trainer:
                 self.step += 1
                 metrics = {"step": self.step, **metrics}
                 history.append(metrics)
-                self._log(metrics)
+                if self.step % c.logging_steps == 0 or self.step == c.max_steps:
+                    self._log(metrics)
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", pairs_s=f"{metrics['pairs_per_second']:.2f}")
                 if c.eval_every and self.step % c.eval_every == 0:
                     self.evaluate_during_training()
-                if c.save_every and self.step % c.save_every == 0:
+                if c.save_steps and self.step % c.save_steps == 0:
                     self.save_checkpoint()
                     last_saved = self.step
         except KeyboardInterrupt:
             status = "interrupted"
         finally:
             bar.close()
+            if c.report_to != "none":
+                acc.end_training()
         if last_saved != self.step:
             self.save_checkpoint()
         if status == "finished":

@@ -1,10 +1,12 @@
-"""app.py: flags and environment variables, password check, refusing a bad initial policy."""
+"""`python app.py` and `moodpo app` (ui/serve.py): flags and environment variables, password check,
+refusing a bad initial policy."""
 
 from __future__ import annotations
 
 import pytest
 
-import app
+from moodpo.cli import main as moodpo_main
+from ui import serve as app
 
 
 def test_flags_default_to_environment_variables(monkeypatch):
@@ -16,6 +18,23 @@ def test_flags_default_to_environment_variables(monkeypatch):
                                                                            "smollm2-135m", None)
     args = app.parse_args(["--port", "7000", "--runs", "here", "--model", "tiny", "--policy", "alpha-1"])
     assert (args.port, args.runs, args.model, args.policy) == (7000, "here", "tiny", "alpha-1")
+    args = app.parse_args(["--admin_password", "a", "--vote_study", "s", "--max_runs", "2"])
+    assert (args.admin_password, args.vote_study, args.max_runs) == ("a", "s", 2)
+
+
+def test_moodpo_app_takes_the_same_flags(monkeypatch, tmp_path, capsys):
+    seen = {}
+    monkeypatch.setattr(app, "launch", lambda demo, **kwargs: seen.update(kwargs, demo=demo))
+    assert moodpo_main(["app", "--runs", str(tmp_path), "--port", "7002", "--max_runs", "2"]) == 0
+    assert seen["server_port"] == 7002 and seen["demo"].trainer.config.max_runs == 2
+    with pytest.raises(SystemExit) as e:
+        moodpo_main(["app", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: moodpo app") and "--admin_password" in out and "--max_runs" in out
+    with pytest.raises(SystemExit) as e:
+        moodpo_main(["app", "--max-runs", "2"])  # one spelling: underscores, as every moodpo command
+    assert e.value.code == 2
 
 
 def test_main_builds_and_launches_with_a_password(monkeypatch, tmp_path):

@@ -2,8 +2,8 @@
 
 Screenshots go to tests/artifacts/ (browser-steer.png, browser-compare.png, browser-pareto.png,
 browser-vote.png, browser-train.png). The vote test annotates a study of synthetic pairs. The last
-test trains a 3-step run (evaluated after every step) in a background process from the Train tab
-and watches it in the Train and Pareto tabs.
+test trains a 3-step run in a background process from the Train tab with the tab's default eval
+interval, and watches its curves and live front in the Train tab and its front in the Pareto tab.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from test_ui_fixtures import free_port, make_runs
+from ui.training import TAB_EVAL_EVERY
 from test_ui_votes import OBJECTIVES as VOTE_OBJECTIVES, QUESTIONS as VOTE_QUESTIONS, SYSTEM_A, synthetic_pairs
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -28,11 +29,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 WAIT_MS = 120_000
 QUICK_CONFIG = """\
 objectives: [helpfulness, harmlessness]
-batch_size: 2
+per_device_train_batch_size: 2
 max_new_tokens: 8
 max_prompts: 8
 max_steps: 3
-eval_every: 1
 eval_grid: 2
 eval_prompts: 2
 """
@@ -184,12 +184,16 @@ def test_train_a_run_watch_it_and_the_polling_stops(page):
     page.locator("#train-config input").click()
     page.get_by_role("option", name="quick").click()
     page.wait_for_function("document.querySelector('#train-config input').value === 'quick'", timeout=WAIT_MS)
+    # the config sets no eval interval: the tab's default (every 3 steps) turns the live front on
+    page.wait_for_function(f"document.querySelector('#train-eval-every input').value === '{TAB_EVAL_EVERY}'",
+                           timeout=WAIT_MS)
     before = len(events)
     page.locator("#train-start").click()
     page.locator("#train-status").get_by_text("finished").wait_for(timeout=4 * WAIT_MS)
     assert len(events) - before >= 3  # the start, then the timer's ticks while it trained
     page.locator("#train-curves .js-plotly-plot").first.wait_for(timeout=WAIT_MS)
     assert "3 / 3" in page.locator("#train-progress").inner_text()
+    page.locator("#train-front .legend").get_by_text("step 3").wait_for(timeout=WAIT_MS)  # the live front
     page.screenshot(path=str(ARTIFACTS / "browser-train.png"), full_page=True)
     run = page.locator("#train-status strong").inner_text()
     # nothing trains any more: at most one more tick (the run may end between its checks), then silence

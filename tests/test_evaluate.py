@@ -16,8 +16,8 @@ from moodpo.data import Prompt, load_prompts
 from moodpo.evaluate import EvalResult, compare_results, load_eval
 
 OBJECTIVES = ["conciseness", "python:test_evaluate:letters"]
-TINY_TRAIN = ["--max_steps", "1", "--batch_size", "2", "--num_samples", "2", "--max_new_tokens", "6",
-              "--warmup_steps", "0", "--save_every", "0", "--precision", "fp32", "--max_prompts", "8"]
+TINY_TRAIN = ["--max_steps", "1", "--per_device_train_batch_size", "2", "--num_generations", "2",
+              "--max_new_tokens", "6", "--warmup_steps", "0", "--save_steps", "0", "--precision", "fp32", "--max_prompts", "8"]
 TINY_EVAL = ["--grid", "2", "--limit", "2", "--max_new_tokens", "6"]
 TABLE_COLUMNS = ["system", "w_conciseness", "w_python:test_evaluate:letters", "conciseness", "conciseness_lo",
                  "conciseness_hi", "python:test_evaluate:letters", "python:test_evaluate:letters_lo",
@@ -38,8 +38,8 @@ def run_cli(*args):
 def run_dir(tiny_model_dir, tmp_path_factory):
     """A 2-step MO-ODPO run that evaluates a 2-point grid on 2 held-out prompts after every step."""
     run = tmp_path_factory.mktemp("runs") / "tiny"
-    run_cli("train", "--model", tiny_model_dir, "--objectives", *OBJECTIVES, *TINY_TRAIN, "--max_steps", 2,
-            "--eval_every", 1, "--eval_grid", 2, "--eval_prompts", 2, "--run_dir", run)
+    run_cli("train", "--model_name_or_path", tiny_model_dir, "--objectives", *OBJECTIVES, *TINY_TRAIN, "--max_steps", 2,
+            "--eval_every", 1, "--eval_grid", 2, "--eval_prompts", 2, "--output_dir", run)
     return run
 
 
@@ -65,8 +65,8 @@ def test_training_eval_restores_rng_and_train_mode(tiny_model_dir, tmp_path):
     from moodpo.evaluate import append_training_eval
     from moodpo.trainer import Trainer
 
-    config = load_config(overrides={"model": tiny_model_dir, "objectives": OBJECTIVES, "max_new_tokens": 4,
-                                    "eval_grid": 2, "eval_prompts": 1, "run_dir": str(tmp_path / "r")})
+    config = load_config(overrides={"model_name_or_path": tiny_model_dir, "objectives": OBJECTIVES, "max_new_tokens": 4,
+                                    "eval_grid": 2, "eval_prompts": 1, "output_dir": str(tmp_path / "r")})
     trainer = Trainer(config, show_progress=False)
     trainer.step = 3
     (tmp_path / "r" / "eval.jsonl").write_text('{"system": "r", "step": 1}\n{"system": "r", "step": 3}\n')
@@ -144,14 +144,16 @@ letters_too = letters
 
 def test_soups_and_compare(tiny_model_dir, run_dir, tmp_path, capsys):
     soups = tmp_path / "soups"
-    run_cli("train-soups", "--model", tiny_model_dir, "--objectives", *OBJECTIVES, *TINY_TRAIN, "--run_dir", soups)
+    run_cli("train-soups", "--model_name_or_path", tiny_model_dir, "--objectives", *OBJECTIVES, *TINY_TRAIN,
+            "--output_dir", soups)
     meta = json.loads((soups / "soups.json").read_text())
     assert meta["objectives"] == OBJECTIVES
     assert meta["runs"] == {"conciseness": "conciseness", "python:test_evaluate:letters": "python_test_evaluate_letters"}
     member = (soups / "python_test_evaluate_letters" / "config.yaml").read_text()
     assert "weight_mode: fixed" in member and "- 0.0\n- 1.0" in member
     assert (soups / "conciseness" / "adapter" / "adapter_config.json").is_file()
-    soup_args = ["train-soups", "--model", tiny_model_dir, "--objectives", *OBJECTIVES, *TINY_TRAIN, "--run_dir", soups]
+    soup_args = ["train-soups", "--model_name_or_path", tiny_model_dir, "--objectives", *OBJECTIVES, *TINY_TRAIN,
+                 "--output_dir", soups]
     assert main([str(a) for a in soup_args]) == 2  # an existing soups folder needs --resume or --overwrite
     before = (soups / "conciseness" / "metrics.jsonl").read_text()
     run_cli(*soup_args, "--resume")  # finished members are kept, not retrained
@@ -191,7 +193,8 @@ def test_soups_and_compare(tiny_model_dir, run_dir, tmp_path, capsys):
 
 def test_sweep_trains_evaluates_and_compares(tiny_model_dir, tmp_path, capsys):
     base = tmp_path / "sw"
-    run_cli("sweep", "--model", tiny_model_dir, "--objectives", *OBJECTIVES, *TINY_TRAIN, "--run_dir", base,
+    run_cli("sweep", "--model_name_or_path", tiny_model_dir, "--objectives", *OBJECTIVES, *TINY_TRAIN,
+            "--output_dir", base,
             "--alpha", 0.5, 2, "--grid", 2, "--limit", 2, "--eval_max_new_tokens", 4)
     for a in ("0.5", "2"):
         summary = json.loads((tmp_path / f"sw-alpha{a}" / "eval" / "summary.json").read_text())
@@ -228,7 +231,8 @@ def test_objectives_command_prints_correlations(tiny_model_dir, capsys):
     (["compare", "{tmp}", "--ref", "0", "x"], "--ref values must be numbers"),
     (["steer-report", "--run", "base:{tiny}", "--weights", "1,x"], "weights must be numbers"),
     (["steer-report", "--run", "base:{tiny}", "--weights", "1,0,0"], "expected 2 weights"),
-    (["sweep", "--model", "{tiny}", "--alpha", "0", "--run_dir", "{tmp}/s"], "--alpha values must be > 0"),
+    (["sweep", "--model_name_or_path", "{tiny}", "--alpha", "0", "--output_dir", "{tmp}/s"],
+     "--alpha values must be > 0"),
 ])
 def test_bad_input_is_one_line(args, message, tiny_model_dir, tmp_path, capsys):
     args = [a.format(tiny=tiny_model_dir, tmp=tmp_path) for a in args]

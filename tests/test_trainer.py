@@ -25,9 +25,9 @@ TOY = ["python:toy_objectives:distinct_chars", "python:toy_objectives:shortness"
 
 
 def tiny_config(model, run_dir, **overrides):
-    values = dict(model=model, objectives=TOY, run_dir=str(run_dir), max_steps=2, batch_size=3, num_samples=2,
-                  max_new_tokens=8, max_prompts=12, save_every=1, warmup_steps=0, learning_rate=5e-3,
-                  tie_margin=0.0, precision="fp32")
+    values = dict(model_name_or_path=model, objectives=TOY, output_dir=str(run_dir), max_steps=2,
+                  per_device_train_batch_size=3, num_generations=2, max_new_tokens=8, max_prompts=12, save_steps=1,
+                  warmup_steps=0, learning_rate=5e-3, tie_margin=0.0, precision="fp32")
     values.update(overrides)
     return load_config(overrides=values)
 
@@ -70,7 +70,7 @@ def test_steps_change_adapter_not_base(tiny_model_dir, tmp_path):
 
 
 def test_chosen_beats_rejected_on_weighted_score(tiny_model_dir, tmp_path):
-    config = tiny_config(tiny_model_dir, tmp_path / "run", weight_mode="fixed", fixed_weights=[0, 1], num_samples=4,
+    config = tiny_config(tiny_model_dir, tmp_path / "run", weight_mode="fixed", fixed_weights=[0, 1], num_generations=4,
                          max_steps=1)
     result = Trainer(config, show_progress=False).train()
     m = result.metrics[0]
@@ -80,14 +80,14 @@ def test_chosen_beats_rejected_on_weighted_score(tiny_model_dir, tmp_path):
 
 
 def test_resume_continues_the_same_run(tiny_model_dir, tmp_path):
-    straight = Trainer(tiny_config(tiny_model_dir, tmp_path / "a", max_steps=4, save_every=2),
+    straight = Trainer(tiny_config(tiny_model_dir, tmp_path / "a", max_steps=4, save_steps=2),
                        show_progress=False).train()
     # The same run stopped after step 2 (as Ctrl-C or the UI's stop button would), then resumed.
     seen = []
-    stopped = Trainer(tiny_config(tiny_model_dir, tmp_path / "b", max_steps=4, save_every=2),
+    stopped = Trainer(tiny_config(tiny_model_dir, tmp_path / "b", max_steps=4, save_steps=2),
                       callbacks=[seen.append], should_stop=lambda: len(seen) >= 2, show_progress=False).train()
     assert stopped.status == "stopped" and stopped.step == 2
-    resumed = Trainer(tiny_config(tiny_model_dir, tmp_path / "b", max_steps=4, save_every=2, resume=True),
+    resumed = Trainer(tiny_config(tiny_model_dir, tmp_path / "b", max_steps=4, save_steps=2, resume=True),
                       show_progress=False).train()
     assert [m["step"] for m in resumed.metrics] == [3, 4]
     for a, b in zip(straight.metrics[2:], resumed.metrics):
@@ -103,7 +103,7 @@ def test_resume_continues_the_same_run(tiny_model_dir, tmp_path):
 
 def test_stop_saves_a_checkpoint(tiny_model_dir, tmp_path):
     calls = []
-    trainer = Trainer(tiny_config(tiny_model_dir, tmp_path / "run", max_steps=5, save_every=0),
+    trainer = Trainer(tiny_config(tiny_model_dir, tmp_path / "run", max_steps=5, save_steps=0),
                       should_stop=lambda: len(calls) >= 1, callbacks=[calls.append], show_progress=False)
     result = trainer.train()
     assert result.status == "stopped" and result.step == 1
@@ -147,13 +147,13 @@ def run_cli(args, capsys):
     (["--alpha", "0"], "alpha must be > 0"),
     (["--alpha", "1", "2", "3"], "alpha needs 1 or 2 values"),
     (["--weight_mode", "fixed", "--fixed_weights", "1", "0", "0"], "expected 2 weights"),
-    (["--model", "/no/such/model"], "model path /no/such/model does not exist"),
+    (["--model_name_or_path", "/no/such/model"], "model path /no/such/model does not exist"),
     (["--max_steps", "many"], "'max_steps' must be a int"),
-    (["--num_samples", "1"], "num_samples must be >= 2"),
+    (["--num_generations", "1"], "num_generations must be >= 2"),
     (["--objectives", "python:toy_objectives:missing"], "has no attribute 'missing'"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(extra, message, tmp_path, capsys, tiny_model_dir):
-    args = ["train", "--model", tiny_model_dir, "--run_dir", str(tmp_path / "run"), *extra]
+    args = ["train", "--model_name_or_path", tiny_model_dir, "--output_dir", str(tmp_path / "run"), *extra]
     code, err = run_cli(args, capsys)
     assert code == 2
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
@@ -181,22 +181,23 @@ def test_cli_never_writes_over_an_existing_run(tiny_model_dir, tmp_path, capsys)
     run = tmp_path / "run"
     run.mkdir()
     (run / "metrics.jsonl").write_text('{"step": 1}\n')
-    code, err = run_cli(["train", "--model", tiny_model_dir, "--run_dir", str(run)], capsys)
+    code, err = run_cli(["train", "--model_name_or_path", tiny_model_dir, "--output_dir", str(run)], capsys)
     assert code == 2 and "already holds a run" in err
     assert (run / "metrics.jsonl").read_text() == '{"step": 1}\n'
-    code, err = run_cli(["train", "--model", tiny_model_dir, "--run_dir", str(run), "--resume"], capsys)
+    code, err = run_cli(["train", "--model_name_or_path", tiny_model_dir, "--output_dir", str(run), "--resume"], capsys)
     assert code == 2 and "no checkpoint" in err
 
 
 def test_cli_trains_from_yaml_with_overrides(tiny_model_dir, tmp_path, capsys):
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump(dict(model=tiny_model_dir, objectives=TOY, max_steps=5, batch_size=2,
+    config.write_text(yaml.safe_dump(dict(model_name_or_path=tiny_model_dir, objectives=TOY, max_steps=5,
+                                          per_device_train_batch_size=2,
                                           max_new_tokens=6, max_prompts=8, precision="fp32")))
     code = main(["train", "--config", str(config), "--max_steps", "1", "--alpha", "0.5",
-                 "--run_dir", str(tmp_path / "run")])
+                 "--output_dir", str(tmp_path / "run")])
     assert code == 0
     saved = load_config(tmp_path / "run" / "config.yaml")
-    assert saved.max_steps == 1 and saved.alpha == 0.5 and saved.batch_size == 2
+    assert saved.max_steps == 1 and saved.alpha == 0.5 and saved.per_device_train_batch_size == 2
     assert "finished at step 1" in capsys.readouterr().out
 
 
@@ -206,9 +207,10 @@ def test_two_process_accelerate_replicas_stay_identical(tiny_model_dir, tmp_path
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "-m", "moodpo", "train", "--model", tiny_model_dir, "--objectives", *TOY, "--run_dir", str(run),
-           "--max_steps", "2", "--batch_size", "2", "--max_new_tokens", "6", "--max_prompts", "8",
-           "--learning_rate", "0.005", "--warmup_steps", "0", "--save_every", "2", "--precision", "fp32",
+           "-m", "moodpo", "train", "--model_name_or_path", tiny_model_dir, "--objectives", *TOY,
+           "--output_dir", str(run),
+           "--max_steps", "2", "--per_device_train_batch_size", "2", "--max_new_tokens", "6", "--max_prompts", "8",
+           "--learning_rate", "0.005", "--warmup_steps", "0", "--save_steps", "2", "--precision", "fp32",
            "--tie_margin", "0"]
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -221,7 +223,8 @@ def test_two_process_accelerate_replicas_stay_identical(tiny_model_dir, tmp_path
 
 
 def test_mirror_weights_repeat_each_prompt_with_the_weights_reversed(tiny_model_dir, tmp_path, monkeypatch):
-    config = tiny_config(tiny_model_dir, tmp_path / "run", mirror_weights=True, batch_size=4, max_steps=2, alpha=0.5)
+    config = tiny_config(tiny_model_dir, tmp_path / "run", mirror_weights=True, per_device_train_batch_size=4,
+                         max_steps=2, alpha=0.5)
     trainer = Trainer(config, show_progress=False)
     seen = []
     real = trainer.train_step
@@ -242,7 +245,7 @@ def test_mirror_weights_repeat_each_prompt_with_the_weights_reversed(tiny_model_
                         lambda self, prompt_rows, completion_rows: paired.append((list(prompt_rows), list(completion_rows)))
                         or real_pair(self, prompt_rows, completion_rows))
     assert trainer.train().status == "finished"
-    n, h = config.num_samples, 2
+    n, h = config.num_generations, 2
     for prompt_rows, completion_rows in paired:   # chosen rows, then rejected rows
         assert prompt_rows == [0, n, 2 * n, 3 * n] * 2
         for i, row in enumerate(completion_rows):
@@ -259,7 +262,7 @@ def test_mirror_weights_repeat_each_prompt_with_the_weights_reversed(tiny_model_
 
 
 @pytest.mark.parametrize("overrides, msg", [
-    (dict(mirror_weights=True, batch_size=3), "even batch_size"),
+    (dict(mirror_weights=True, per_device_train_batch_size=3), "even per_device_train_batch_size"),
     (dict(mirror_weights=True, alpha=[0.5, 1.0]), "one alpha for every objective"),
     (dict(mirror_weights=True, weight_mode="fixed", fixed_weights=[1.0, 0.0]), "weight_mode dirichlet"),
 ])
@@ -272,7 +275,7 @@ def test_mirror_weights_config_errors(tmp_path, overrides, msg):
 def test_updates_per_step_reuses_one_rollout_for_several_updates(tiny_model_dir, tmp_path, monkeypatch):
     import moodpo.trainer as trainer_module
     config = tiny_config(tiny_model_dir, tmp_path / "run", updates_per_step=3, max_steps=1, learning_rate=5e-3,
-                         lr_schedule="constant", warmup_steps=0)
+                         lr_scheduler_type="constant", warmup_steps=0)
     trainer = Trainer(config, show_progress=False)
     samples, steps = [], []
     real_sample = trainer_module.sample_responses
@@ -371,4 +374,57 @@ def test_extra_responses_errors(tiny_model_dir, tmp_path):
     config = tiny_config(tiny_model_dir, tmp_path / "run", extra_responses=["*=" + "no " * 20])
     with pytest.raises(MoodpoError, match="longer than max_new_tokens 8"):
         Trainer(config, show_progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_gradient_accumulation_gives_the_full_batchs_gradient(tiny_model_dir, tmp_path):
+    """Two micro-batches of one prompt: the same pairs and, summed, the same gradient as one batch of two."""
+    grads, passes, metrics = {}, {}, {}
+    for name, batch, accumulate in (("one batch", 2, 1), ("two micro-batches", 1, 2)):
+        config = tiny_config(tiny_model_dir, tmp_path / name.replace(" ", "-"), per_device_train_batch_size=batch,
+                             gradient_accumulation_steps=accumulate, num_generations=4, max_steps=1, save_steps=0)
+        trainer = Trainer(config, show_progress=False)
+        passes[name] = []
+        real_logps, real_step = trainer.policy_logps, trainer.optimizer.step
+        trainer.policy_logps = lambda pairs, seen=passes[name], f=real_logps: seen.append(len(pairs.texts)) or f(pairs)
+
+        def step(*args, name=name, trainer=trainer, real=real_step, **kwargs):
+            grads[name] = [p.grad.detach().clone() for p in trainer.params]
+            return real(*args, **kwargs)
+
+        trainer.optimizer.step = step
+        metrics[name] = trainer.train().metrics[0]
+    assert passes == {"one batch": [4], "two micro-batches": [2, 2]}  # chosen + rejected rows per pass
+    one, two = metrics["one batch"], metrics["two micro-batches"]
+    assert one["pairs"] == two["pairs"] > 0 and one["loss"] == pytest.approx(two["loss"], abs=1e-6)
+    assert any(g.abs().sum() > 0 for g in grads["one batch"])
+    for a, b in zip(grads["one batch"], grads["two micro-batches"], strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)
+
+
+def test_logging_steps_and_report_to_tensorboard(tiny_model_dir, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    result = Trainer(tiny_config(tiny_model_dir, run, max_steps=3, logging_steps=2, save_steps=0,
+                                 report_to="tensorboard"), show_progress=False).train()
+    assert [m["step"] for m in read_metrics(run)] == [2, 3]  # every 2nd step, and the last
+    assert [m["step"] for m in result.metrics] == [1, 2, 3]
+    losses = {}
+    for events in (run / "runs").rglob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events.parent))
+        accumulator.Reload()
+        if "loss" in accumulator.Tags()["scalars"]:
+            losses = {e.step: e.value for e in accumulator.Scalars("loss")}
+    assert losses.keys() == {2, 3}
+    assert losses[3] == pytest.approx(result.metrics[2]["loss"], rel=1e-5)
+
+
+def test_report_to_a_missing_package_is_one_line(tmp_path, monkeypatch, capsys):
+    import accelerate.utils
+
+    monkeypatch.setattr(accelerate.utils, "is_wandb_available", lambda: False)
+    code, err = run_cli(["train", "--report_to", "wandb", "--output_dir", str(tmp_path / "run")], capsys)
+    assert code == 2 and "report_to wandb needs the wandb package: pip install wandb" in err
     assert not (tmp_path / "run").exists()

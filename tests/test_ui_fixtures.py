@@ -33,7 +33,7 @@ def _config(run_dir: Path, model: str, alpha) -> None:
     from moodpo.config import TrainConfig
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    TrainConfig(model=model, objectives=list(OBJECTIVES), alpha=alpha, run_dir=str(run_dir)).save(
+    TrainConfig(model_name_or_path=model, objectives=list(OBJECTIVES), alpha=alpha, output_dir=str(run_dir)).save(
         run_dir / "config.yaml")
 
 

@@ -379,17 +379,25 @@ def trainer(config, tmp_path):
     configs.mkdir()
     (configs / "quick.yaml").write_text("alpha: 0.3\nmax_steps: 5\nobjectives: [helpfulness, conciseness]\n")
     (configs / "broken.yaml").write_text("alpha: [\n")
+    (configs / "experiments").mkdir()
+    (configs / "experiments" / "tried.yaml").write_text("# Tried: alpha 9; happened: nothing\nalpha: 9\n")
     runs = tmp_path / "runs"
     shutil.copytree(config.runs_dir, runs, symlinks=True)
     return TrainingManager(AppConfig(runs_dir=runs, configs_dir=configs, model=config.model))
 
 
-def test_config_choices_and_values(trainer):
-    assert list(trainer.config_files()) == ["broken", "quick"] and trainer.default_config() == "broken"
+def test_config_choices_and_values(trainer, tmp_path):
+    assert list(trainer.config_files()) == ["broken", "quick", "experiments/tried"]
+    assert trainer.default_config() == "broken" and trainer.load("experiments/tried").alpha == 9
+    assert trainer.suggest_name("experiments/tried", 9).startswith("tried-a9-")
+    (tmp_path / "configs" / "default.yaml").write_text("alpha: 0.3\n")
+    assert list(trainer.config_files()) == ["default", "broken", "quick", "experiments/tried"]  # working first
+    assert trainer.default_config() == "default"
+    (tmp_path / "configs" / "default.yaml").unlink()
     empty = TrainingManager(AppConfig(configs_dir=trainer.config.configs_dir / "none"))
     assert list(empty.config_files()) == ["defaults"] and empty.load("defaults").max_steps == 100
     quick = trainer.load("quick")
-    assert quick.alpha == 0.3 and quick.max_steps == 5 and quick.model == trainer.config.model
+    assert quick.alpha == 0.3 and quick.max_steps == 5 and quick.model_name_or_path == trainer.config.model
     assert trainer.objective_choices("quick")[:3] == ["helpfulness", "harmlessness", "conciseness"]
     with pytest.raises(MoodpoError, match="not valid YAML"):
         trainer.load("broken")

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
 from moodpo.errors import MoodpoError
 from ui.policies import list_policies
 from ui.settings import AppConfig
-from ui.training import TrainingManager
+from ui.training import TAB_EVAL_EVERY, TrainingManager
 
 QUICK = """\
 objectives: [conciseness]
-batch_size: 2
+per_device_train_batch_size: 2
 max_new_tokens: 8
 max_prompts: 8
 warmup_steps: 0
-save_every: 0
+save_steps: 0
+"""
+# Two objectives (a front needs two) that score instantly; the trainer process finds toy_objectives
+# through PYTHONPATH.
+LIVE = QUICK.replace("objectives: [conciseness]", "objectives: [conciseness, python:toy_objectives:shortness]") + """\
+eval_grid: 3
+eval_prompts: 2
 """
 
 
@@ -26,6 +33,7 @@ def trainer(tmp_path, tiny_model_dir):
     configs = tmp_path / "configs"
     configs.mkdir()
     (configs / "quick.yaml").write_text(QUICK)
+    (configs / "live.yaml").write_text(LIVE)
     manager = TrainingManager(AppConfig(runs_dir=tmp_path / "runs", configs_dir=configs, model=tiny_model_dir))
     yield manager
     manager.shutdown()
@@ -77,3 +85,24 @@ def test_stop_while_still_loading_interrupts_the_process(trainer):
     assert "before its first step" in trainer.stop(name)
     wait_for(lambda: not trainer.active_runs(), timeout=60)
     assert trainer.status(name).state != "failed"
+
+
+def test_a_run_started_with_the_tabs_defaults_shows_its_live_front(trainer, monkeypatch):
+    """The Train tab's own handlers: its default eval interval, start, then the front figure it draws."""
+    import gradio as gr
+
+    from ui.layout import _train_tab
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    with gr.Blocks():
+        tab = _train_tab(trainer.config, trainer)
+    every = next(c for c in tab["inputs"] if c.elem_id == "train-eval-every").value
+    assert every == trainer.eval_every("live") == TAB_EVAL_EVERY  # the config sets none: on by default
+    name = trainer.start("live", "live-front", "1.0", every, ["conciseness", "python:toy_objectives:shortness"],
+                         every)
+    wait_for(lambda: not trainer.active_runs())
+    assert trainer.status(name).state == "finished", (trainer.log_dir / f"{name}.log").read_text()[-2000:]
+    shown = tab["describe"](name)
+    front = next(figure for component, figure in shown.items() if component.elem_id == "train-front")
+    traces = [t for t in front.data if t.name == f"step {every}"]
+    assert traces and len(traces[0].x) == 3  # eval_grid 3 on two objectives: three weight points

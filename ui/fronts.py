@@ -204,6 +204,26 @@ def front_figure(fronts: Fronts, x: str | None = None, y: str | None = None) -> 
     return fig
 
 
+def training_front_figure(runs_dir: Path, name: str) -> go.Figure:
+    """The Train tab's live front: every in-training evaluation of one run (<run>/eval.jsonl), one
+    trace per evaluated step, so the front is seen moving as the run trains."""
+    folder = resolve_under(runs_dir, name, what="run")
+    path = folder / TABLE_FILES[0]
+    table = read_table(path) if path.is_file() else pd.DataFrame()
+    objectives = eval_objectives(table) if not table.empty else []
+    if "step" not in table.columns or len(objectives) < 2 or any(o not in table.columns for o in objectives):
+        every = read_run_config(folder).get("eval_every")
+        when = f"every {every} steps" if isinstance(every, int) and every > 0 else "when eval_every is set"
+        return empty_figure(f"The front appears after the run's first evaluation ({when})"
+                            if len(objectives) != 1 else "A front needs two objectives")
+    steps = pd.to_numeric(table["step"], errors="coerce")
+    table = table[steps.notna()].assign(step=steps.dropna().astype(int)).sort_values("step", kind="stable")
+    table["system"] = [f"step {s}" for s in table["step"]]
+    fig = pareto_figure(table, x=objectives[0], y=objectives[1], color="system")
+    fig.update_layout(legend_title_text="evaluated at", height=380, margin=dict(t=30, l=10, r=10, b=10))
+    return fig
+
+
 def hypervolume_table(fronts: Fronts) -> tuple[pd.DataFrame, list[float]]:
     """Hypervolume of each run's points against one reference point shared by all of them: the
     objectives' floors when every objective has one (`moodpo.evaluate.fixed_reference`)."""

@@ -21,11 +21,12 @@ from moodpo.weights import one_hot
 from ui.api import register_api
 from ui.errors import user_errors, warn
 from ui.figures import empty_figure, progress_html, scores_figure, scores_table, weights_text
-from ui.fronts import front_figure, hypervolume_table, list_eval_sources, load_fronts, point_samples, points_table
+from ui.fronts import (front_figure, hypervolume_table, list_eval_sources, load_fronts, point_samples, points_table,
+                       training_front_figure)
 from ui.generation import Side, compare, reorder, steer
 from ui.policies import PolicyStore, list_policies
 from ui.settings import MAX_OBJECTIVES, SHIPPED_POLICY, AppConfig
-from ui.training import CURVE_KEYS, TrainingManager
+from ui.training import CURVE_KEYS, TAB_EVAL_EVERY, TrainingManager
 from ui.voting_tab import attach_votes, build_vote_tab
 
 GENERATION_QUEUE = "generation"
@@ -381,8 +382,9 @@ def _train_tab(config: AppConfig, trainer: TrainingManager) -> dict:
     try:
         defaults = trainer.load(first)
         objective_choices = trainer.objective_choices(first)
+        eval_every = trainer.eval_every(first)
     except MoodpoError:  # a broken config file: the user sees why once they choose it
-        defaults, objective_choices = None, []
+        defaults, objective_choices, eval_every = None, [], TAB_EVAL_EVERY
     alpha = _alpha_text(defaults.alpha) if defaults else "1.0"
     with gr.Tab("Train", id="train"):
         # Inside the tab: a Timer placed directly in gr.Tabs makes gradio draw later tabs twice.
@@ -390,7 +392,8 @@ def _train_tab(config: AppConfig, trainer: TrainingManager) -> dict:
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 config_name = gr.Dropdown(configs, value=first, label="Config", elem_id="train-config",
-                                          info=f"a YAML file in {config.configs_dir}/; the fields below override it")
+                                          info=f"a YAML file in {config.configs_dir}/ (the working recipes first, "
+                                               "then experiments/ that did not work); the fields below override it")
                 gr.Markdown(f"Base model: `{config.model}` · runs are written to `{config.runs_dir}/`")
                 run_name = gr.Textbox(trainer.suggest_name(first, alpha), label="Run name",
                                       info=f"a new folder in {config.runs_dir}/")
@@ -399,6 +402,10 @@ def _train_tab(config: AppConfig, trainer: TrainingManager) -> dict:
                 steps = gr.Number(defaults.max_steps if defaults else 100, label="Steps", precision=0, minimum=1)
                 objectives = gr.CheckboxGroup(objective_choices, value=list(defaults.objectives) if defaults else [],
                                               label="Objectives")
+                eval_box = gr.Number(eval_every, label="Evaluate every N steps", precision=0, minimum=0,
+                                     elem_id="train-eval-every",
+                                     info="a small weight grid on a few held-out prompts, drawn as the live front "
+                                          "(0: off)")
                 with gr.Row():
                     start = gr.Button("Start training", variant="primary", elem_id="train-start")
                     stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
@@ -406,8 +413,12 @@ def _train_tab(config: AppConfig, trainer: TrainingManager) -> dict:
                 watch = gr.Dropdown(trainer.run_names(), label="Run", info="the run shown below")
                 status = gr.Markdown(elem_classes=["status-line"], elem_id="train-status")
                 bar = gr.HTML(progress_html(0, 1, ""), elem_classes=["train-progress"], elem_id="train-progress")
-                curves = gr.Plot(empty_figure("Loss and reward curves appear once a run logs its first step"),
-                                 label="Training curves", elem_id="train-curves")
+                with gr.Row():
+                    curves = gr.Plot(empty_figure("Loss and reward curves appear once a run logs its first step"),
+                                     label="Training curves", elem_id="train-curves", min_width=300)
+                    front = gr.Plot(empty_figure("The live Pareto front appears after the first evaluation"),
+                                    label="Live front (in-training evaluations)", elem_id="train-front",
+                                    min_width=300)
         table = gr.Dataframe(trainer.runs_table(), interactive=False, label="Runs in the runs folder",
                              buttons=["copy"])
         refresh = gr.Button("↻ Refresh the list", size="sm")
@@ -415,18 +426,22 @@ def _train_tab(config: AppConfig, trainer: TrainingManager) -> dict:
     def describe(name):
         if not name:
             return {status: "No run selected.", bar: progress_html(0, 1, ""),
-                    curves: empty_figure("Start a run, or choose one above")}
+                    curves: empty_figure("Start a run, or choose one above"), front: empty_figure("")}
         try:
             state = trainer.status(name)
         except MoodpoError as e:  # e.g. the run folder was deleted while shown
-            return {status: html.escape(str(e)), bar: progress_html(0, 1, ""), curves: empty_figure("")}
-        metrics = trainer.metrics(name) if (config.runs_dir / name).exists() else pd.DataFrame()
+            return {status: html.escape(str(e)), bar: progress_html(0, 1, ""), curves: empty_figure(""),
+                    front: empty_figure("")}
+        exists = (config.runs_dir / name).exists()
+        metrics = trainer.metrics(name) if exists else pd.DataFrame()
         keys = [*CURVE_KEYS, *[k for k in metrics.columns if k.startswith("objectives/") and k.endswith("/mean")]]
         figure = (curves_figure(metrics, keys) if len(metrics) else
                   empty_figure("Loss and reward curves appear once the run logs its first step"))
         return {status: f"**{html.escape(name)}** · {state.state} · {html.escape(state.message)}",
                 bar: progress_html(state.step, state.max_steps or 1, f"{state.step} / {state.max_steps}"),
-                curves: figure}
+                curves: figure,
+                front: training_front_figure(config.runs_dir, name) if exists else
+                empty_figure("The live Pareto front appears after the first evaluation")}
 
     @user_errors
     def choose_config(name):
@@ -434,13 +449,13 @@ def _train_tab(config: AppConfig, trainer: TrainingManager) -> dict:
         alpha_value = _alpha_text(loaded.alpha)
         return (alpha_value, loaded.max_steps, gr.update(choices=trainer.objective_choices(name),
                                                          value=list(loaded.objectives)),
-                trainer.suggest_name(name, alpha_value))
+                trainer.suggest_name(name, alpha_value), trainer.eval_every(name))
 
-    config_name.change(choose_config, [config_name], [alpha_box, steps, objectives, run_name], **PRIVATE)
+    config_name.change(choose_config, [config_name], [alpha_box, steps, objectives, run_name, eval_box], **PRIVATE)
 
     @user_errors
-    def start_run(name, run, alpha_value, steps_value, objs):
-        started = trainer.start(name, run, alpha_value, steps_value, objs)
+    def start_run(name, run, alpha_value, steps_value, objs, every):
+        started = trainer.start(name, run, alpha_value, steps_value, objs, every)
         gr.Info(f"Started {html.escape(started)}: it trains in the background; the curves update every few seconds.")
         return {watch: gr.update(choices=trainer.run_names(), value=started), timer: gr.Timer(active=True),
                 table: trainer.runs_table(), run_name: trainer.suggest_name(name, alpha_value)}
@@ -452,13 +467,14 @@ def _train_tab(config: AppConfig, trainer: TrainingManager) -> dict:
         gr.Info(html.escape(trainer.stop(name)))
         return describe(name)
 
-    start.click(start_run, [config_name, run_name, alpha_box, steps, objectives], {watch, timer, table, run_name},
-                **PRIVATE)
-    stop.click(stop_run, [watch], {status, bar, curves}, **PRIVATE)
-    watch.change(user_errors(describe), [watch], {status, bar, curves}, **PRIVATE)
+    start.click(start_run, [config_name, run_name, alpha_box, steps, objectives, eval_box],
+                {watch, timer, table, run_name}, **PRIVATE)
+    stop.click(stop_run, [watch], {status, bar, curves, front}, **PRIVATE)
+    watch.change(user_errors(describe), [watch], {status, bar, curves, front}, **PRIVATE)
     refresh.click(lambda: gr.update(value=trainer.runs_table()), None, [table], **PRIVATE)
     return {"watch": watch, "timer": timer, "table": table, "describe": describe,
-            "outputs": {status, bar, curves}}
+            "inputs": [config_name, run_name, alpha_box, steps, objectives, eval_box],
+            "outputs": {status, bar, curves, front}}
 
 
 def _live_updates(demo: gr.Blocks, config: AppConfig, trainer: TrainingManager, pareto: dict, train: dict,

@@ -129,7 +129,7 @@ def resolve_under(root: Path, rel: str, what: str = "policy") -> Path:
         raise MoodpoError(f"{what} {rel!r} is not under the runs folder; choose one from the list")
     if not path.exists():
         raise MoodpoError(f"{what} {rel!r} no longer exists (deleted, or a checkpoint rotated out by "
-                          "keep_checkpoints); refresh the list and choose another")
+                          "save_total_limit); refresh the list and choose another")
     return path
 
 

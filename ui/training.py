@@ -31,6 +31,12 @@ from ui.policies import find_runs, read_run_config, resolve_under
 from ui.settings import AppConfig
 
 DEFAULTS = "defaults"
+# Configs of set-ups that did not work, listed after the working recipes as "experiments/<name>".
+EXPERIMENTS = "experiments"
+# The Train tab's in-training eval interval for a config without one: on the embedded model on 2
+# CPU cores a step of the default recipe takes about 2 minutes and a 3-point eval on a few prompts
+# about as long, so the first front shows about 5 minutes in, for about a sixth more time.
+TAB_EVAL_EVERY = 3
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 LOG_FOLDER = ".logs"
 MAX_STEPS_LIMIT = 100_000
@@ -65,6 +71,17 @@ def parse_alpha(text) -> float | list[float]:
     return values[0] if len(values) == 1 else values
 
 
+def _whole(value, what: str, low: int = 0) -> int:
+    """A whole number from low to MAX_STEPS_LIMIT from a UI field, with a one-line error otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not math.isfinite(number) or number != int(number) or not low <= number <= MAX_STEPS_LIMIT:
+        raise MoodpoError(f"{what} must be a whole number from {low} to {MAX_STEPS_LIMIT:,}, got {value}")
+    return int(number)
+
+
 def _checkpoint_step(run_dir: Path) -> int:
     """Step of the run's newest checkpoint (0 without one)."""
     found = checkpoints(run_dir)
@@ -95,12 +112,18 @@ class TrainingManager:
         return self.config.runs_dir / LOG_FOLDER
 
     def config_files(self) -> dict[str, Path | None]:
-        """Every configs/*.yaml by its stem; just 'defaults' (TrainConfig's own) when there is none."""
+        """The working recipes first (configs/*.yaml by stem, `default` leading), then the set-ups that
+        did not work (configs/experiments/*.yaml as experiments/<stem>); just 'defaults' (TrainConfig's
+        own) when there is none."""
+        def yaml_files(folder: Path) -> list[Path]:
+            return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) if folder.is_dir() else []
+
         folder = self.config.configs_dir
-        found = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) if folder.is_dir() else []
         files: dict[str, Path | None] = {}
-        for path in found:
+        for path in sorted(yaml_files(folder), key=lambda p: p.stem != "default"):
             files.setdefault(path.stem, path)
+        for path in yaml_files(folder / EXPERIMENTS):
+            files.setdefault(f"{EXPERIMENTS}/{path.stem}", path)
         return files or {DEFAULTS: None}
 
     def default_config(self) -> str:
@@ -111,7 +134,7 @@ class TrainingManager:
         files = self.config_files()
         if name not in files:
             raise MoodpoError(f"unknown config {name!r}; choose one of {', '.join(files)}")
-        return load_config(files[name], {"model": self.config.model, **(overrides or {})})
+        return load_config(files[name], {"model_name_or_path": self.config.model, **(overrides or {})})
 
     def objective_choices(self, name: str) -> list[str]:
         """What the Train tab offers: the built-in objectives and the config's own."""
@@ -121,9 +144,14 @@ class TrainingManager:
 
     def suggest_name(self, config_name: str, alpha) -> str:
         alpha_text = str(alpha).replace(",", "_").replace(" ", "")
-        return f"{config_name}-a{alpha_text}-{time.strftime('%m%d-%H%M%S')}"
+        return f"{config_name.rsplit('/', 1)[-1]}-a{alpha_text}-{time.strftime('%m%d-%H%M%S')}"
 
-    def start(self, config_name: str, run_name: str, alpha, max_steps, objectives) -> str:
+    def eval_every(self, config_name: str) -> int:
+        """The Train tab's eval interval for a config: its own, else TAB_EVAL_EVERY (the live front is on by default)."""
+        return self.load(config_name).eval_every or TAB_EVAL_EVERY
+
+    def start(self, config_name: str, run_name: str, alpha, max_steps, objectives,
+              eval_every=TAB_EVAL_EVERY) -> str:
         """Validate everything, then start the trainer in the background; returns the run name."""
         run_name = (run_name or "").strip()
         if not RUN_NAME.fullmatch(run_name):
@@ -136,21 +164,17 @@ class TrainingManager:
         if unknown:
             raise MoodpoError(f"objective(s) {', '.join(map(str, unknown))} not offered; "
                               f"choose from {', '.join(allowed)}")
-        try:
-            steps = float(max_steps)
-        except (TypeError, ValueError):
-            steps = float("nan")
-        if not math.isfinite(steps) or steps != int(steps) or not 1 <= steps <= MAX_STEPS_LIMIT:
-            raise MoodpoError(f"steps must be a whole number from 1 to {MAX_STEPS_LIMIT:,}, got {max_steps}")
+        steps = _whole(max_steps, "steps", low=1)
+        every = _whole(eval_every, "evaluate every (0: off)")
         run_dir = self.config.runs_dir / run_name
-        config = self.load(config_name, {"run_dir": str(run_dir.resolve()), "alpha": parse_alpha(alpha),
-                                         "max_steps": int(steps), "objectives": objectives,
+        config = self.load(config_name, {"output_dir": str(run_dir.resolve()), "alpha": parse_alpha(alpha),
+                                         "max_steps": steps, "objectives": objectives, "eval_every": every,
                                          "resume": False, "overwrite": False})
         with self._lock:
             active = self.active_runs()
             if len(active) >= self.config.max_runs:
                 raise MoodpoError(f"{', '.join(active)} is training; stop it first (the app runs "
-                                  f"{self.config.max_runs} at a time, see --max-runs)")
+                                  f"{self.config.max_runs} at a time, see --max_runs)")
             if run_dir.exists() or run_name in self._procs:
                 raise MoodpoError(f"run folder {run_name} already exists; choose another name")
             self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -249,7 +273,7 @@ class TrainingManager:
         elif proc is None and self._external_active(run_dir):
             state, message = "training", f"{progress} (started outside this app)"
         elif checkpoints(run_dir):
-            state, message = "stopped", f"{progress} · resume with `python -m moodpo train --resume --run_dir ...`"
+            state, message = "stopped", f"{progress} · resume with `python -m moodpo train --resume --output_dir ...`"
         elif run_name in self._stop_requested:
             state, message = "stopped", "stopped before its first step"
         else:
