@@ -52,19 +52,19 @@ def test_each_shipped_set_compares_moodpo_soups_and_base(folder):
     assert all(s[k] == summaries[0][k] for s in summaries for k in same)
 
 
-def _versioned(meta: dict) -> list[str]:
-    """The objective names pinned to the versions the shipped evaluation was scored with
+def _versioned(shipped) -> list[str]:
+    """The shipped evaluation's objective names pinned to the versions it was scored with
     (e.g. helpfulness@v2), so a later version of an objective does not fail the check."""
-    versions = meta.get("objective_versions") or {}
-    return [f"{o}@v{versions[o]}" if versions.get(o) else o for o in meta["objectives"]]
+    versions = shipped.meta.get("objective_versions") or {}
+    return [f"{o}@v{versions[o]}" if versions.get(o) else o for o in shipped.objectives]
 
 
 def test_every_shipped_evaluation_uses_the_current_objectives():
     """The shipped numbers are the README's: each evaluation is scored with today's definitions."""
     current = objective_versions(sorted({o for p in EVALS for o in load_eval(p).objectives}))
     for eval_dir in EVALS:
-        meta = load_eval(eval_dir).meta
-        assert meta.get("objective_versions") == {o: current[o] for o in meta["objectives"]}, eval_dir
+        shipped = load_eval(eval_dir)
+        assert shipped.meta.get("objective_versions") == {o: current[o] for o in shipped.objectives}, eval_dir
 
 
 @pytest.mark.parametrize("eval_dir", EVALS, ids=[p.relative_to(SHIPPED).as_posix() for p in EVALS])
@@ -81,7 +81,7 @@ def test_shipped_eval_matches_a_fresh_evaluation(eval_dir):
         texts = policy.generate([shipped.prompts[p].text for p, _ in rows], shipped.weights[[g for _, g in rows]],
                                 settings=GenerationSettings(**meta["settings"]), seed=batch_seed(meta["seed"], b),
                                 num_samples=s_n)
-        new = score_all([get_objective(o) for o in _versioned(meta)],
+        new = score_all([get_objective(o) for o in _versioned(shipped)],
                         [shipped.prompts[p].text for p, _ in rows for _ in range(s_n)], texts)    # (rows*S, K)
         old = np.concatenate([shipped.sample_scores[p, g] for p, g in rows])
         se = np.sqrt(old.var(axis=0, ddof=1) / len(old) + new.var(axis=0, ddof=1) / len(new))
