@@ -55,7 +55,7 @@ def check_weights(weights: Sequence[float] | None, objectives: Sequence[str]) ->
     """One weight per objective, finite, non-negative, not all zero; returned normalised to sum 1."""
     if weights is None:
         raise MoodpoError(f"give {len(objectives)} weights, one per objective ({', '.join(objectives)})")
-    return validate_weights(list(weights), len(objectives))
+    return validate_weights(weights, len(objectives))
 
 
 def reorder(weights: Sequence[float], source: Sequence[str], target: Sequence[str]) -> list[float]:
