@@ -11,6 +11,11 @@ import numpy as np
 from moodpo.errors import MoodpoError
 
 
+# The app's weight sliders move in this step; Rewarded Soups mix their adapters at weights
+# rounded to it, so that nearby weight vectors share one mixed adapter.
+WEIGHT_STEP = 0.01
+
+
 def validate_weights(weights: Sequence[float], num_objectives: int, *, normalize: bool = True) -> np.ndarray:
     """Check one weight vector at a boundary (config, CLI, UI, API) and return it as float64 (K,).
 
@@ -21,7 +26,7 @@ def validate_weights(weights: Sequence[float], num_objectives: int, *, normalize
     try:
         w = np.asarray([float(x) for x in weights], dtype=np.float64)
     except (TypeError, ValueError):
-        raise MoodpoError(f"weights must be a list of {num_objectives} numbers, got {_short(weights)}") from None
+        raise MoodpoError(f"weights must be numbers, a list of {num_objectives}; got {_short(weights)}") from None
     if w.shape != (num_objectives,):
         raise MoodpoError(f"expected {num_objectives} weights (one per objective), got {w.size}")
     if not np.all(np.isfinite(w)):

@@ -97,7 +97,7 @@ def test_pareto_data_and_samples(client):
     (("hi", [0, 0]), {}, "must not all be zero"),
     (("hi", [1, 0, 0]), {}, "expected 2 weights"),
     (("hi", [-1, 2]), {}, "non-negative"),
-    (("hi", 5), {}, "list of 2 numbers"),
+    (("hi", 5), {}, "numbers, a list of 2"),
     (("hi", [1, 0]), {"policy": "../../etc"}, "not under the runs folder"),
     (("hi", [1, 0]), {"policy": "/etc"}, "not under the runs folder"),
     (("hi", [1, 0]), {"policy": "base:/tmp/model"}, "no longer exists"),

@@ -98,6 +98,6 @@ def test_ui_weight_checks(weights):
 def test_ui_check_weights_refuses_a_bare_number():
     from ui.generation import check_weights
 
-    with pytest.raises(MoodpoError, match="list of 2 numbers"):
+    with pytest.raises(MoodpoError, match="numbers, a list of 2"):
         check_weights(5, ["helpfulness", "harmlessness"])
     assert np.allclose(check_weights((7, 3), ["helpfulness", "harmlessness"]), [0.7, 0.3])

@@ -17,7 +17,7 @@ import pandas as pd
 from moodpo.conditioning import display_name
 from moodpo.errors import MoodpoError
 from moodpo.plots import curves_figure
-from moodpo.weights import one_hot
+from moodpo.weights import WEIGHT_STEP, one_hot
 from ui.api import register_api
 from ui.errors import user_errors, warn
 from ui.figures import empty_figure, progress_html, scores_figure, scores_table, weights_text
@@ -102,7 +102,7 @@ class WeightControls:
         start = self.start(k)
         self.objectives = gr.State(list(objectives))
         self.sliders = [
-            gr.Slider(0, 1, value=start[i] if i < k else 0.0, step=0.01,
+            gr.Slider(0, 1, value=start[i] if i < k else 0.0, step=WEIGHT_STEP,
                       label=display_name(objectives[i]) if i < k else f"objective {i + 1}", visible=i < k,
                       elem_classes=["weight-slider"])
             for i in range(MAX_OBJECTIVES)
