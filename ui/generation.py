@@ -104,6 +104,7 @@ def steer(store: PolicyStore, config: AppConfig, policy: str, prompt: str, weigh
                                     temperature, seed)
     side = Side(policy, weights)
     objectives, w = _prepare(store, side)
+    store.wait_until_ready(on_load)
     model = store.get(policy, on_load)
     state = _state(side, objectives, w, model.prefix(w))
     start = time.perf_counter()
@@ -160,6 +161,7 @@ def compare(store: PolicyStore, config: AppConfig, prompt: str, a: Side, b: Side
                                     temperature, seed)
     prepared = [_prepare(store, side) for side in (a, b)]
     objectives = list(dict.fromkeys([*prepared[0][0], *prepared[1][0]]))
+    store.wait_until_ready(on_load)
     models = [store.get(side.policy, on_load) for side in (a, b)]
     states = [_state(side, objs, w, m.prefix(w)) for side, (objs, w), m in zip((a, b), prepared, models)]
     start = time.perf_counter()

@@ -24,7 +24,7 @@ from ui.figures import empty_figure, progress_html, scores_figure, scores_table,
 from ui.fronts import front_figure, hypervolume_table, list_eval_sources, load_fronts, point_samples, points_table
 from ui.generation import Side, compare, reorder, steer
 from ui.policies import PolicyStore, list_policies
-from ui.settings import MAX_OBJECTIVES, SHIPPED_POLICY, AppConfig
+from ui.settings import ADMIN_PASSWORD_ENV, MAX_OBJECTIVES, SHIPPED_POLICY, AppConfig
 from ui.training import CURVE_KEYS, TrainingManager
 from ui.voting_tab import attach_votes, build_vote_tab
 
@@ -375,6 +375,12 @@ def _alpha_text(alpha: float | list[float]) -> str:
     return ", ".join(map(str, alpha)) if isinstance(alpha, list) else str(alpha)
 
 
+def _train_password_info(config: AppConfig) -> str:
+    if config.admin_password:
+        return "this is a public app: starting and stopping runs is for its admins"
+    return f"training is off on this public app: it has no admin password ({ADMIN_PASSWORD_ENV})"
+
+
 def _train_tab(config: AppConfig, trainer: TrainingManager) -> dict:
     configs = list(trainer.config_files())
     first = trainer.default_config()
@@ -399,6 +405,9 @@ def _train_tab(config: AppConfig, trainer: TrainingManager) -> dict:
                 steps = gr.Number(defaults.max_steps if defaults else 100, label="Steps", precision=0, minimum=1)
                 objectives = gr.CheckboxGroup(objective_choices, value=list(defaults.objectives) if defaults else [],
                                               label="Objectives")
+                # Space mode only: training is an admin action there (checked again in TrainingManager).
+                password = (gr.Textbox(label="Admin password", type="password", elem_id="train-admin-password",
+                                       info=_train_password_info(config)) if config.public else gr.State(None))
                 with gr.Row():
                     start = gr.Button("Start training", variant="primary", elem_id="train-start")
                     stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
@@ -439,22 +448,22 @@ def _train_tab(config: AppConfig, trainer: TrainingManager) -> dict:
     config_name.change(choose_config, [config_name], [alpha_box, steps, objectives, run_name], **PRIVATE)
 
     @user_errors
-    def start_run(name, run, alpha_value, steps_value, objs):
-        started = trainer.start(name, run, alpha_value, steps_value, objs)
+    def start_run(name, run, alpha_value, steps_value, objs, password_value):
+        started = trainer.start(name, run, alpha_value, steps_value, objs, password=password_value)
         gr.Info(f"Started {html.escape(started)}: it trains in the background; the curves update every few seconds.")
         return {watch: gr.update(choices=trainer.run_names(), value=started), timer: gr.Timer(active=True),
                 table: trainer.runs_table(), run_name: trainer.suggest_name(name, alpha_value)}
 
     @user_errors
-    def stop_run(name):
+    def stop_run(name, password_value):
         if not name:
             raise MoodpoError("choose the run to stop")
-        gr.Info(html.escape(trainer.stop(name)))
+        gr.Info(html.escape(trainer.stop(name, password=password_value)))
         return describe(name)
 
-    start.click(start_run, [config_name, run_name, alpha_box, steps, objectives], {watch, timer, table, run_name},
-                **PRIVATE)
-    stop.click(stop_run, [watch], {status, bar, curves}, **PRIVATE)
+    start.click(start_run, [config_name, run_name, alpha_box, steps, objectives, password],
+                {watch, timer, table, run_name}, **PRIVATE)
+    stop.click(stop_run, [watch, password], {status, bar, curves}, **PRIVATE)
     watch.change(user_errors(describe), [watch], {status, bar, curves}, **PRIVATE)
     refresh.click(lambda: gr.update(value=trainer.runs_table()), None, [table], **PRIVATE)
     return {"watch": watch, "timer": timer, "table": table, "describe": describe,
@@ -501,6 +510,26 @@ def _live_updates(demo: gr.Blocks, config: AppConfig, trainer: TrainingManager, 
                **PRIVATE, show_progress="hidden")
 
 
+def loading_text(store: PolicyStore) -> str:
+    """What the status line under the intro says: loading, a failed preload, or nothing."""
+    if store.loading:
+        return "⏳ Loading the model and scorers… the first answer waits for this."
+    return f"⚠️ {html.escape(store.preload_error, quote=False)}" if store.preload_error else ""
+
+
+def _loading_status(demo: gr.Blocks, store: PolicyStore) -> None:
+    """A line that says "loading…" while the start-up preload runs; its timer runs only until then."""
+    status = gr.Markdown(elem_classes=["status-line"], elem_id="app-loading")
+    timer = gr.Timer(POLL_SECONDS, active=False)
+
+    def update():
+        text = loading_text(store)
+        return {status: gr.update(value=text, visible=bool(text)), timer: gr.Timer(active=store.loading)}
+
+    demo.load(update, None, {status, timer}, **QUICK)
+    timer.tick(update, None, {status, timer}, **QUICK)
+
+
 def build_demo(config: AppConfig, *, store: PolicyStore | None = None,
                trainer: TrainingManager | None = None, votes=None) -> gr.Blocks:
     """The whole app for one process: one PolicyStore and one TrainingManager shared by all sessions."""
@@ -508,6 +537,7 @@ def build_demo(config: AppConfig, *, store: PolicyStore | None = None,
     trainer = trainer or TrainingManager(config)
     with gr.Blocks(title="MO-ODPO · steerable alignment") as demo:
         gr.Markdown(INTRO, elem_classes=["intro"])
+        _loading_status(demo, store)
         with gr.Tabs():
             steer_tab = _steer_tab(config, store)
             compare_tab = _compare_tab(config, store)
