@@ -53,7 +53,9 @@ def main(argv=None) -> None:
     except MoodpoError as e:
         raise SystemExit(f"app.py: error: {e}") from None
     if args.preload if args.preload is not None else args.public:
+        # After building: loading beside it (both mostly Python) would only delay the page.
         demo.store.preload(config.policy)
+
     def check_password(_user: str, password: str) -> bool:
         return hmac.compare_digest(password.encode(), args.password.encode())
 
