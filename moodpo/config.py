@@ -24,6 +24,7 @@ import yaml
 from moodpo.errors import MoodpoError
 from moodpo.loss import LOSS_TYPES
 from moodpo.models import DEFAULT_MODEL
+from moodpo.weights import resolve_alpha, validate_weights
 
 
 REPORT_TO = ("none", "tensorboard", "wandb", "trackio")
@@ -131,17 +132,12 @@ class TrainConfig:
         if len(set(self.objectives)) != len(self.objectives):
             bad(f"objectives has duplicates: {self.objectives}")
         k = len(self.objectives)
-        alphas = self.alpha if isinstance(self.alpha, list) else [self.alpha]
-        if len(alphas) not in (1, k):
-            bad(f"alpha needs 1 or {k} values (one per objective), got {len(alphas)}")
-        if any(not math.isfinite(a) or a <= 0 for a in alphas):
-            bad(f"alpha must be > 0, got {self.alpha}")
+        alphas = resolve_alpha(self.alpha, k).tolist()
         if isinstance(self.alpha, list) and len(self.alpha) == 1:
             self.alpha = self.alpha[0]
         if self.weight_mode not in ("dirichlet", "fixed"):
             bad(f"weight_mode must be dirichlet or fixed, got {self.weight_mode!r}")
         if self.weight_mode == "fixed":
-            from moodpo.weights import validate_weights
             if self.fixed_weights is None:
                 bad("weight_mode fixed needs fixed_weights, e.g. --fixed_weights 1 0")
             self.fixed_weights = validate_weights(self.fixed_weights, k).tolist()

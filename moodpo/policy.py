@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +29,12 @@ from moodpo.config import TrainConfig, load_run_config
 from moodpo.errors import MoodpoError
 from moodpo.models import DEFAULT_MODEL, autocast_dtype, is_adapter_dir, load_adapter, load_model, load_tokenizer
 from moodpo.sampling import eos_token_ids, generation_config, sample_responses
-from moodpo.weights import validate_weights
+from moodpo.weights import WEIGHT_STEP, validate_weights
 
 SOUPS_FILE = "soups.json"
 DEFAULT_OBJECTIVES = ("helpfulness", "harmlessness")
+# Mixed Rewarded Soups adapters a policy keeps: a few weight vectors in use at once, not every one ever asked for.
+SOUP_CACHE = 8
 
 
 @dataclass
@@ -66,8 +69,11 @@ class Policy:
     # Sample with moodpo.fastgen where the architecture allows (same distribution, faster).
     fast: bool = True
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    # Mixed soups adapters kept in memory (see _use_weights).
+    soup_cache: int = SOUP_CACHE
+    _soup_mixes: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _sampler: object = field(default=None, repr=False)
-    _sampler_weights: tuple | None = field(default=None, repr=False)
+    _sampler_key: str | None = field(default=None, repr=False)
 
     @property
     def num_objectives(self) -> int:
@@ -82,27 +88,39 @@ class Policy:
                             item=self.prefix_item)
 
     def _use_weights(self, weights: np.ndarray) -> None:
-        """Soups: activate the adapter mix for these weights (cached per weight vector)."""
+        """Soups: activate the adapter mix for these weights, rounded to WEIGHT_STEP.
+
+        Each mix is a new peft adapter (a copy of every LoRA matrix), so only the `soup_cache`
+        most recently used are kept and older ones are deleted: a public app takes any floats.
+        """
         if self.kind != "soups":
             return
-        name = "soup_" + "_".join(f"{w:.4f}".replace(".", "p") for w in weights)
-        if name not in self.model.peft_config:
-            self.model.add_weighted_adapter(self.soup_adapters, [float(w) for w in weights], name,
+        steps = np.rint(np.asarray(weights) / WEIGHT_STEP).astype(int)
+        if not steps.any():  # many objectives, each below half a step: keep the largest
+            steps[np.argmax(weights)] = 1
+        name = "soup_" + "_".join(map(str, steps))
+        if name in self._soup_mixes:
+            self._soup_mixes.move_to_end(name)
+        else:
+            self.model.add_weighted_adapter(self.soup_adapters, (steps / steps.sum()).tolist(), name,
                                             combination_type="cat")
+            self._soup_mixes[name] = None
         self.model.set_adapter(name)
+        while len(self._soup_mixes) > max(1, self.soup_cache):
+            self.model.delete_adapter(self._soup_mixes.popitem(last=False)[0])  # never the one just set
 
-    def sampler(self, weights: np.ndarray | None = None):
-        """The fast sampler over the current adapter (soups: after `_use_weights(weights)`), or None."""
+    def sampler(self):
+        """The fast sampler over the current adapter (soups: after `_use_weights`), or None."""
         from moodpo.fastgen import FastSampler, supports
 
         if not self.fast or not supports(self.model):
             return None
-        key = tuple(np.round(weights, 6)) if self.kind == "soups" and weights is not None else None
+        key = next(reversed(self._soup_mixes), None) if self.kind == "soups" else None
         if self._sampler is None:
             self._sampler = FastSampler(self.model, dtype=autocast_dtype(self.precision) or torch.float32)
-        elif key != self._sampler_weights:
+        elif key != self._sampler_key:
             self._sampler.refresh()
-        self._sampler_weights = key
+        self._sampler_key = key
         return self._sampler
 
     def generate(self, prompts: Sequence[str], weights: np.ndarray | Sequence[Sequence[float]], *,
@@ -140,7 +158,7 @@ class Policy:
                                    temperature=settings.temperature,
                                    top_p=settings.top_p, top_k=settings.top_k, do_sample=settings.do_sample,
                                    max_prompt_tokens=settings.max_prompt_tokens,
-                                   autocast=autocast_dtype(self.precision), sampler=self.sampler(weights[0]))
+                                   autocast=autocast_dtype(self.precision), sampler=self.sampler())
         return rollout.texts
 
     def stream(self, prompt: str, weights: Sequence[float], *, settings: GenerationSettings | None = None,
@@ -174,7 +192,7 @@ class Policy:
                                                min_new_tokens=settings.min_new_tokens,
                                                temperature=settings.temperature, top_p=settings.top_p,
                                                top_k=settings.top_k, do_sample=settings.do_sample)
-                    sampler = self.sampler(w)
+                    sampler = self.sampler()
                     if sampler is not None:
                         sampler.generate(ids, mask, max_new_tokens=config.max_new_tokens,
                                          min_new_tokens=settings.min_new_tokens,

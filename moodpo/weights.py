@@ -11,26 +11,39 @@ import numpy as np
 from moodpo.errors import MoodpoError
 
 
+# The app's weight sliders move in this step; Rewarded Soups mix their adapters at weights
+# rounded to it, so that nearby weight vectors share one mixed adapter.
+WEIGHT_STEP = 0.01
+
+
 def validate_weights(weights: Sequence[float], num_objectives: int, *, normalize: bool = True) -> np.ndarray:
     """Check one weight vector at a boundary (config, CLI, UI, API) and return it as float64 (K,).
 
     Weights must be finite, non-negative, `num_objectives` long and not all zero; with
     `normalize` they are scaled to sum to 1 so that a user may type "7,3" for "0.7,0.3".
+    Anything else (NaN, inf, "1e999", a bare number, nested lists) raises a one-line MoodpoError.
     """
     try:
         w = np.asarray([float(x) for x in weights], dtype=np.float64)
     except (TypeError, ValueError):
-        raise MoodpoError(f"weights must be numbers, got {list(weights)!r}") from None
+        raise MoodpoError(f"weights must be numbers, a list of {num_objectives}; got {_short(weights)}") from None
     if w.shape != (num_objectives,):
         raise MoodpoError(f"expected {num_objectives} weights (one per objective), got {w.size}")
     if not np.all(np.isfinite(w)):
         raise MoodpoError(f"weights must be finite, got {w.tolist()}")
     if np.any(w < 0):
         raise MoodpoError(f"weights must be non-negative, got {w.tolist()}")
-    total = w.sum()
-    if total <= 0:
+    if not np.any(w > 0):
         raise MoodpoError("weights must not all be zero")
-    return w / total if normalize else w
+    if not normalize:
+        return w
+    w = w / w.max()  # first, so that the sum cannot overflow (1e308 + 1e308 = inf)
+    return w / w.sum()
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def parse_weights(text: str, num_objectives: int) -> np.ndarray:
@@ -40,15 +53,18 @@ def parse_weights(text: str, num_objectives: int) -> np.ndarray:
 
 
 def resolve_alpha(alpha: float | Sequence[float], num_objectives: int) -> np.ndarray:
-    """Dirichlet concentration as a (K,) vector: a scalar alpha means the symmetric Dir(alpha)."""
-    if isinstance(alpha, (int, float)):
-        a = np.full(num_objectives, float(alpha))
-    else:
-        a = np.asarray([float(x) for x in alpha], dtype=np.float64)
-        if a.shape != (num_objectives,):
-            raise MoodpoError(f"alpha needs 1 or {num_objectives} values (one per objective), got {a.size}")
+    """Dirichlet concentration as a (K,) vector: a scalar (or one value) means the symmetric Dir(alpha)."""
+    try:
+        a = np.asarray([float(x) for x in (alpha if isinstance(alpha, (list, tuple, np.ndarray)) else [alpha])],
+                       dtype=np.float64)
+    except (TypeError, ValueError):
+        raise MoodpoError(f"alpha must be a number > 0 or one per objective, got {_short(alpha)}") from None
+    if a.size == 1:
+        a = np.full(num_objectives, a[0])
+    if a.shape != (num_objectives,):
+        raise MoodpoError(f"alpha needs 1 or {num_objectives} values (one per objective), got {a.size}")
     if not np.all(np.isfinite(a)) or np.any(a <= 0):
-        raise MoodpoError(f"alpha must be > 0, got {a.tolist()}")
+        raise MoodpoError(f"alpha must be finite and > 0, got {alpha}")
     return a
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 
 import pytest
@@ -96,6 +97,7 @@ def test_pareto_data_and_samples(client):
     (("hi", [0, 0]), {}, "must not all be zero"),
     (("hi", [1, 0, 0]), {}, "expected 2 weights"),
     (("hi", [-1, 2]), {}, "non-negative"),
+    (("hi", 5), {}, "numbers, a list of 2"),
     (("hi", [1, 0]), {"policy": "../../etc"}, "not under the runs folder"),
     (("hi", [1, 0]), {"policy": "/etc"}, "not under the runs folder"),
     (("hi", [1, 0]), {"policy": "base:/tmp/model"}, "no longer exists"),
@@ -111,16 +113,57 @@ def test_bad_generate_calls_get_a_clear_error(client, runs, args, kwargs, match)
     assert snapshot(runs) == before
 
 
-def test_non_finite_weights_over_raw_http(app):
+def within(seconds: float, fn, *args, **kwargs):
+    """fn(*args, **kwargs), or a test failure if it has not returned after `seconds` (a hang)."""
+    from concurrent.futures import ThreadPoolExecutor, TimeoutError
+
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(fn, *args, **kwargs).result(timeout=seconds)
+    except TimeoutError:
+        pytest.fail(f"no answer within {seconds} s")
+    finally:
+        pool.shutdown(wait=False)
+
+
+@pytest.mark.parametrize("api,args", [
+    ("/generate", ("hi", ["nan", 1])),
+    ("/generate", ("hi", [1, "inf"])),
+    ("/generate", ("hi", ["1e999", 0])),
+    ("/compare", ("hi", ["nan", 1], [0, 1])),
+    ("/compare", ("hi", [1, 0], ["-inf", 1])),
+    ("/compare", ("hi", ["nan", 0], None, "base", "alpha-0.5")),
+])
+def test_non_finite_weights_through_gradio_client(client, api, args):
+    # JSON has no NaN or infinity, so a client sends them as text ("nan", "1e999" is inf too).
+    with pytest.raises(gradio_client.exceptions.AppError, match="weights must be finite"):
+        within(60, client.predict, *args, api_name=api)
+
+
+@pytest.mark.parametrize("api", ["/generate", "/compare"])
+def test_gradio_client_refuses_to_send_float_nan_at_once(client, api):
+    # gradio_client's JSON encoder raises before anything is sent; predict reports it. (Iterating
+    # `client.submit(...)` instead waits forever in gradio_client 2.7: its worker thread died.)
+    args = ("hi", [math.nan, 1]) if api == "/generate" else ("hi", [1, 0], [math.inf, 1])
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        within(60, client.predict, *args, api_name=api)
+
+
+@pytest.mark.parametrize("api,data", [
+    ("generate", '["hi", [NaN, 1], "base", 0, 8, 0.7]'),
+    ("generate", '["hi", [Infinity, 1], "base", 0, 8, 0.7]'),
+    ("compare", '["hi", [1, 0], [NaN, 1], "base", null, 0, 8, 0.7]'),
+    ("compare", '["hi", [-Infinity, 0], null, "base", null, 0, 8, 0.7]'),
+])
+def test_non_finite_weights_over_raw_http(app, api, data):
     import httpx
 
-    url = app[1] + "gradio_api/call/generate"
-    for weights in ("[NaN, 1]", "[Infinity, 1]"):
-        body = '{"data": ["hi", %s, "base", 0, 8, 0.7]}' % weights
-        event = httpx.post(url, content=body, headers={"content-type": "application/json"}).json()["event_id"]
-        with httpx.stream("GET", f"{url}/{event}", timeout=60) as reply:
-            lines = [line for line in reply.iter_lines() if line.startswith("data:")]
-        assert "weights must be finite" in lines[-1]
+    url = app[1] + f"gradio_api/call/{api}"
+    body = '{"data": %s}' % data
+    event = httpx.post(url, content=body, headers={"content-type": "application/json"}).json()["event_id"]
+    with httpx.stream("GET", f"{url}/{event}", timeout=60) as reply:
+        lines = [line for line in reply.iter_lines() if line.startswith("data:")]
+    assert "weights must be finite" in lines[-1]
 
 
 def test_a_checkpoint_that_vanishes_after_listing(client, runs):

@@ -206,3 +206,16 @@ def test_weight_dependent_pairs():
     assert weight_dependent(rewards).tolist() == [False, True]
     # same best, different worst
     assert weight_dependent(np.array([[[1.0, 1.0], [0.0, 0.5], [0.5, 0.0]]])).tolist() == [True]
+
+
+def test_gguf_conversion_builds_each_parse_once_and_restores_gguf():
+    import gguf
+
+    from moodpo import models
+
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    arch = next(iter(gguf.MODEL_ARCH_NAMES))
+    with models._gguf_parsed_once():
+        assert gguf.get_tensor_name_map(arch, 2) is gguf.get_tensor_name_map(arch, 2)
+        assert gguf.GGUFReader is not reader
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (reader, name_map)

@@ -144,7 +144,7 @@ def run_cli(args, capsys):
 
 @pytest.mark.parametrize("extra,message", [
     (["--objectives", "helpfulness", "nonsense"], "unknown objective 'nonsense'"),
-    (["--alpha", "0"], "alpha must be > 0"),
+    (["--alpha", "0"], "alpha must be finite and > 0"),
     (["--alpha", "1", "2", "3"], "alpha needs 1 or 2 values"),
     (["--weight_mode", "fixed", "--fixed_weights", "1", "0", "0"], "expected 2 weights"),
     (["--model_name_or_path", "/no/such/model"], "model path /no/such/model does not exist"),

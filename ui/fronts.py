@@ -25,6 +25,7 @@ from moodpo.evaluate import fixed_reference
 from moodpo.pareto import hypervolume
 from moodpo.plots import eval_objectives, pareto_figure
 from moodpo.policy import SOUPS_FILE
+from moodpo.weights import validate_weights
 from ui.figures import empty_figure
 from ui.policies import MAX_DEPTH, read_run_config, resolve_under
 
@@ -287,10 +288,7 @@ def point_samples(runs_dir: Path, name: str, system: str, weights: list[float], 
     if source is None or source.generations is None:
         raise MoodpoError(f"{name} has no {GENERATIONS_FILE}; `python -m moodpo evaluate` writes sample "
                           "responses there")
-    try:
-        w = np.asarray([float(v) for v in weights], dtype=float)
-    except (TypeError, ValueError):
-        raise MoodpoError(f"weights must be numbers, got {weights!r}") from None
+    w = validate_weights(weights, len(objectives), normalize=False)
     rows = []
     for row in jsonl_rows(source.generations):
         # An eval table without a system column is labelled by its folder name (see load_fronts).

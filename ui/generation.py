@@ -55,7 +55,7 @@ def check_weights(weights: Sequence[float] | None, objectives: Sequence[str]) ->
     """One weight per objective, finite, non-negative, not all zero; returned normalised to sum 1."""
     if weights is None:
         raise MoodpoError(f"give {len(objectives)} weights, one per objective ({', '.join(objectives)})")
-    return validate_weights(list(weights), len(objectives))
+    return validate_weights(weights, len(objectives))
 
 
 def reorder(weights: Sequence[float], source: Sequence[str], target: Sequence[str]) -> list[float]:
@@ -104,6 +104,7 @@ def steer(store: PolicyStore, config: AppConfig, policy: str, prompt: str, weigh
                                     temperature, seed)
     side = Side(policy, weights)
     objectives, w = _prepare(store, side)
+    store.wait_until_ready(on_load)
     model = store.get(policy, on_load)
     state = _state(side, objectives, w, model.prefix(w))
     start = time.perf_counter()
@@ -160,6 +161,7 @@ def compare(store: PolicyStore, config: AppConfig, prompt: str, a: Side, b: Side
                                     temperature, seed)
     prepared = [_prepare(store, side) for side in (a, b)]
     objectives = list(dict.fromkeys([*prepared[0][0], *prepared[1][0]]))
+    store.wait_until_ready(on_load)
     models = [store.get(side.policy, on_load) for side in (a, b)]
     states = [_state(side, objs, w, m.prefix(w)) for side, (objs, w), m in zip((a, b), prepared, models)]
     start = time.perf_counter()

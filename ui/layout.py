@@ -17,7 +17,7 @@ import pandas as pd
 from moodpo.conditioning import display_name
 from moodpo.errors import MoodpoError
 from moodpo.plots import curves_figure
-from moodpo.weights import one_hot
+from moodpo.weights import WEIGHT_STEP, one_hot
 from ui.api import register_api
 from ui.errors import user_errors, warn
 from ui.figures import empty_figure, progress_html, scores_figure, scores_table, weights_text
@@ -25,7 +25,7 @@ from ui.fronts import (front_figure, hypervolume_table, list_eval_sources, load_
                        training_front_figure)
 from ui.generation import Side, compare, reorder, steer
 from ui.policies import PolicyStore, list_policies
-from ui.settings import MAX_OBJECTIVES, SHIPPED_POLICY, AppConfig
+from ui.settings import ADMIN_PASSWORD_ENV, MAX_OBJECTIVES, SHIPPED_POLICY, AppConfig
 from ui.training import CURVE_KEYS, TAB_EVAL_EVERY, TrainingManager
 from ui.voting_tab import attach_votes, build_vote_tab
 
@@ -103,7 +103,7 @@ class WeightControls:
         start = self.start(k)
         self.objectives = gr.State(list(objectives))
         self.sliders = [
-            gr.Slider(0, 1, value=start[i] if i < k else 0.0, step=0.01,
+            gr.Slider(0, 1, value=start[i] if i < k else 0.0, step=WEIGHT_STEP,
                       label=display_name(objectives[i]) if i < k else f"objective {i + 1}", visible=i < k,
                       elem_classes=["weight-slider"])
             for i in range(MAX_OBJECTIVES)
@@ -376,6 +376,12 @@ def _alpha_text(alpha: float | list[float]) -> str:
     return ", ".join(map(str, alpha)) if isinstance(alpha, list) else str(alpha)
 
 
+def _train_password_info(config: AppConfig) -> str:
+    if config.admin_password:
+        return "this is a public app: starting and stopping runs is for its admins"
+    return f"training is off on this public app: it has no admin password ({ADMIN_PASSWORD_ENV})"
+
+
 def _train_tab(config: AppConfig, trainer: TrainingManager) -> dict:
     configs = list(trainer.config_files())
     first = trainer.default_config()
@@ -406,6 +412,9 @@ def _train_tab(config: AppConfig, trainer: TrainingManager) -> dict:
                                      elem_id="train-eval-every",
                                      info="a small weight grid on a few held-out prompts, drawn as the live front "
                                           "(0: off)")
+                # Space mode only: training is an admin action there (checked again in TrainingManager).
+                password = (gr.Textbox(label="Admin password", type="password", elem_id="train-admin-password",
+                                       info=_train_password_info(config)) if config.public else gr.State(None))
                 with gr.Row():
                     start = gr.Button("Start training", variant="primary", elem_id="train-start")
                     stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
@@ -454,22 +463,22 @@ def _train_tab(config: AppConfig, trainer: TrainingManager) -> dict:
     config_name.change(choose_config, [config_name], [alpha_box, steps, objectives, run_name, eval_box], **PRIVATE)
 
     @user_errors
-    def start_run(name, run, alpha_value, steps_value, objs, every):
-        started = trainer.start(name, run, alpha_value, steps_value, objs, every)
+    def start_run(name, run, alpha_value, steps_value, objs, every, password_value):
+        started = trainer.start(name, run, alpha_value, steps_value, objs, every, password=password_value)
         gr.Info(f"Started {html.escape(started)}: it trains in the background; the curves update every few seconds.")
         return {watch: gr.update(choices=trainer.run_names(), value=started), timer: gr.Timer(active=True),
                 table: trainer.runs_table(), run_name: trainer.suggest_name(name, alpha_value)}
 
     @user_errors
-    def stop_run(name):
+    def stop_run(name, password_value):
         if not name:
             raise MoodpoError("choose the run to stop")
-        gr.Info(html.escape(trainer.stop(name)))
+        gr.Info(html.escape(trainer.stop(name, password=password_value)))
         return describe(name)
 
-    start.click(start_run, [config_name, run_name, alpha_box, steps, objectives, eval_box],
+    start.click(start_run, [config_name, run_name, alpha_box, steps, objectives, eval_box, password],
                 {watch, timer, table, run_name}, **PRIVATE)
-    stop.click(stop_run, [watch], {status, bar, curves, front}, **PRIVATE)
+    stop.click(stop_run, [watch, password], {status, bar, curves, front}, **PRIVATE)
     watch.change(user_errors(describe), [watch], {status, bar, curves, front}, **PRIVATE)
     refresh.click(lambda: gr.update(value=trainer.runs_table()), None, [table], **PRIVATE)
     return {"watch": watch, "timer": timer, "table": table, "describe": describe,
@@ -517,6 +526,26 @@ def _live_updates(demo: gr.Blocks, config: AppConfig, trainer: TrainingManager, 
                **PRIVATE, show_progress="hidden")
 
 
+def loading_text(store: PolicyStore) -> str:
+    """What the status line under the intro says: loading, a failed preload, or nothing."""
+    if store.loading:
+        return "⏳ Loading the model and scorers… the first answer waits for this."
+    return f"⚠️ {html.escape(store.preload_error, quote=False)}" if store.preload_error else ""
+
+
+def _loading_status(demo: gr.Blocks, store: PolicyStore) -> None:
+    """A line that says "loading…" while the start-up preload runs; its timer runs only until then."""
+    status = gr.Markdown(elem_classes=["status-line"], elem_id="app-loading")
+    timer = gr.Timer(POLL_SECONDS, active=False)
+
+    def update():
+        text = loading_text(store)
+        return {status: gr.update(value=text, visible=bool(text)), timer: gr.Timer(active=store.loading)}
+
+    demo.load(update, None, {status, timer}, **QUICK)
+    timer.tick(update, None, {status, timer}, **QUICK)
+
+
 def build_demo(config: AppConfig, *, store: PolicyStore | None = None,
                trainer: TrainingManager | None = None, votes=None) -> gr.Blocks:
     """The whole app for one process: one PolicyStore and one TrainingManager shared by all sessions."""
@@ -524,6 +553,7 @@ def build_demo(config: AppConfig, *, store: PolicyStore | None = None,
     trainer = trainer or TrainingManager(config)
     with gr.Blocks(title="MO-ODPO · steerable alignment") as demo:
         gr.Markdown(INTRO, elem_classes=["intro"])
+        _loading_status(demo, store)
         with gr.Tabs() as tabs:
             steer_tab = _steer_tab(config, store)
             compare_tab = _compare_tab(config, store)

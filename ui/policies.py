@@ -201,6 +201,43 @@ class PolicyStore:
         self._loaded: OrderedDict[str, tuple[tuple, Policy]] = OrderedDict()
         self._loading: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._ready.set()
+        self.preload_error: str | None = None
+
+    def preload(self, value: str) -> threading.Thread:
+        """Load `value` and its objectives' scorers in a background thread (at app start).
+
+        A cold start then pays for the loads before anyone asks; generation that arrives
+        meanwhile waits for them (`wait_until_ready`) rather than loading a second copy.
+        """
+        from moodpo.objectives import score_all
+
+        self._ready.clear()
+
+        def run():
+            try:
+                policy = self.get(value)
+                score_all(policy.objectives, ["Hello"], ["Hello! How can I help?"])
+            except Exception as e:  # the first request loads again and shows the error to its user
+                self.preload_error = f"preloading failed: {e}"
+            finally:
+                self._ready.set()
+
+        thread = threading.Thread(target=run, daemon=True, name="preload")
+        thread.start()
+        return thread
+
+    @property
+    def loading(self) -> bool:
+        return not self._ready.is_set()
+
+    def wait_until_ready(self, on_load: Callable[[str], None] | None = None) -> None:
+        """Return once the preload (if any) is done; `on_load(message)` is called first if it is not."""
+        if self.loading:
+            if on_load:
+                on_load("Loading the model and scorers (the app just started)…")
+            self._ready.wait()
 
     def objectives(self, value: str) -> tuple[str, ...]:
         return policy_spec(self.config, value)[1]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from moodpo.errors import MoodpoError
 from ui.layout import build_demo, launch
-from ui.settings import SHIPPED_POLICY, AppConfig
+from ui.settings import ADMIN_PASSWORD_ENV, SHIPPED_POLICY, AppConfig
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -30,9 +30,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--policy", default=env("MOODPO_POLICY"), help="initial policy: base or a path under --runs "
                    f"(default: the shipped {SHIPPED_POLICY} where it exists, else base)")
     p.add_argument("--password", default=env("MOODPO_PASSWORD"), help="ask for this password (any user name)")
-    p.add_argument("--admin_password", default=env("MOODPO_ADMIN_PASSWORD"),
-                   help="admin password of the Vote tab (studies, unblinded results, exports); without it those "
-                        "controls are not built. Prefer the environment variable: flags show in `ps`")
+    p.add_argument("--admin_password", default=env(ADMIN_PASSWORD_ENV),
+                   help="admin password for studies, unblinded results, exports and (with --public) training; "
+                        "without it those are off. Prefer the environment variable: flags show in `ps`")
+    p.add_argument("--public", action="store_true", default=bool(env("SPACE_ID")),
+                   help="Space mode (the default on a Hugging Face Space, where SPACE_ID is set): training needs "
+                        "the admin password, and the model and scorers load in the background at start")
+    p.add_argument("--preload", action=argparse.BooleanOptionalAction, default=None,
+                   help="load the initial policy and its scorers in the background at start (default: with --public)")
     p.add_argument("--vote_study", default=env("MOODPO_VOTE_STUDY"),
                    help="the study (id or name) the Vote tab opens on; default: the first open one")
     p.add_argument("--max_runs", type=int, default=int(env("MOODPO_MAX_RUNS", "1")), help="training runs at once")
@@ -53,11 +58,15 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     config = AppConfig(runs_dir=args.runs, data_dir=args.data, model=args.model,
                        policy=initial_policy(args.runs, args.policy),
-                       max_runs=args.max_runs, admin_password=args.admin_password, vote_study=args.vote_study)
+                       max_runs=args.max_runs, admin_password=args.admin_password, vote_study=args.vote_study,
+                       public=args.public)
     try:
         demo = build_demo(config)
     except MoodpoError as e:
         raise SystemExit(f"{prog or 'app.py'}: error: {e}") from None
+    if args.preload if args.preload is not None else args.public:
+        # After building: loading beside it (both mostly Python) would only delay the page.
+        demo.store.preload(config.policy)
 
     def check_password(_user: str, password: str) -> bool:
         return hmac.compare_digest(password.encode(), args.password.encode())

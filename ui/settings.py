@@ -10,6 +10,8 @@ from moodpo.policy import DEFAULT_OBJECTIVES
 
 # The MO-ODPO policy trained by this project and shipped in the repository (runs/shipped/).
 SHIPPED_POLICY = "shipped/help-concise/moodpo"
+# The environment variable that holds the admin password (a Space secret in Space mode).
+ADMIN_PASSWORD_ENV = "MOODPO_ADMIN_PASSWORD"
 # Sliders are created up front (gradio layouts are static); a policy may steer at most this many.
 MAX_OBJECTIVES = 6
 
@@ -32,6 +34,8 @@ class AppConfig:
     cached_policies: int = 3
     # Creating studies, unblinded results and exports in the Vote tab; None: those controls are not built.
     admin_password: str | None = field(default=None, repr=False)
+    # Space mode: a public app where training, like every admin action, needs the admin password.
+    public: bool = False
     # The study the Vote tab opens on (an id or a name); None: the first open one.
     vote_study: str | None = None
 

@@ -26,6 +26,7 @@ from moodpo.config import TrainConfig, load_config
 from moodpo.errors import MoodpoError
 from moodpo.models import is_adapter_dir
 from moodpo.trainer import FINAL_ADAPTER_DIR, STOP_FILE, checkpoints
+from ui.admin import check_training
 from ui.fronts import find_eval, jsonl_rows
 from ui.policies import find_runs, read_run_config, resolve_under
 from ui.settings import AppConfig
@@ -151,8 +152,12 @@ class TrainingManager:
         return self.load(config_name).eval_every or TAB_EVAL_EVERY
 
     def start(self, config_name: str, run_name: str, alpha, max_steps, objectives,
-              eval_every=TAB_EVAL_EVERY) -> str:
-        """Validate everything, then start the trainer in the background; returns the run name."""
+              eval_every=TAB_EVAL_EVERY, *, password: str | None = None) -> str:
+        """Validate everything, then start the trainer in the background; returns the run name.
+
+        In Space mode `password` must be the admin password (ui/admin.py).
+        """
+        check_training(self.config, password)
         run_name = (run_name or "").strip()
         if not RUN_NAME.fullmatch(run_name):
             raise MoodpoError("run name: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
@@ -189,8 +194,9 @@ class TrainingManager:
             self._max_steps[run_name] = config.max_steps
         return run_name
 
-    def stop(self, run_name: str) -> str:
-        """Ask a training run to stop; returns what will happen, for the user."""
+    def stop(self, run_name: str, *, password: str | None = None) -> str:
+        """Ask a training run to stop; returns what will happen, for the user (Space mode: admins only)."""
+        check_training(self.config, password)
         run_dir = self.config.runs_dir / (run_name or "")
         proc = self._procs.get(run_name)
         if proc is None or proc.poll() is not None:

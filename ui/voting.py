@@ -7,13 +7,11 @@ shown, so submitting twice records once. An invite link (`?study=NAME`) opens th
 its study. Every input is checked by the
 VoteStore before anything is written; a bad one raises MoodpoError (VoteError) and nothing is stored.
 
-Admin handlers take the password the user typed and check it on every call: private endpoints
-are hidden from the API page, not unreachable, so a hidden button is no protection.
+Admin handlers take the password the user typed and check it on every call (ui/admin.py).
 """
 
 from __future__ import annotations
 
-import hmac
 import html
 import math
 import re
@@ -31,6 +29,7 @@ from moodpo.conditioning import display_name
 from moodpo.errors import MoodpoError
 from moodpo.votes import DB_FILE, MAX_NAME_CHARS, OVERALL, Assignment, Study, VoteStore, question_text
 from moodpo.votestats import TABLE_TITLES
+from ui.admin import check_admin
 from ui.figures import empty_figure
 from ui.generation import check_weights
 from ui.policies import PolicyStore, resolve_under
@@ -208,15 +207,6 @@ def reveal_markdown(revealed: dict, recorded: bool, objectives: Sequence[str] = 
 
 def progress_text(done: int, total: int) -> str:
     return f"Progress: **{int(done)} / {int(total)}** pairs judged"
-
-
-def check_admin(config: AppConfig, password: str | None) -> None:
-    """MoodpoError unless the app has an admin password and this is it (constant-time comparison)."""
-    expected = config.admin_password
-    if not expected:
-        raise MoodpoError("this app has no admin password, so admin actions are off")
-    if not isinstance(password, str) or not hmac.compare_digest(password.encode(), expected.encode()):
-        raise MoodpoError("wrong admin password")
 
 
 def all_studies(votes: VoteStore | None) -> list[Study]:

@@ -41,6 +41,7 @@ import pandas as pd
 from moodpo.errors import MoodpoError
 from moodpo.votes import CHOICES, MAX_COMMENT_CHARS, MAX_NAME_CHARS, VoteStore
 from ui import voting
+from ui.admin import check_admin
 from ui.errors import user_errors
 from ui.figures import empty_figure
 from ui.policies import PolicyStore, list_policies
@@ -338,7 +339,7 @@ def _admin_panel(config: AppConfig, store: PolicyStore, lazy: voting.LazyVotes, 
 
     @user_errors
     def create_study(password_value, config_file, name_value, request: gr.Request, progress=gr.Progress()):
-        voting.check_admin(config, password_value)
+        check_admin(config, password_value)
         made = voting.create_from_config(
             lazy.get(create=True), config, password_value, config_file, name_value,
             on_wait=lambda seconds: progress(None, desc=f"Generating and scoring pairs… {seconds:.0f} s"))
@@ -351,7 +352,7 @@ def _admin_panel(config: AppConfig, store: PolicyStore, lazy: voting.LazyVotes, 
     @user_errors
     def live_pairs(password_value, name_value, pa, wa, pb, wb, n, seed, request: gr.Request,
                    progress=gr.Progress()):
-        voting.check_admin(config, password_value)
+        check_admin(config, password_value)
         made, added = voting.live_study(
             lazy.get(create=True), store, config, password_value, name_value, pa, wa, pb, wb, n, seed,
             on_wait=lambda seconds: progress(None, desc=f"Generating {int(n or 0)} pairs… {seconds:.0f} s"))
@@ -381,7 +382,7 @@ def _admin_panel(config: AppConfig, store: PolicyStore, lazy: voting.LazyVotes, 
 
     @user_errors
     def downloads(password_value, study_id):
-        voting.check_admin(config, password_value)
+        check_admin(config, password_value)
         out_dir = Path(tempfile.mkdtemp(dir=exports.name))
         return [str(p) for p in voting.export(lazy.get(), config, password_value, study_id, out_dir)]
 
