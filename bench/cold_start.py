@@ -36,7 +36,7 @@ def free_port() -> int:
 def one_run(preload: bool, cache: str, delay: float = 0.0) -> tuple[float, float, float, float]:
     from gradio_client import Client
 
-    from app import initial_policy
+    from ui.serve import initial_policy
 
     port = free_port()
     env = {**os.environ, "SPACE_ID": "bench/cold-start", "MOODPO_CACHE": cache, "HF_HUB_OFFLINE": "1"}

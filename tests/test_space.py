@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-import app
+from ui import serve
 from moodpo.errors import MoodpoError
 from moodpo.votes import VoteStore
 from test_ui_fixtures import OBJECTIVES, make_runs
@@ -31,18 +31,18 @@ def runs(tmp_path_factory, tiny_model_dir):
 
 def test_space_id_turns_on_space_mode_and_preload(monkeypatch, tmp_path):
     monkeypatch.delenv("SPACE_ID", raising=False)
-    assert not app.parse_args([]).public and app.parse_args(["--public"]).public
+    assert not serve.parse_args([]).public and serve.parse_args(["--public"]).public
     monkeypatch.setenv("SPACE_ID", "someone/moodpo")
     monkeypatch.setenv("MOODPO_ADMIN_PASSWORD", PASSWORD)
-    args = app.parse_args([])
+    args = serve.parse_args([])
     assert args.public and args.admin_password == PASSWORD and args.preload is None
     seen = {}
-    monkeypatch.setattr(app, "launch", lambda demo, **kwargs: seen.update(demo=demo))
+    monkeypatch.setattr(serve, "launch", lambda demo, **kwargs: seen.update(demo=demo))
     monkeypatch.setattr(PolicyStore, "preload", lambda store, value: seen.update(preloaded=value))
-    app.main(["--runs", str(tmp_path)])
+    serve.main(["--runs", str(tmp_path)])
     assert seen["demo"].store.config.public and seen["preloaded"] == "base"
     seen.clear()
-    app.main(["--runs", str(tmp_path), "--no-preload"])
+    serve.main(["--runs", str(tmp_path), "--no-preload"])
     assert "preloaded" not in seen
 
 
