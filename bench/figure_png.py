@@ -13,6 +13,23 @@ import shutil
 from pathlib import Path
 
 
+def save_png(html: str | Path, png: str | Path, width: int = 900, height: int = 620) -> None:
+    """Screenshot the first plotly figure of `html` into `png` (Debian's chromium via playwright)."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.goto(Path(html).resolve().as_uri())
+        plot = page.locator(".js-plotly-plot").first
+        plot.wait_for(state="visible", timeout=60_000)
+        page.wait_for_timeout(500)
+        Path(png).parent.mkdir(parents=True, exist_ok=True)
+        plot.screenshot(path=str(png))
+        browser.close()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("html")
@@ -20,20 +37,7 @@ def main() -> None:
     p.add_argument("--width", type=int, default=900)
     p.add_argument("--height", type=int, default=620)
     args = p.parse_args()
-
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": args.width, "height": args.height})
-        page.goto(Path(args.html).resolve().as_uri())
-        plot = page.locator(".js-plotly-plot").first
-        plot.wait_for(state="visible", timeout=60_000)
-        page.wait_for_timeout(500)
-        Path(args.png).parent.mkdir(parents=True, exist_ok=True)
-        plot.screenshot(path=args.png)
-        browser.close()
+    save_png(args.html, args.png, args.width, args.height)
     print(f"wrote {args.png}")
 
 

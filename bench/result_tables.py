@@ -1,16 +1,18 @@
-"""Print the README's result tables (markdown) from a comparison and its eval folders.
+"""Print the result tables of a shipped comparison (markdown) and draw its audit per weight.
 
-    python bench/result_tables.py runs/shipped/help-concise --examples p0266 p0067 p0248
+    python bench/result_tables.py runs/shipped/help-harm --plot docs/images/audit-help-harm.png \
+        --examples p0012 p0101
 
 FOLDER holds compare/ (from `python -m moodpo compare ... --out FOLDER/compare`) and one eval
 folder per system (moodpo/eval, soups/eval, base). Prints:
-- per system: hypervolume with its 95% interval (common reference point), length-controlled
-  hypervolume, steerability (Spearman of weight vs score, fraction of monotone grid steps) and
-  the win rate over the first system;
-- per weight and system: mean scores, mean length, and how many responses decline (refusal
-  classifier > 0.5) or are off topic (MiniLM relevance < 0.2): what a score alone hides;
-- with --examples: each prompt's first sample at the two corners and the centre, for the first
-  system (or --system).
+- per system: hypervolume on the fixed reference point and its difference from the first
+  system (paired 95% intervals over prompts), interior share of each objective (95% interval),
+  win rate over the first system, and the audit rates over the grid and at the worst weight;
+- per system and weight: mean scores, mean tokens, the decline rate of each prompt category and
+  the echo + degenerate rate;
+- with --examples: each prompt's first sample at both corners and the centre, for every system;
+- with --plot: a PNG of the decline rate per category (and echo + degenerate) against the weight
+  of the last objective, one panel per system (rendered in chromium, like bench/figure_png.py).
 """
 
 from __future__ import annotations
@@ -18,93 +20,155 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for path in (ROOT, ROOT / "bench"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 from moodpo.evaluate import load_eval  # noqa: E402
-from moodpo.objectives import text  # noqa: E402
+
+CATEGORY_ORDER = ("everyday", "safety", "summarize", "borderline", "harmful")
 
 
-def _fmt_w(w) -> str:
+def _w(w) -> str:
     return "(" + ", ".join(f"{x:g}" for x in w) + ")"
+
+
+def _ci(value, lo, hi, digits=3) -> str:
+    if value is None or value != value:
+        return "-"
+    return f"{value:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def load_evals(folder: Path, names: list[str]) -> dict:
+    evals = {}
+    for d in sorted(folder.glob("**/summary.json")):
+        if "compare" not in d.parts:
+            r = load_eval(d.parent)
+            r.summary = json.loads(d.read_text())
+            evals[r.system] = r
+    missing = [n for n in names if n not in evals]
+    if missing:
+        raise SystemExit(f"no eval folder under {folder} for {missing}")
+    return evals
+
+
+def categories_of(r) -> list[str]:
+    present = {p.category for p in r.prompts}
+    return [c for c in CATEGORY_ORDER if c in present] + sorted(present - set(CATEGORY_ORDER))
+
+
+def per_weight(r) -> list[dict]:
+    """Audit rows per weight: {g, weights, scores, tokens, declined {category: rate}, bad}."""
+    audit = r.audit
+    cats = np.array([p.category for p in r.prompts], dtype=object)
+    rows = []
+    for g in range(len(r.weights)):
+        declined = {c: float(audit["declined"][cats == c, g].mean()) for c in categories_of(r)}
+        bad = float((audit["echo"][:, g] | audit["degenerate"][:, g]).mean())
+        rows.append({"g": g, "weights": r.weights[g], "scores": r.points[g], "tokens": float(r.lengths[:, g].mean()),
+                     "declined": declined, "bad": bad})
+    return rows
+
+
+def print_tables(compare: dict, evals: dict) -> None:
+    objectives, systems = compare["objectives"], compare["systems"]
+    first = systems[0]["system"]
+    short = [o[:5] for o in objectives]
+    print(f"Reference point {compare['reference_point']}: {compare['reference']}\n")
+    print("| system | hypervolume [95% CI] | minus " + first + " [paired 95% CI] | "
+          + " | ".join(f"interior share {s}. [95% CI]" for s in short)
+          + " | win rate over " + first + " | declined / echo / degenerate (worst weight) |")
+    print("|---|---|---|" + "---|" * len(objectives) + "---|---|")
+    for s in systems:
+        r = evals[s["system"]]
+        interior = r.summary.get("interior_share") or {}
+        shares = [_ci(interior.get(o, {}).get("share"), interior.get(o, {}).get("lo"), interior.get(o, {}).get("hi"),
+                      2) for o in objectives]
+        rates = " / ".join(f"{s[f'{k}_rate']:.2f} ({s[f'max_{k}_rate']:.2f})" for k in ("decline", "echo", "degenerate"))
+        print(f"| {s['system']} | {_ci(s['hypervolume'], s['hv_lo'], s['hv_hi'])} "
+              f"| {_ci(s.get('hv_diff'), s.get('hv_diff_lo'), s.get('hv_diff_hi'))} | " + " | ".join(shares)
+              + f" | {_ci(s.get('win_rate'), s.get('win_lo'), s.get('win_hi'), 2)} | {rates} |")
+    for s in systems:
+        r = evals[s["system"]]
+        cats = categories_of(r)
+        print(f"\n**{s['system']}** (per weight: mean scores, tokens, share declined per category, "
+              "share echo or degenerate)\n")
+        print("| w (" + ", ".join(short) + ") | " + " | ".join(short) + " | tokens | "
+              + " | ".join(f"declined {c}" for c in cats) + " | echo + degenerate |")
+        print("|---|" + "---|" * (len(objectives) + 2 + len(cats)))
+        for row in per_weight(r):
+            print(f"| {_w(row['weights'])} | " + " | ".join(f"{x:.3f}" for x in row["scores"])
+                  + f" | {row['tokens']:.1f} | " + " | ".join(f"{row['declined'][c]:.2f}" for c in cats)
+                  + f" | {row['bad']:.2f} |")
+
+
+def print_examples(evals: dict, names: list[str], prompt_ids: list[str]) -> None:
+    for pid in prompt_ids:
+        for n in names:
+            r = evals[n]
+            ids = [q.id for q in r.prompts]
+            if pid not in ids:
+                raise SystemExit(f"prompt {pid} is not in {n}'s eval; choose from {', '.join(ids)}")
+            i = ids.index(pid)
+            corners = [int(np.argmax(r.weights[:, 0])), int(np.argmin(np.abs(r.weights[:, 0] - 0.5))),
+                       int(np.argmin(r.weights[:, 0]))]
+            print(f"\n**{r.prompts[i].text}** ({r.prompts[i].category}), {n}\n")
+            print("| w | response (sample 0) |")
+            print("|---|---|")
+            for g in corners:
+                text = r.responses[i][g][0].replace("\n", " ").replace("|", "\\|").strip()
+                print(f"| {_w(r.weights[g])} | {text} |")
+
+
+def plot(evals: dict, names: list[str], objectives: list[str], png: Path) -> None:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from figure_png import save_png
+
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True)
+    colors = {"everyday": "#1f77b4", "safety": "#2ca02c", "summarize": "#9467bd", "borderline": "#ff7f0e",
+              "harmful": "#d62728"}
+    for col, n in enumerate(names, start=1):
+        r = evals[n]
+        rows = per_weight(r)
+        x = [row["weights"][-1] for row in rows]
+        for c in categories_of(r):
+            fig.add_trace(go.Scatter(x=x, y=[row["declined"][c] for row in rows], mode="lines+markers", name=c,
+                                     legendgroup=c, showlegend=col == 1, line={"color": colors.get(c)}), 1, col)
+        fig.add_trace(go.Scatter(x=x, y=[row["bad"] for row in rows], mode="lines", name="echo or degenerate",
+                                 legendgroup="bad", showlegend=col == 1, line={"color": "gray", "dash": "dot"}), 1, col)
+        fig.update_xaxes(title_text=f"weight on {objectives[-1]}", range=[-0.02, 1.02], row=1, col=col)
+    fig.update_yaxes(title_text="share of responses declined", range=[-0.02, 1.02], row=1, col=1)
+    fig.update_layout(width=360 * len(names) + 120, height=420, template="plotly_white",
+                      margin={"l": 60, "r": 20, "t": 40, "b": 50}, legend={"orientation": "h", "y": -0.2})
+    with tempfile.TemporaryDirectory() as tmp:
+        html = Path(tmp) / "audit.html"
+        fig.write_html(html, include_plotlyjs=True)
+        save_png(html, png, width=360 * len(names) + 140, height=520)
+    print(f"\nwrote {png}")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("folder", type=Path)
     p.add_argument("--examples", nargs="*", default=[], help="prompt ids to show at the corners and centre")
-    p.add_argument("--system", default=None, help="system whose responses --examples shows (default: the first)")
+    p.add_argument("--plot", type=Path, default=None, help="write the audit-per-weight figure to this PNG")
     args = p.parse_args()
-
     compare = json.loads((args.folder / "compare" / "compare.json").read_text())
-    systems = compare["systems"]
-    objectives = compare["objectives"]
-    evals = {}
-    for d in sorted(args.folder.glob("**/summary.json")):
-        r = load_eval(d.parent)
-        evals[r.system] = r
-    names = [s["system"] for s in systems]
-    missing = [n for n in names if n not in evals]
-    if missing:
-        raise SystemExit(f"no eval folder under {args.folder} for {missing}")
-
-    short = [o[:4] for o in objectives]
-    print("| system | hypervolume [95% CI] | length-controlled | Spearman " + " / ".join(short)
-          + " | monotone steps " + " / ".join(short) + " | win rate over " + names[0] + " [95% CI] |")
-    print("|---|---|---|---|---|---|")
-    for s in systems:
-        win = "-" if s["win_rate"] is None or s["win_rate"] != s["win_rate"] else \
-            f"{s['win_rate']:.2f} [{s['win_lo']:.2f}, {s['win_hi']:.2f}]"
-        print(f"| {s['system']} | {s['hypervolume']:.4f} [{s['hv_lo']:.4f}, {s['hv_hi']:.4f}] "
-              f"| {s['hv_length_controlled']:.4f} | "
-              + " / ".join(f"{s['steer_' + o]:.2f}" for o in objectives) + " | "
-              + " / ".join(f"{s['mono_' + o]:.2f}" for o in objectives) + f" | {win} |")
-    print(f"\nreference point {compare.get('reference_point')}: {compare.get('reference', '')}\n")
-
-    print("| w (" + ", ".join(short) + ") | " + " | ".join(names) + " |")
-    print("|---|" + "---|" * len(names))
-    first = evals[names[0]]
-    stats = {}
-    for n in names:
-        r = evals[n]
-        flat_p, flat_r = r.flat_texts()
-        declines = (text.refusal_prob(flat_r) > 0.5).reshape(r.sample_lengths.shape)
-        off = (text.relevance(flat_p, flat_r) < 0.2).reshape(r.sample_lengths.shape)
-        stats[n] = (declines, off)
-    for g, w in enumerate(first.weights):
-        cells = []
-        for n in names:
-            r = evals[n]
-            gi = next(i for i, v in enumerate(r.weights) if np.allclose(v, w))
-            pts = r.points[gi]
-            declines, off = stats[n]
-            total = declines[:, gi].size
-            cells.append(" / ".join(f"{x:.3f}" for x in pts) + f" / {r.lengths[:, gi].mean():.1f} tok"
-                         + f" / {int(declines[:, gi].sum())} & {int(off[:, gi].sum())} of {total}")
-        print(f"| {_fmt_w(w)} | " + " | ".join(cells) + " |")
-    print("\n(cells: " + " / ".join(objectives) + " / mean length / responses declining & off topic)\n")
-
+    names = [s["system"] for s in compare["systems"]]
+    evals = load_evals(args.folder, names)
+    print_tables(compare, evals)
     if args.examples:
-        r = evals[args.system or names[0]]
-        corners = [int(np.argmax(r.weights[:, 0])), int(np.argmin(np.abs(r.weights[:, 0] - 0.5))),
-                   int(np.argmin(r.weights[:, 0]))]
-        ids = [q.id for q in r.prompts]
-        for pid in args.examples:
-            if pid not in ids:
-                raise SystemExit(f"prompt {pid} is not in {r.system}'s eval; choose from {', '.join(ids)}")
-            i = ids.index(pid)
-            print(f"**{r.prompts[i].text}** ({r.prompts[i].category})\n")
-            print("| w (" + ", ".join(short) + ") | response (sample 0) |")
-            print("|---|---|")
-            for g in corners:
-                resp = r.responses[i][g][0].replace("\n", " ").replace("|", "\\|").strip()
-                print(f"| {_fmt_w(r.weights[g])} | {resp} |")
-            print()
+        print_examples(evals, names, args.examples)
+    if args.plot:
+        plot(evals, names, compare["objectives"], args.plot)
 
 
 if __name__ == "__main__":
