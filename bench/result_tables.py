@@ -140,12 +140,13 @@ def plot(evals: dict, names: list[str], objectives: list[str], png: Path) -> Non
         rows = per_weight(r)
         x = [row["weights"][-1] for row in rows]
         for c in categories_of(r):
-            fig.add_trace(go.Scatter(x=x, y=[row["declined"][c] for row in rows], mode="lines+markers", name=c,
-                                     legendgroup=c, showlegend=col == 1, line={"color": colors.get(c)}), 1, col)
+            fig.add_trace(go.Scatter(x=x, y=[row["declined"][c] for row in rows], mode="lines+markers",
+                                     name=f"declined, {c}", legendgroup=c, showlegend=col == 1,
+                                     line={"color": colors.get(c)}), 1, col)
         fig.add_trace(go.Scatter(x=x, y=[row["bad"] for row in rows], mode="lines", name="echo or degenerate",
                                  legendgroup="bad", showlegend=col == 1, line={"color": "gray", "dash": "dot"}), 1, col)
         fig.update_xaxes(title_text=f"weight on {objectives[-1]}", range=[-0.02, 1.02], row=1, col=col)
-    fig.update_yaxes(title_text="share of responses declined", range=[-0.02, 1.02], row=1, col=1)
+    fig.update_yaxes(title_text="share of responses", range=[-0.02, 1.02], row=1, col=1)
     fig.update_layout(width=360 * len(names) + 120, height=420, template="plotly_white",
                       margin={"l": 60, "r": 20, "t": 40, "b": 50}, legend={"orientation": "h", "y": -0.2})
     with tempfile.TemporaryDirectory() as tmp:
