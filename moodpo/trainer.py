@@ -36,15 +36,14 @@ from moodpo.fastgen import FastSampler
 from moodpo.fastgen import supports as fastgen_supports
 from moodpo.loss import dpo_loss
 from moodpo.models import add_lora, autocast_dtype, cast_frozen_linears, load_model, load_tokenizer, resolve_model
+from moodpo.runs import (ADAPTER_STEP_FILE, CONFIG_FILE, METRICS_FILE, MODEL_DIR, STATE_FILE, TRACKER_DIR, append_jsonl,
+                         checkpoint_dir, checkpoints, clear_stop, final_adapter, read_state, rewrite_jsonl_before,
+                         stop_requested)
 from moodpo.sampling import Rollout, eos_token_ids, sample_responses, select_pairs, sequence_logps
 from moodpo.weights import WeightSampler
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "checkpoints"
-FINAL_ADAPTER_DIR = "adapter"
-ADAPTER_STEP_FILE = "step.json"
-STOP_FILE = "STOP"
 # The project name that accelerate's trackers log under (a W&B or Trackio project, a TensorBoard folder).
 TRACKER_PROJECT = "moodpo"
 # Fields that may change when a run is resumed; anything else must match the saved config.
@@ -141,15 +140,6 @@ class TrainResult:
     metrics: list[dict] = field(default_factory=list)
 
 
-def checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
-    root = Path(run_dir) / CHECKPOINT_DIR
-    if not root.is_dir():
-        return []
-    done = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / "trainer_state.json").is_file()]
-    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
-
-
 def _trainable_checksum(model) -> float:
     return float(sum(p.detach().double().sum().item() + p.detach().double().abs().sum().item()
                      for p in model.parameters() if p.requires_grad))
@@ -165,10 +155,13 @@ class Trainer:
 
     Callbacks get each step's metrics dict; `should_stop()` is polled between steps (the UI's
     stop button); a `STOP` file in the run folder does the same for a background process.
+    `evaluate(trainer)` runs every `eval_every` steps (the CLI passes
+    `moodpo.evaluate.append_training_eval`); without it there is no in-training eval.
     """
 
     def __init__(self, config: TrainConfig, *, objectives=None, callbacks: Sequence[Callable[[dict], None]] = (),
-                 should_stop: Callable[[], bool] | None = None, show_progress: bool = True):
+                 should_stop: Callable[[], bool] | None = None, show_progress: bool = True,
+                 evaluate: Callable[[Trainer], object] | None = None):
         from accelerate import Accelerator
         from accelerate.utils import ProjectConfiguration
 
@@ -178,13 +171,14 @@ class Trainer:
         self.config = config
         self.callbacks = list(callbacks)
         self.should_stop = should_stop or (lambda: False)
+        self.evaluate = evaluate
         self.show_progress = show_progress
         self.run_dir = Path(config.output_dir)
         _check_tracker(config.report_to)
         # Trackers log where TRL's do: TensorBoard under <output_dir>/runs.
         self.accelerator = acc = Accelerator(
             cpu=not torch.cuda.is_available(), log_with=None if config.report_to == "none" else config.report_to,
-            project_config=ProjectConfiguration(project_dir=str(self.run_dir), logging_dir=str(self.run_dir / "runs")))
+            project_config=ProjectConfiguration(project_dir=str(self.run_dir), logging_dir=str(self.run_dir / TRACKER_DIR)))
 
         # Everything that can fail on user input is checked before the run folder is touched.
         self._check_run_dir()
@@ -256,9 +250,10 @@ class Trainer:
             torch.manual_seed(config.seed * 1000 + acc.process_index)
         if acc.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            config.save(self.run_dir / "config.yaml")
-            (self.run_dir / STOP_FILE).unlink(missing_ok=True)
-            self._truncate_metrics(self.step)
+            config.save(self.run_dir / CONFIG_FILE)
+            clear_stop(self.run_dir)
+            # On resume, the metric lines written after the checkpoint go: those steps are re-run.
+            rewrite_jsonl_before(self.run_dir / METRICS_FILE, self.step + 1)
         acc.wait_for_everyone()
         if config.report_to != "none":
             acc.init_trackers(TRACKER_PROJECT, config=_tracker_config(config),
@@ -335,14 +330,6 @@ class Trainer:
             k = changed[0]
             raise MoodpoError(f"cannot resume {self.run_dir}: {k} is {mine[k]!r} but the run used {saved.get(k)!r}")
 
-    def _truncate_metrics(self, step: int) -> None:
-        """On resume, drop metric lines written after the checkpoint: those steps are re-run."""
-        path = self.run_dir / "metrics.jsonl"
-        if not path.is_file():
-            return
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-        path.write_text("".join(ln + "\n" for ln in lines))
-
     # ----- checkpoints ------------------------------------------------------------------------
 
     def _unwrapped(self):
@@ -351,7 +338,7 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Adapter (or full model), optimizer, scheduler, RNG and data position; written atomically."""
         acc = self.accelerator
-        final = self.run_dir / CHECKPOINT_DIR / f"step-{self.step:06d}"
+        final = checkpoint_dir(self.run_dir, self.step)
         tmp = final.with_name(final.name + ".tmp")
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -362,12 +349,12 @@ class Trainer:
         checksums = acc.gather(torch.tensor([_trainable_checksum(self._unwrapped())], dtype=torch.float64,
                                             device=acc.device)).tolist()
         if acc.is_main_process:
-            self._unwrapped().save_pretrained(tmp / "model")
+            self._unwrapped().save_pretrained(tmp / MODEL_DIR)
             torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
             state = {"step": self.step, "data": self.order.state_dict(), "normalizer": self.normalizer.state_dict(),
                      "num_processes": acc.num_processes, "replica_checksums": checksums}
-            (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
             for old in checkpoints(self.run_dir)[:-self.config.save_total_limit or None]:
@@ -379,14 +366,14 @@ class Trainer:
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
-        state = json.loads((path / "trainer_state.json").read_text())
+        state = read_state(path)
         if state["num_processes"] != self.accelerator.num_processes:
             raise MoodpoError(f"{path} was saved by {state['num_processes']} processes; resume with the same number")
         model = self._unwrapped()
         if self.config.lora:
-            set_peft_model_state_dict(model, load_file(path / "model" / "adapter_model.safetensors"))
+            set_peft_model_state_dict(model, load_file(path / MODEL_DIR / "adapter_model.safetensors"))
         else:
-            model.load_state_dict(load_file(path / "model" / "model.safetensors"), strict=False)
+            model.load_state_dict(load_file(path / MODEL_DIR / "model.safetensors"), strict=False)
         self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
         self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
         self.order.load_state_dict(state["data"])
@@ -397,7 +384,7 @@ class Trainer:
         self.step = state["step"]
 
     def save_final(self) -> Path:
-        target = self.run_dir / FINAL_ADAPTER_DIR
+        target = final_adapter(self.run_dir)
         if self.accelerator.is_main_process:
             tmp = target.with_name(target.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
@@ -613,9 +600,7 @@ class Trainer:
 
     def _log(self, metrics: dict) -> None:
         if self.accelerator.is_main_process:
-            clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(clean) + "\n")
+            append_jsonl(self.run_dir / METRICS_FILE, metrics)
         if self.config.report_to != "none":
             self.accelerator.log({k: v for k, v in metrics.items() if k != "step" and v is not None},
                                  step=metrics["step"])
@@ -623,7 +608,7 @@ class Trainer:
             callback(metrics)
 
     def _stop_requested(self) -> bool:
-        flag = self.should_stop() or (self.run_dir / STOP_FILE).exists()
+        flag = self.should_stop() or stop_requested(self.run_dir)
         return self.accelerator.reduce(torch.tensor([float(flag)], device=self.accelerator.device), "max").item() > 0
 
     def train(self) -> TrainResult:
@@ -655,8 +640,8 @@ class Trainer:
                     self._log(metrics)
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", pairs_s=f"{metrics['pairs_per_second']:.2f}")
-                if c.eval_every and self.step % c.eval_every == 0:
-                    self.evaluate_during_training()
+                if self.evaluate and c.eval_every and self.step % c.eval_every == 0:
+                    self.evaluate(self)
                 if c.save_steps and self.step % c.save_steps == 0:
                     self.save_checkpoint()
                     last_saved = self.step
@@ -671,11 +656,6 @@ class Trainer:
         if status == "finished":
             self.save_final()
         return TrainResult(self.run_dir, self.step, status, history)
-
-    def evaluate_during_training(self) -> None:
-        from moodpo.evaluate import append_training_eval
-
-        append_training_eval(self, self.run_dir / "eval.jsonl")
 
 
 def train(config: TrainConfig, **kwargs) -> TrainResult:

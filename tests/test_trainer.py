@@ -17,7 +17,8 @@ import yaml
 
 from moodpo.cli import main
 from moodpo.config import load_config
-from moodpo.trainer import Trainer, checkpoints
+from moodpo.runs import checkpoints
+from moodpo.trainer import Trainer
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
