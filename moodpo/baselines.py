@@ -105,5 +105,5 @@ def train_soups(config: TrainConfig, out_dir: str | Path | None = None, **traine
     if status == "finished":
         (out / SOUPS_FILE).write_text(json.dumps(meta, indent=1) + "\n")
         for member in members.values():  # their cards now say they are members of this set
-            write_card(member.run_dir)
+            write_card(member.output_dir)
     return {**meta, "status": status}
