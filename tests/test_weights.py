@@ -77,7 +77,7 @@ def test_config_yaml_with_non_finite_weights_or_alpha(tmp_path, yaml_text, match
     (["--weight_mode", "fixed", "--fixed_weights", "1e999", "0"], "weights must be finite"),
 ])
 def test_cli_flags_with_non_finite_values_exit_2_with_one_line(flags, match, tmp_path, capsys):
-    assert main(["train", "--run_dir", str(tmp_path / "run"), *flags]) == 2
+    assert main(["train", "--output_dir", str(tmp_path / "run"), *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert match in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "run").exists()
