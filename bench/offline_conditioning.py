@@ -41,7 +41,8 @@ def main() -> None:
     from moodpo.loss import dpo_loss
     from moodpo.models import add_lora, load_model, load_tokenizer
     from moodpo.objectives import get_objective, score_all
-    from moodpo.sampling import sample_responses, select_pairs, sequence_logps
+    from moodpo.pairs import select_pairs
+    from moodpo.sampling import sample_responses, sequence_logps
 
     torch.manual_seed(0)
     np.random.seed(0)

@@ -26,8 +26,7 @@ from moodpo.cards import write_card
 from moodpo.config import TrainConfig
 from moodpo.errors import MoodpoError
 from moodpo.evaluate import sanitize
-from moodpo.models import is_adapter_dir
-from moodpo.policy import SOUPS_FILE
+from moodpo.runs import SOUPS_FILE, checkpoints, has_final_adapter, read_state
 from moodpo.weights import one_hot
 
 log = logging.getLogger(__name__)
@@ -56,12 +55,10 @@ def member_configs(config: TrainConfig, out_dir: str | Path) -> dict[str, TrainC
 
 def _member_state(config: TrainConfig) -> str:
     """'finished', 'started' (has a checkpoint) or 'new'."""
-    from moodpo.trainer import FINAL_ADAPTER_DIR, checkpoints
-
     run = Path(config.output_dir)
     found = checkpoints(run)
-    if is_adapter_dir(run / FINAL_ADAPTER_DIR) and found:
-        step = json.loads((found[-1] / "trainer_state.json").read_text())["step"]
+    if has_final_adapter(run) and found:
+        step = read_state(found[-1])["step"]
         if step >= config.max_steps:
             return "finished"
     return "started" if found else "new"
@@ -108,5 +105,5 @@ def train_soups(config: TrainConfig, out_dir: str | Path | None = None, **traine
     if status == "finished":
         (out / SOUPS_FILE).write_text(json.dumps(meta, indent=1) + "\n")
         for member in members.values():  # their cards now say they are members of this set
-            write_card(member.run_dir)
+            write_card(member.output_dir)
     return {**meta, "status": status}

@@ -26,8 +26,9 @@ import yaml
 from moodpo.conditioning import build_messages, build_prefix, display_name
 from moodpo.config import FIELDS, TrainConfig, load_run_config
 from moodpo.errors import MoodpoError
-from moodpo.evaluate import EVAL_DIR, SUMMARY_FILE, TABLE_CSV
-from moodpo.models import ADAPTER_FILE, EMBEDDED_MODELS, hub_id
+from moodpo.models import EMBEDDED_MODELS, hub_id
+from moodpo.runs import (ADAPTER_FILE, ADAPTER_STEP_FILE, EVAL_DIR, METRICS_FILE, SOUPS_FILE, SUMMARY_FILE,
+                         TABLE_CSV, final_adapter, is_run, read_jsonl, runs_with_adapter)
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,8 @@ EXAMPLE_PROMPT = "How do I pick a lock?"
 # The settings a reader wants first; the whole config.yaml follows in the card.
 KEY_FIELDS = ("objectives", "prompts", "prompt_split", "weight_mode", "alpha", "fixed_weights", "num_generations",
               "max_new_tokens", "temperature", "loss_type", "beta", "learning_rate", "lr_scheduler_type",
-              "per_device_train_batch_size",
-              "max_steps", "updates_per_step", "replay_steps", "lora_r", "lora_alpha", "lora_target_modules", "seed")
+              "per_device_train_batch_size", "max_steps", "updates_per_step", "replay_steps", "lora_r", "lora_alpha",
+              "lora_target_modules", "seed")
 
 
 def example_weights(k: int) -> list[float]:
@@ -51,19 +52,9 @@ def example_weights(k: int) -> list[float]:
     return [round(r / sum(raw), 2) for r in raw[:-1]] + [round(1 - sum(round(r / sum(raw), 2) for r in raw[:-1]), 2)]
 
 
-def _rows(path: Path) -> list[dict]:
-    rows = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue  # a half-written last line
-    return rows
-
-
 def training_cost(run_dir: Path) -> dict:
     """Steps, pairs and wall time (the sum of each step's time/step) from metrics.jsonl."""
-    rows = _rows(Path(run_dir) / "metrics.jsonl")
+    rows = read_jsonl(Path(run_dir) / METRICS_FILE)
     seconds = sum(r.get("time/step", 0.0) for r in rows)
     return {"steps": max((r["step"] for r in rows), default=0), "logged_steps": len(rows),
             "pairs": int(sum(r.get("pairs", 0) for r in rows)), "wall_seconds": seconds}
@@ -71,8 +62,6 @@ def training_cost(run_dir: Path) -> dict:
 
 def soups_membership(run_dir: Path) -> dict | None:
     """The soups.json of the Rewarded Soups set this run is a member of, or None."""
-    from moodpo.policy import SOUPS_FILE
-
     path = Path(run_dir).parent / SOUPS_FILE
     if not path.is_file():
         return None
@@ -304,8 +293,8 @@ def model_card(run_dir: str | Path) -> str:
     """The README.md text for the adapter of one run folder (config.yaml and adapter/ inside)."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir, {"resume": False, "overwrite": False})
-    adapter = adapter_dir(run_dir)
-    step_file = adapter / "step.json"
+    adapter = final_adapter(run_dir)
+    step_file = adapter / ADAPTER_STEP_FILE
     step = json.loads(step_file.read_text())["step"] if step_file.is_file() else None
     membership = soups_membership(run_dir)
     eval_dir = (run_dir.parent if membership else run_dir) / EVAL_DIR
@@ -335,12 +324,6 @@ def model_card(run_dir: str | Path) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
-def adapter_dir(run_dir: str | Path) -> Path:
-    from moodpo.trainer import FINAL_ADAPTER_DIR
-
-    return Path(run_dir) / FINAL_ADAPTER_DIR
-
-
 def set_base_model(adapter: Path, base: str) -> None:
     """Point adapter_config.json's base_model_name_or_path at `base` (peft wrote the local folder it loaded)."""
     path = adapter / ADAPTER_FILE
@@ -353,8 +336,8 @@ def set_base_model(adapter: Path, base: str) -> None:
 def write_card(run_dir: str | Path) -> Path:
     """Write <run>/adapter/README.md and set the adapter's base model to its hub id; returns the card's path."""
     run_dir = Path(run_dir)
-    adapter = adapter_dir(run_dir)
-    if not (run_dir / "config.yaml").is_file() or not adapter.is_dir():
+    adapter = final_adapter(run_dir)
+    if not is_run(run_dir) or not adapter.is_dir():
         raise MoodpoError(f"{run_dir} is not a run folder with a saved adapter (config.yaml and adapter/)")
     text = model_card(run_dir)
     base = hub_id(load_run_config(run_dir, {"resume": False, "overwrite": False}).model_name_or_path)
@@ -365,19 +348,6 @@ def write_card(run_dir: str | Path) -> Path:
     return path
 
 
-def find_runs(path: str | Path) -> list[Path]:
-    """The run folders with a saved adapter at or under `path` (a run, a soups set, runs/shipped, ...)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise MoodpoError(f"{path} is not a folder; give a run folder, a soups set or a folder holding runs")
-    found = sorted({p.parent.parent for p in path.glob("**/adapter/config.json")} |
-                   {p.parent.parent for p in path.glob(f"**/adapter/{ADAPTER_FILE}")})
-    runs = [r for r in found if (r / "config.yaml").is_file()]
-    if not runs:
-        raise MoodpoError(f"no run with a saved adapter (config.yaml and adapter/) under {path}")
-    return runs
-
-
 def write_cards(path: str | Path) -> list[Path]:
     """write_card for every run with a saved adapter at or under `path`."""
-    return [write_card(run) for run in find_runs(path)]
+    return [write_card(run) for run in runs_with_adapter(path)]

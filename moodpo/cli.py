@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from moodpo.cli_args import add_config_fields, overrides
 from moodpo.errors import MoodpoError
 
 EXIT_USAGE = 2
@@ -25,37 +26,13 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _add_config_fields(parser: argparse.ArgumentParser) -> None:
-    """One `--field` option per TrainConfig field, with the field's help; values are coerced later.
-
-    The names from before the rename to TRL's are hidden options, so that using one gets the
-    config's one-line error naming the new name rather than argparse's "unrecognized arguments".
-    """
-    from moodpo.config import FIELDS, RENAMED, field_kind
-
-    group = parser.add_argument_group("config fields (override the YAML file)")
-    for name, f in FIELDS.items():
-        scalar, is_list, _ = field_kind(name)
-        kwargs = dict(default=argparse.SUPPRESS, help=f.metadata.get("help", ""), metavar=name.upper())
-        if is_list:
-            kwargs["nargs"] = "+"
-        elif scalar is bool:
-            kwargs.update(nargs="?", const="true", metavar="BOOL")
-        group.add_argument(f"--{name}", **kwargs)
-    for old in RENAMED:
-        group.add_argument(f"--{old}", default=argparse.SUPPRESS, nargs="*", help=argparse.SUPPRESS)
-
-
-def _overrides(args: argparse.Namespace, skip: Sequence[str] = ("command", "config", "func")) -> dict:
-    return {k: v for k, v in vars(args).items() if k not in skip}
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from moodpo.config import load_config
+    from moodpo.evaluate import append_training_eval
     from moodpo.trainer import train
 
-    config = load_config(args.config, _overrides(args))
-    result = train(config)
+    config = load_config(args.config, overrides(args))
+    result = train(config, evaluate=append_training_eval)
     last = result.metrics[-1] if result.metrics else {}
     summary = ", ".join(f"{k}={last[k]:.3f}" for k in ("loss", "rewards/accuracies", "pairs_per_second") if k in last)
     print(f"{result.status} at step {result.step}: {result.run_dir} {summary}")
@@ -87,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a steerable policy with MO-ODPO",
                        description="Train with MO-ODPO. Values come from --config, then --field overrides.")
     p.add_argument("--config", help="YAML file with config fields (see configs/)")
-    _add_config_fields(p)
+    add_config_fields(p)
     p.set_defaults(func=cmd_train)
 
     # The app's flags are defined once, in ui.serve (shared with app.py); they are parsed there.

@@ -29,6 +29,7 @@ import numpy as np
 
 from moodpo.data import SPLITS, tuning_split
 from moodpo.errors import MoodpoError
+from moodpo.runs import CONFIG_FILE, EVAL_DIR, SOUPS_FILE, atomic_write, describe_source, run_of_checkpoint
 from moodpo.weights import EVAL_GRID
 
 log = logging.getLogger(__name__)
@@ -76,14 +77,13 @@ def _load(spec: str, objectives=None):
 
 
 def _default_out(spec: str) -> Path:
-    from moodpo.evaluate import EVAL_DIR, sanitize
-    from moodpo.policy import describe_source
+    from moodpo.evaluate import sanitize
 
     if spec.startswith("base:") or spec == "base":
         return Path("runs") / f"base-{sanitize(Path(spec.partition(':')[2] or 'default').name)}" / EVAL_DIR
     p = Path(spec)
     if describe_source(p) == "checkpoint":
-        return p.parent.parent / f"{EVAL_DIR}-{p.name}"
+        return run_of_checkpoint(p) / f"{EVAL_DIR}-{p.name}"
     return p / EVAL_DIR
 
 
@@ -92,7 +92,6 @@ def _run_prompt_source(spec: str) -> str:
     import json
 
     from moodpo.config import read_yaml
-    from moodpo.policy import SOUPS_FILE, describe_source
 
     p = Path(spec)
     if spec.startswith("base:") or spec == "base" or not p.exists():
@@ -102,10 +101,10 @@ def _run_prompt_source(spec: str) -> str:
         meta = json.loads((p / SOUPS_FILE).read_text())
         p = p / meta["runs"][meta["objectives"][0]]
     elif kind == "checkpoint":
-        p = p.parent.parent
+        p = run_of_checkpoint(p)
     elif kind == "adapter":
         p = p.parent
-    config = p / "config.yaml"
+    config = p / CONFIG_FILE
     return str(read_yaml(config).get("prompts", "builtin")) if config.is_file() else "builtin"
 
 
@@ -191,17 +190,18 @@ def cmd_card(args: argparse.Namespace) -> int:
 
 
 def _config_and_overrides(args, skip=()):
-    from moodpo.cli import _overrides
+    from moodpo.cli_args import overrides
     from moodpo.config import load_config
 
-    return load_config(args.config, _overrides(args, skip=("command", "config", "func", *skip)))
+    return load_config(args.config, overrides(args, skip=skip))
 
 
 def cmd_train_soups(args: argparse.Namespace) -> int:
     from moodpo.baselines import train_soups
+    from moodpo.evaluate import append_training_eval
 
     config = _config_and_overrides(args)
-    meta = train_soups(config)
+    meta = train_soups(config, evaluate=append_training_eval)
     runs = ", ".join(f"{o} -> {d}" for o, d in meta["runs"].items())
     print(f"soups {meta['status']}: {config.output_dir} ({runs})")
     return 130 if meta["status"] == "interrupted" else 0
@@ -240,6 +240,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from moodpo.evaluate import append_training_eval
     from moodpo.trainer import train
 
     base = _config_and_overrides(args, skip=("alpha", "grid", "limit", "out", "eval_seed", "eval_max_new_tokens",
@@ -260,7 +261,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     split = tuning_split(base.prompts)  # alpha is chosen from these, so not the reported eval prompts
     evals = []
     for a, c in zip(alphas, configs):
-        result = train(c)
+        result = train(c, evaluate=append_training_eval)
         if result.status != "finished":
             print(f"sweep {result.status} during alpha={a:g} at step {result.step}: {c.output_dir}")
             return 130 if result.status == "interrupted" else 1
@@ -306,7 +307,6 @@ def steer_report_html(title: str, prompts, weights, prefixes, responses, scores,
 
 
 def cmd_steer_report(args: argparse.Namespace) -> int:
-    from moodpo.evaluate import _atomic_write
     from moodpo.objectives import get_objective, score_all
     from moodpo.weights import parse_weights
 
@@ -327,7 +327,7 @@ def cmd_steer_report(args: argparse.Namespace) -> int:
                              [policy.prefix(w) for w in weights], responses, scores, [s.name for s in scorers])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out, page)
+    atomic_write(out, page)
     print(f"{len(prompts)} prompts x {len(weights)} weight vectors -> {out}")
     return 0
 
@@ -433,7 +433,7 @@ def _votes(args):
 
 
 def cmd_votes_report(args: argparse.Namespace) -> int:
-    from moodpo.evaluate import _atomic_write, format_table
+    from moodpo.evaluate import format_table
     from moodpo.votestats import TABLE_TITLES, report, report_html
 
     frame, title = _votes(args)
@@ -446,8 +446,8 @@ def cmd_votes_report(args: argparse.Namespace) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         for name, table in tables.items():
-            _atomic_write(out / f"{name}.csv", table.to_csv(index=False))
-        _atomic_write(out / "report.html", report_html(tables, f"Votes report: {title}"))
+            atomic_write(out / f"{name}.csv", table.to_csv(index=False))
+        atomic_write(out / "report.html", report_html(tables, f"Votes report: {title}"))
         print(f"\ntables and report.html -> {out}")
     return 0
 
@@ -555,7 +555,7 @@ def _add_eval_source_args(p: argparse.ArgumentParser, limit_default=None) -> Non
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the non-training commands to the `moodpo` parser."""
-    from moodpo.cli import _add_config_fields
+    from moodpo.cli_args import add_config_fields
 
     p = sub.add_parser("eval", help="sweep a weight grid: Pareto front, steerability, generations",
                        description="Evaluate a run, checkpoint, soups set or base:MODEL on a simplex grid of weights.")
@@ -594,7 +594,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train one adapter per objective (one-hot fixed weights) into --output_dir, "
                                    "then write soups.json there.")
     p.add_argument("--config", help="YAML file with config fields (see configs/)")
-    _add_config_fields(p)
+    add_config_fields(p)
     p.set_defaults(func=cmd_train_soups)
 
     p = sub.add_parser("compare", help="compare evaluated systems: hypervolume, dominance, steerability, win rate",
@@ -613,7 +613,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "the dev prompts of the prompt source (its eval prompts if it has no dev "
                                    "split), then compare them.", conflict_handler="resolve")
     p.add_argument("--config", help="YAML file with config fields (see configs/)")
-    _add_config_fields(p)
+    add_config_fields(p)
     p.add_argument("--alpha", type=float, nargs="+", required=True, help="Dirichlet alphas to sweep")
     p.add_argument("--grid", type=int, default=EVAL_GRID,
                    help=f"points per simplex edge of the eval grid (default {EVAL_GRID}: 0, 0.1, ..., 1)")

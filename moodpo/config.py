@@ -24,6 +24,7 @@ import yaml
 from moodpo.errors import MoodpoError
 from moodpo.loss import LOSS_TYPES
 from moodpo.models import DEFAULT_MODEL
+from moodpo.runs import CONFIG_FILE
 from moodpo.weights import resolve_alpha, validate_weights
 
 
@@ -34,7 +35,8 @@ RENAMED = {"model": "model_name_or_path", "run_dir": "output_dir", "batch_size":
            "lr_schedule": "lr_scheduler_type"}
 
 
-def _f(default, help: str, **kw):
+def option(default, help: str, **kw):
+    """A dataclass field with its help text (the CLI's --help and the configuration reference read it)."""
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
     return field(default=default, metadata={"help": help, **kw})
@@ -43,85 +45,85 @@ def _f(default, help: str, **kw):
 @dataclass
 class TrainConfig:
     # what to train
-    model_name_or_path: str = _f(DEFAULT_MODEL, "policy: 'smollm2-135m' (embedded, offline), a .gguf file, a local "
+    model_name_or_path: str = option(DEFAULT_MODEL, "policy: 'smollm2-135m' (embedded, offline), a .gguf file, a local "
                                                 "folder or a hub id")
-    objectives: list[str] = _f(["helpfulness", "harmlessness"],
+    objectives: list[str] = option(["helpfulness", "harmlessness"],
                                "objective names: built-ins (helpfulness, harmlessness, conciseness), "
                                "hf:<reward model id or path>, python:module:function")
-    prompts: str = _f("builtin", "prompt source: builtin, hh-rlhf[:path], tldr[:path] or a .jsonl file")
-    prompt_split: str = _f("train", "split of the prompt source to train on")
-    max_prompts: int | None = _f(None, "use at most this many prompts (None: all)")
-    max_prompt_tokens: int = _f(256, "prompts longer than this many tokens are cut")
-    category_repeats: list[str] = _f([], "times each prompt of a category appears per epoch, e.g. borderline=3 "
+    prompts: str = option("builtin", "prompt source: builtin, hh-rlhf[:path], tldr[:path] or a .jsonl file")
+    prompt_split: str = option("train", "split of the prompt source to train on")
+    max_prompts: int | None = option(None, "use at most this many prompts (None: all)")
+    max_prompt_tokens: int = option(256, "prompts longer than this many tokens are cut")
+    category_repeats: list[str] = option([], "times each prompt of a category appears per epoch, e.g. borderline=3 "
                                          "harmful=3 (unnamed categories 1; 0 leaves a category out)")
     # weights and conditioning (the paper's knobs)
-    weight_mode: str = _f("dirichlet", "dirichlet: w ~ Dir(alpha) per prompt; fixed: always fixed_weights")
-    alpha: float | list[float] = _f(1.0, "Dirichlet concentration: a scalar or one value per objective (> 0)")
-    mirror_weights: bool = _f(False, "each step's prompts twice, with w and with w reversed, both picking pairs "
+    weight_mode: str = option("dirichlet", "dirichlet: w ~ Dir(alpha) per prompt; fixed: always fixed_weights")
+    alpha: float | list[float] = option(1.0, "Dirichlet concentration: a scalar or one value per objective (> 0)")
+    mirror_weights: bool = option(False, "each step's prompts twice, with w and with w reversed, both picking pairs "
                                      "from the samples of both, so what ignores the prefix tends to cancel (even "
                                      "per_device_train_batch_size)")
-    fixed_weights: list[float] | None = _f(None, "weights for weight_mode=fixed, e.g. 1 0 for a single-objective run")
-    prefix_template: str = _f("[Begin System Instruction] {weights} [End System Instruction]",
+    fixed_weights: list[float] | None = option(None, "weights for weight_mode=fixed, e.g. 1 0 for a single-objective run")
+    prefix_template: str = option("[Begin System Instruction] {weights} [End System Instruction]",
                               "system message; {weights} is replaced by the weight items")
-    prefix_item: str = _f("{Name}: {weight:.2f}", "one weight item; {Name}, {name} and {weight} are available")
-    normalization: str = _f("running", "per-objective reward normalisation: running (mean/std), fixed or none")
-    norm_mean: list[float] | None = _f(None, "means for normalization=fixed, one per objective")
-    norm_std: list[float] | None = _f(None, "standard deviations for normalization=fixed, one per objective")
+    prefix_item: str = option("{Name}: {weight:.2f}", "one weight item; {Name}, {name} and {weight} are available")
+    normalization: str = option("running", "per-objective reward normalisation: running (mean/std), fixed or none")
+    norm_mean: list[float] | None = option(None, "means for normalization=fixed, one per objective")
+    norm_std: list[float] | None = option(None, "standard deviations for normalization=fixed, one per objective")
     # on-policy sampling
-    num_generations: int = _f(2, "responses sampled per prompt (n >= 2); chosen = best, rejected = worst")
-    max_new_tokens: int = _f(64, "longest response in tokens")
-    min_new_tokens: int = _f(0, "shortest response in tokens (benchmarks force a length with it)")
-    temperature: float = _f(1.0, "sampling temperature")
-    top_p: float = _f(1.0, "nucleus sampling threshold")
-    top_k: int = _f(0, "top-k sampling (0: off)")
-    extra_responses: list[str] = _f([], "category=text: a fixed response added to the candidates of every prompt of "
+    num_generations: int = option(2, "responses sampled per prompt (n >= 2); chosen = best, rejected = worst")
+    max_new_tokens: int = option(64, "longest response in tokens")
+    min_new_tokens: int = option(0, "shortest response in tokens (benchmarks force a length with it)")
+    temperature: float = option(1.0, "sampling temperature")
+    top_p: float = option(1.0, "nucleus sampling threshold")
+    top_k: int = option(0, "top-k sampling (0: off)")
+    extra_responses: list[str] = option([], "category=text: a fixed response added to the candidates of every prompt of "
                                         "that category ('*': any category), scored like the samples; off-policy, it "
                                         "lets a pair hold what the policy never samples, e.g. harmful=I'm sorry, but "
                                         "I can't help with that.")
-    tie_margin: float = _f(0.01, "skip a prompt when its best and worst weighted (normalised) scores differ by less")
+    tie_margin: float = option(0.01, "skip a prompt when its best and worst weighted (normalised) scores differ by less")
     # loss
-    loss_type: str = _f("sigmoid", "sigmoid (DPO) or ipo")
-    beta: float = _f(0.1, "KL strength of the DPO loss")
+    loss_type: str = option("sigmoid", "sigmoid (DPO) or ipo")
+    beta: float = option(0.1, "KL strength of the DPO loss")
     # model update
-    lora: bool = _f(True, "train a LoRA adapter (false: full fine-tuning with a frozen copy as reference)")
-    lora_r: int = _f(16, "LoRA rank")
-    lora_alpha: int = _f(32, "LoRA scaling numerator")
-    lora_dropout: float = _f(0.0, "LoRA dropout")
-    lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "modules that get LoRA")
-    learning_rate: float = _f(2e-4, "peak learning rate")
-    lr_scheduler_type: str = _f("cosine", "constant or cosine, both after a linear warm-up (TRL's constant_with_warmup "
+    lora: bool = option(True, "train a LoRA adapter (false: full fine-tuning with a frozen copy as reference)")
+    lora_r: int = option(16, "LoRA rank")
+    lora_alpha: int = option(32, "LoRA scaling numerator")
+    lora_dropout: float = option(0.0, "LoRA dropout")
+    lora_target_modules: list[str] = option(["q_proj", "k_proj", "v_proj", "o_proj"], "modules that get LoRA")
+    learning_rate: float = option(2e-4, "peak learning rate")
+    lr_scheduler_type: str = option("cosine", "constant or cosine, both after a linear warm-up (TRL's constant_with_warmup "
                                           "and cosine)")
-    warmup_steps: int = _f(5, "linear warm-up steps")
-    weight_decay: float = _f(0.0, "AdamW weight decay")
-    max_grad_norm: float = _f(1.0, "gradient clipping norm")
-    updates_per_step: int = _f(1, "optimizer updates a step: the first on the step's new pairs, the others on "
+    warmup_steps: int = option(5, "linear warm-up steps")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    max_grad_norm: float = option(1.0, "gradient clipping norm")
+    updates_per_step: int = option(1, "optimizer updates a step: the first on the step's new pairs, the others on "
                                    "pairs drawn again from the replay (semi-online DPO)")
-    replay_steps: int = _f(0, "the replay: the pairs of the last N steps, one step's pairs an update "
+    replay_steps: int = option(0, "the replay: the pairs of the last N steps, one step's pairs an update "
                                "(0: the current step's only); not saved in checkpoints")
-    per_device_train_batch_size: int = _f(8, "prompts per micro-batch per process")
-    gradient_accumulation_steps: int = _f(1, "micro-batches whose gradients add up to one optimizer update: a step "
+    per_device_train_batch_size: int = option(8, "prompts per micro-batch per process")
+    gradient_accumulation_steps: int = option(1, "micro-batches whose gradients add up to one optimizer update: a step "
                                              "takes per_device_train_batch_size x this many prompts per process")
-    max_steps: int = _f(100, "optimizer steps")
-    precision: str = _f("auto", "auto (bf16 autocast where the hardware has bf16), bf16 or fp32")
-    fast_path: bool = _f(True, "Llama models: sample and score the reference with moodpo.fastgen, and keep the "
+    max_steps: int = option(100, "optimizer steps")
+    precision: str = option("auto", "auto (bf16 autocast where the hardware has bf16), bf16 or fp32")
+    fast_path: bool = option(True, "Llama models: sample and score the reference with moodpo.fastgen, and keep the "
                                "frozen base in the autocast dtype (same computation, faster on CPU); "
                                "false: transformers' generate and autocast casts")
-    seed: int = _f(0, "seed for data order, weights and sampling")
+    seed: int = option(0, "seed for data order, weights and sampling")
     # run folder
-    output_dir: str = _f("runs/default", "the run folder: config.yaml, metrics.jsonl, eval.jsonl, checkpoints and the "
+    output_dir: str = option("runs/default", "the run folder: config.yaml, metrics.jsonl, eval.jsonl, checkpoints and the "
                                           "adapter go there")
-    save_steps: int = _f(50, "checkpoint every N steps (0: only at the end)")
-    save_total_limit: int = _f(2, "how many recent checkpoints to keep")
-    logging_steps: int = _f(1, "write metrics (metrics.jsonl, callbacks, report_to) every N steps")
-    report_to: str = _f("none", "where else the logged metrics go, through accelerate's trackers: none, "
+    save_steps: int = option(50, "checkpoint every N steps (0: only at the end)")
+    save_total_limit: int = option(2, "how many recent checkpoints to keep")
+    logging_steps: int = option(1, "write metrics (metrics.jsonl, callbacks, report_to) every N steps")
+    report_to: str = option("none", "where else the logged metrics go, through accelerate's trackers: none, "
                                 "tensorboard (under <output_dir>/runs), wandb or trackio")
-    eval_every: int = _f(0, "evaluate a small weight grid every N steps into <output_dir>/eval.jsonl, the live "
+    eval_every: int = option(0, "evaluate a small weight grid every N steps into <output_dir>/eval.jsonl, the live "
                             "front of the app's Train and Pareto tabs (0: off)")
-    eval_grid: int = _f(3, "points per simplex edge for the in-training eval; small because it runs every "
+    eval_grid: int = option(3, "points per simplex edge for the in-training eval; small because it runs every "
                            "eval_every steps (`moodpo eval` defaults to 11)")
-    eval_prompts: int = _f(8, "held-out prompts for the in-training eval (from the dev split, else the eval split)")
-    resume: bool = _f(False, "continue the run in output_dir from its last checkpoint")
-    overwrite: bool = _f(False, "delete an existing output_dir first")
+    eval_prompts: int = option(8, "held-out prompts for the in-training eval (from the dev split, else the eval split)")
+    resume: bool = option(False, "continue the run in output_dir from its last checkpoint")
+    overwrite: bool = option(False, "delete an existing output_dir first")
 
     def __post_init__(self):
         def bad(msg):
@@ -321,7 +323,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 def load_run_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The config.yaml a run saved, as a TrainConfig. Runs saved before the rename to TRL's names
     hold the old names: here, and only here, those are read as the new ones."""
-    path = Path(run_dir) / "config.yaml"
+    path = Path(run_dir) / CONFIG_FILE
     values = read_yaml(path)
     for old, new in RENAMED.items():
         if old in values:

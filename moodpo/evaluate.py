@@ -63,9 +63,7 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -82,12 +80,11 @@ from moodpo.errors import MoodpoError
 from moodpo.pareto import (adherence_spread, bootstrap_ci, front_dominance, hypervolume, interior_share,
                            length_controlled, paired_bootstrap, reference_point, steerability)
 from moodpo.policy import GenerationSettings, Policy
+from moodpo.runs import (EVAL_DIR, EVAL_LOG, FRONT_FILE, GENERATIONS_FILE, SUMMARY_FILE, TABLE_CSV, TABLE_JSONL,
+                         atomic_write, jsonable, jsonl_text, rewrite_jsonl_before)
 
 log = logging.getLogger(__name__)
 
-EVAL_DIR = "eval"
-TABLE_JSONL, TABLE_CSV = "eval.jsonl", "eval.csv"
-GENERATIONS_FILE, SUMMARY_FILE, FRONT_FILE = "generations.jsonl", "summary.json", "front.html"
 DEFAULT_BATCH_SIZE = 64
 
 
@@ -189,7 +186,7 @@ class EvalResult:
         lc_ref = reference_point(points, lc)
         slopes = {o: _length_slope(self.sample_scores[..., k].ravel(), self.sample_lengths.ravel())
                   for k, o in enumerate(objs)}
-        return _jsonable({
+        return jsonable({
             "system": self.system, "objectives": objs, "num_weights": len(self.weights),
             "num_prompts": len(self.prompts), **self.meta,
             "hypervolume": {"value": hypervolume(points, ref), "reference_point": ref, "reference": ref_source},
@@ -224,21 +221,6 @@ def _length_slope(scores: np.ndarray, lengths: np.ndarray) -> float:
     xc = lengths - lengths.mean()
     denom = (xc ** 2).sum()
     return float((xc * (scores - scores.mean())).sum() / denom) if denom > 0 else 0.0
-
-
-def _jsonable(value):
-    """numpy -> Python, NaN/inf -> None, recursively, so json.dumps writes strict JSON."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def batch_seed(seed: int, index: int) -> int:
@@ -376,21 +358,6 @@ def length_controlled_points(results: Sequence[EvalResult]) -> list[np.ndarray]:
     return out
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _jsonl(rows: Sequence[dict]) -> str:
-    return "".join(json.dumps(_jsonable(r), ensure_ascii=False) + "\n" for r in rows)
-
-
 def _table_records(table: pd.DataFrame) -> list[dict]:
     return [{k: (None if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in row.items()}
             for row in table.to_dict(orient="records")]
@@ -415,10 +382,10 @@ def write_eval(result: EvalResult, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = result.table()
-    _atomic_write(out / TABLE_CSV, table.to_csv(index=False))
-    _atomic_write(out / TABLE_JSONL, _jsonl(_table_records(table)))
-    _atomic_write(out / GENERATIONS_FILE, _jsonl(result.generations()))
-    _atomic_write(out / SUMMARY_FILE, json.dumps(result.summary(), indent=1, ensure_ascii=False) + "\n")
+    atomic_write(out / TABLE_CSV, table.to_csv(index=False))
+    atomic_write(out / TABLE_JSONL, jsonl_text(_table_records(table)))
+    atomic_write(out / GENERATIONS_FILE, jsonl_text(result.generations()))
+    atomic_write(out / SUMMARY_FILE, json.dumps(result.summary(), indent=1, ensure_ascii=False) + "\n")
     fig = front_figure(table, title=f"{result.system}: mean score per weight ({len(result.prompts)} prompts)")
     if fig is not None:
         write_html(fig, out / FRONT_FILE)
@@ -604,7 +571,7 @@ def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None =
     details = {"objectives": objectives, "reference_point": ref, "reference": ref_source,
                "length_controlled_reference_point": lc_ref,
                "paired": {"prompts": p_n, "weights": g_n, "n_boot": n_boot, "seed": seed}}
-    return pd.DataFrame(rows), _jsonable(details)
+    return pd.DataFrame(rows), jsonable(details)
 
 
 def _check_versions(results: Sequence[EvalResult]) -> None:
@@ -650,8 +617,8 @@ def write_compare(results: Sequence[EvalResult], out_dir: str | Path, names: Seq
     table, details = compare_results(results, names, ref=ref)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "compare.csv", table.to_csv(index=False))
-    _atomic_write(out / "compare.json", json.dumps({**details, "systems": _table_records(table)}, indent=1,
+    atomic_write(out / "compare.csv", table.to_csv(index=False))
+    atomic_write(out / "compare.json", json.dumps({**details, "systems": _table_records(table)}, indent=1,
                                                    ensure_ascii=False) + "\n")
     fronts = []
     for r, name in zip(results, table["system"]):
@@ -681,8 +648,9 @@ def _held_out(source: str, limit: int, seed: int) -> tuple[Prompt, ...]:
     return tuple(load_prompts(source, tuning_split(source), limit=limit, seed=seed))
 
 
-def append_training_eval(trainer, path: str | Path) -> list[dict]:
-    """Evaluate the trainer's current policy on a small grid and append its rows to `path`.
+def append_training_eval(trainer, path: str | Path | None = None) -> list[dict]:
+    """Evaluate the trainer's current policy on a small grid and append its rows to `path`
+    (default: the run's eval.jsonl). The CLI gives this to the Trainer as its `evaluate` callback.
 
     Grid: `config.eval_grid` points per simplex edge; prompts: the first `config.eval_prompts`
     of the "dev" split of the training source, or of its "eval" split where it has no dev split
@@ -723,11 +691,6 @@ def append_training_eval(trainer, path: str | Path) -> list[dict]:
             if cuda_rng is not None:
                 torch.cuda.set_rng_state_all(cuda_rng)
         rows = _table_records(result.table(n_boot=200))
-        path = Path(path)
-        kept = []
-        if path.is_file():
-            kept = [ln + "\n" for ln in path.read_text().splitlines()
-                    if ln.strip() and (json.loads(ln).get("step") or 0) < trainer.step]
-        _atomic_write(path, "".join(kept) + _jsonl(rows))
+        rewrite_jsonl_before(Path(path) if path else Path(c.output_dir) / EVAL_LOG, trainer.step, rows)
     acc.wait_for_everyone()
     return rows

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from moodpo.errors import MoodpoError
+from moodpo.runs import ADAPTER_FILE, is_adapter_dir
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,6 @@ EMBEDDED_MODELS = {
 # Where an embedded model's package is not installed (e.g. a Space that installs requirements.txt
 # only), the same model comes from the hub. Adapter cards and configs name the hub id.
 HUB_FALLBACK = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct"}
-ADAPTER_FILE = "adapter_config.json"
 
 
 def cache_dir() -> Path:
@@ -231,10 +231,6 @@ def cast_frozen_linears(model, dtype: torch.dtype) -> int:
             module.weight.data = module.weight.data.to(dtype)
             cast += 1
     return cast
-
-
-def is_adapter_dir(path: str | Path) -> bool:
-    return (Path(path) / ADAPTER_FILE).is_file()
 
 
 def load_adapter(model, path: str | Path, *, adapter_name: str = "default", trainable: bool = False):

@@ -27,11 +27,11 @@ import torch
 from moodpo.conditioning import build_prefix
 from moodpo.config import TrainConfig, load_run_config
 from moodpo.errors import MoodpoError
-from moodpo.models import DEFAULT_MODEL, autocast_dtype, is_adapter_dir, load_adapter, load_model, load_tokenizer
+from moodpo.models import DEFAULT_MODEL, autocast_dtype, load_adapter, load_model, load_tokenizer
+from moodpo.runs import MODEL_DIR, SOUPS_FILE, describe_source, is_run, latest_adapter, read_state, run_of_checkpoint
 from moodpo.sampling import eos_token_ids, generation_config, sample_responses
 from moodpo.weights import WEIGHT_STEP, validate_weights
 
-SOUPS_FILE = "soups.json"
 DEFAULT_OBJECTIVES = ("helpfulness", "harmlessness")
 # Mixed Rewarded Soups adapters a policy keeps: a few weight vectors in use at once, not every one ever asked for.
 SOUP_CACHE = 8
@@ -303,36 +303,6 @@ def _run_config(run_dir: Path) -> TrainConfig:
     return load_run_config(run_dir, {"resume": False, "overwrite": False})
 
 
-def _latest_adapter(run_dir: Path) -> tuple[Path, int | None]:
-    from moodpo.trainer import ADAPTER_STEP_FILE, FINAL_ADAPTER_DIR, checkpoints
-
-    found = checkpoints(run_dir)
-    final = run_dir / FINAL_ADAPTER_DIR
-    if is_adapter_dir(final):
-        if (final / ADAPTER_STEP_FILE).is_file():
-            step = json.loads((final / ADAPTER_STEP_FILE).read_text())["step"]
-        else:   # adapters saved before the step was written next to them
-            step = json.loads((found[-1] / "trainer_state.json").read_text())["step"] if found else None
-        return final, step
-    if found:
-        return found[-1] / "model", int(found[-1].name.split("-")[1])
-    raise MoodpoError(f"run {run_dir} has no adapter or checkpoint yet")
-
-
-def describe_source(path: str | Path) -> str:
-    """'run', 'checkpoint', 'soups' or 'base' for a policy spec (no loading)."""
-    p = Path(path)
-    if (p / SOUPS_FILE).is_file():
-        return "soups"
-    if (p / "config.yaml").is_file():
-        return "run"
-    if (p / "trainer_state.json").is_file() and (p / "model").is_dir():
-        return "checkpoint"
-    if is_adapter_dir(p):
-        return "adapter"
-    return "base"
-
-
 def load_policy(spec: str, *, objectives: Sequence[str] | None = None, model: str | None = None,
                 precision: str = "auto") -> Policy:
     """Load a policy from a run folder, a checkpoint, a soups set, or `base:<model>`.
@@ -356,7 +326,7 @@ def load_policy(spec: str, *, objectives: Sequence[str] | None = None, model: st
         net = load_model(base)
         names = []
         for obj in meta["objectives"]:
-            adapter, _ = _latest_adapter(path / meta["runs"][obj])
+            adapter, _ = latest_adapter(path / meta["runs"][obj])
             name = f"soup_{len(names)}"
             net = load_adapter(net, adapter, adapter_name=name)
             names.append(name)
@@ -366,11 +336,11 @@ def load_policy(spec: str, *, objectives: Sequence[str] | None = None, model: st
                       soup_adapters=names, precision=precision)
     if kind == "run":
         run_dir = path
-        adapter, step = _latest_adapter(path)
+        adapter, step = latest_adapter(path)
     elif kind == "checkpoint":
-        run_dir = path.parent.parent
-        adapter, step = path / "model", json.loads((path / "trainer_state.json").read_text())["step"]
-    elif kind == "adapter" and (path.parent / "config.yaml").is_file():
+        run_dir = run_of_checkpoint(path)
+        adapter, step = path / MODEL_DIR, read_state(path)["step"]
+    elif kind == "adapter" and is_run(path.parent):
         run_dir, adapter, step = path.parent, path, None
     else:
         raise MoodpoError(f"{spec} is not a run folder, checkpoint or soups set")

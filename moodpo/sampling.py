@@ -187,17 +187,38 @@ def _shared_prompt_logps(model, prompt_ids, prompt_mask, rows, completion_ids, c
     return completion_logps(logits, completion_ids, completion_mask)
 
 
-def select_pairs(scores: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Chosen = best and rejected = worst sample of each prompt by weighted score.
+def add_extra_responses(rollout: Rollout, extra: dict[str, tuple[str, list[int]]], categories: Sequence[str | None],
+                        num_samples: int, *, pad_token_id: int) -> tuple[Rollout, np.ndarray]:
+    """Append each prompt's fixed response (`extra_responses`) as a row after the B*n samples.
 
-    Args:
-        scores: (B, n) weighted scores, sum_k w_k * r_k, of the n samples of each prompt.
-        margin: prompts whose best-worst gap is below this are ties and are skipped.
-    Returns:
-        chosen (B,), rejected (B,) sample indices in [0, n), keep (B,) bool.
+    extra: category (or "*" for any) -> (text, token ids ending in EOS); categories: (B,), one
+    per prompt. A fixed row carries its prompt's first sample's prompt (its prefix included).
+    Returns the extended rollout and, per prompt, the row of its fixed response, (B,), -1 for none.
     """
-    chosen = scores.argmax(axis=1)
-    rejected = scores.argmin(axis=1)
-    gap = scores.max(axis=1) - scores.min(axis=1)
-    keep = (gap >= margin) & (gap > 0) & np.isfinite(gap)
-    return chosen, rejected, keep
+    rows, found = [], []
+    for i, category in enumerate(categories):
+        response = extra.get(category) or extra.get("*")
+        if response is not None:
+            rows.append(i)
+            found.append(response)
+    extra_rows = np.full(len(categories), -1)
+    if not rows:
+        return rollout, extra_rows
+    extra_rows[rows] = len(rollout.texts) + np.arange(len(rows))
+    width = max(rollout.completion_ids.shape[1], max(len(ids) for _, ids in found))
+    device = rollout.completion_ids.device
+
+    def widen(t: torch.Tensor, value: int) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
+
+    extra_ids = torch.full((len(rows), width), pad_token_id, dtype=rollout.completion_ids.dtype, device=device)
+    extra_mask = torch.zeros((len(rows), width), dtype=rollout.completion_mask.dtype, device=device)
+    for j, (_, ids) in enumerate(found):
+        extra_ids[j, :len(ids)] = torch.as_tensor(ids, device=device)
+        extra_mask[j, :len(ids)] = 1
+    src = torch.as_tensor(rows, dtype=torch.long, device=device) * num_samples
+    return Rollout(torch.cat([rollout.prompt_ids, rollout.prompt_ids[src]]),
+                   torch.cat([rollout.prompt_mask, rollout.prompt_mask[src]]),
+                   torch.cat([widen(rollout.completion_ids, pad_token_id), extra_ids]),
+                   torch.cat([widen(rollout.completion_mask, 0), extra_mask]),
+                   rollout.texts + [text for text, _ in found]), extra_rows

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from moodpo.config import _f, read_yaml
+from moodpo.config import option, read_yaml
 from moodpo.data import SPLITS, Prompt, filter_categories, load_prompts
 from moodpo.errors import MoodpoError
 from moodpo.votes import MAX_INSTRUCTIONS_CHARS, MAX_NAME_CHARS, OVERALL, Study, VoteError, VoteStore
@@ -32,28 +32,28 @@ from moodpo.weights import validate_weights
 
 @dataclass
 class StudyConfig:
-    name: str = _f("demo", f"study name, unique in the data folder (1 to {MAX_NAME_CHARS} characters)")
-    objectives: list[str] = _f(["helpfulness", "harmlessness"],
+    name: str = option("demo", f"study name, unique in the data folder (1 to {MAX_NAME_CHARS} characters)")
+    objectives: list[str] = option(["helpfulness", "harmlessness"],
                                "objectives the systems are steered on and scored with; one question each")
-    overall: bool = _f(True, "also ask which response is better overall")
-    overlap: int = _f(1, "annotators per pair; 2 or more gives inter-annotator agreement")
-    instructions: str = _f("", "what annotators read above each pair (Markdown): who asks, what to weigh, "
+    overall: bool = option(True, "also ask which response is better overall")
+    overlap: int = option(1, "annotators per pair; 2 or more gives inter-annotator agreement")
+    instructions: str = option("", "what annotators read above each pair (Markdown): who asks, what to weigh, "
                                f"when to skip; up to {MAX_INSTRUCTIONS_CHARS:,} characters")
-    reveal_systems: bool = _f(True, "show annotators which systems wrote A and B after each vote; false keeps "
+    reveal_systems: bool = option(True, "show annotators which systems wrote A and B after each vote; false keeps "
                                     "them hidden, so what was revealed cannot sway later votes")
-    prompts: str = _f("builtin", "prompt source: builtin, hh-rlhf[:path], tldr[:path] or a .jsonl file")
-    prompt_split: str = _f("eval", "split of the prompt source (eval: prompts no policy trained on)")
-    num_prompts: int = _f(8, "prompts per comparison (one pair each)")
-    prompt_seed: int = _f(0, "seed of the prompt shuffle that picks the prompts")
-    categories: list[str] | None = _f(None, "only prompts of these categories, e.g. everyday borderline")
-    comparisons: list[dict] = _f([], "list of {a: SYSTEM, b: SYSTEM}, SYSTEM = {policy: SPEC, weights: [...], "
+    prompts: str = option("builtin", "prompt source: builtin, hh-rlhf[:path], tldr[:path] or a .jsonl file")
+    prompt_split: str = option("eval", "split of the prompt source (eval: prompts no policy trained on)")
+    num_prompts: int = option(8, "prompts per comparison (one pair each)")
+    prompt_seed: int = option(0, "seed of the prompt shuffle that picks the prompts")
+    categories: list[str] | None = option(None, "only prompts of these categories, e.g. everyday borderline")
+    comparisons: list[dict] = option([], "list of {a: SYSTEM, b: SYSTEM}, SYSTEM = {policy: SPEC, weights: [...], "
                                      "name: LABEL (optional, default SPEC)}; YAML only")
-    max_new_tokens: int = _f(96, "longest response in tokens")
-    temperature: float = _f(0.7, "sampling temperature")
-    top_p: float = _f(0.95, "nucleus sampling threshold")
-    greedy: bool = _f(False, "greedy decoding instead of sampling")
-    seed: int = _f(0, "generation seed (every policy gets the same draws)")
-    batch_size: int = _f(16, "responses per generate call")
+    max_new_tokens: int = option(96, "longest response in tokens")
+    temperature: float = option(0.7, "sampling temperature")
+    top_p: float = option(0.95, "nucleus sampling threshold")
+    greedy: bool = option(False, "greedy decoding instead of sampling")
+    seed: int = option(0, "generation seed (every policy gets the same draws)")
+    batch_size: int = option(16, "responses per generate call")
 
     def __post_init__(self):
         def bad(msg):

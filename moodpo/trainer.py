@@ -14,10 +14,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
-import json
 import logging
 import math
-import os
 import shutil
 import time
 import warnings
@@ -28,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moodpo.cards import write_card
+from moodpo.checkpoint import load_checkpoint, save_checkpoint, save_final
 from moodpo.conditioning import build_prefix
 from moodpo.config import TrainConfig, load_run_config, parse_category_repeats, parse_extra_responses
 from moodpo.errors import MoodpoError
@@ -36,15 +34,14 @@ from moodpo.fastgen import FastSampler
 from moodpo.fastgen import supports as fastgen_supports
 from moodpo.loss import dpo_loss
 from moodpo.models import add_lora, autocast_dtype, cast_frozen_linears, load_model, load_tokenizer, resolve_model
-from moodpo.sampling import Rollout, eos_token_ids, sample_responses, select_pairs, sequence_logps
+from moodpo.pairs import build_pool, row_prompts, scalarise, select_pairs, weight_dependent
+from moodpo.runs import (CONFIG_FILE, METRICS_FILE, TRACKER_DIR, append_jsonl, checkpoints, clear_stop,
+                         rewrite_jsonl_before, stop_requested)
+from moodpo.sampling import Rollout, add_extra_responses, eos_token_ids, sample_responses, sequence_logps
 from moodpo.weights import WeightSampler
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "checkpoints"
-FINAL_ADAPTER_DIR = "adapter"
-ADAPTER_STEP_FILE = "step.json"
-STOP_FILE = "STOP"
 # The project name that accelerate's trackers log under (a W&B or Trackio project, a TensorBoard folder).
 TRACKER_PROJECT = "moodpo"
 # Fields that may change when a run is resumed; anything else must match the saved config.
@@ -74,16 +71,6 @@ def _check_tracker(report_to: str) -> None:
 def _tracker_config(config: TrainConfig) -> dict:
     """The config as trackers take hyperparameters: scalars and strings only (lists and None as text)."""
     return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in config.to_dict().items()}
-
-
-def weight_dependent(rewards: np.ndarray) -> np.ndarray:
-    """(B,) bool: True where the one-hot weight vectors do not all pick the same (chosen, rejected)
-    pair from a prompt's samples, i.e. where what is preferred depends on the weights.
-
-    rewards: (B, n, K) normalised rewards of the n samples of B prompts on K objectives.
-    """
-    best, worst = rewards.argmax(axis=1), rewards.argmin(axis=1)                  # (B, K)
-    return ((best != best[:, :1]) | (worst != worst[:, :1])).any(axis=1)
 
 
 def repeat_categories(prompts: Sequence, repeats: dict[str, int]) -> list:
@@ -141,23 +128,72 @@ class TrainResult:
     metrics: list[dict] = field(default_factory=list)
 
 
-def checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
-    root = Path(run_dir) / CHECKPOINT_DIR
-    if not root.is_dir():
-        return []
-    done = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / "trainer_state.json").is_file()]
-    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
-
-
-def _trainable_checksum(model) -> float:
-    return float(sum(p.detach().double().sum().item() + p.detach().double().abs().sum().item()
-                     for p in model.parameters() if p.requires_grad))
-
-
 def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> float:
     """Mean of per-pair values over the kept pairs (weights 1 for kept, 0 for skipped)."""
     return ((values * weights).sum() / weights.sum().clamp(min=1)).item()
+
+
+@dataclass
+class Update:
+    """One optimizer update on m pairs: per-pair losses and implicit rewards (m,), the policy
+    log-probs (2m,: chosen, then rejected), the gradient norm, and whether the update reached the
+    weights (False: a non-finite loss or gradient, skipped)."""
+
+    losses: torch.Tensor
+    chosen_rewards: torch.Tensor
+    rejected_rewards: torch.Tensor
+    policy_logps: torch.Tensor
+    grad_norm: float
+    finite: bool
+
+
+def step_metrics(objectives: Sequence[str], *, raw: np.ndarray, rewards: np.ndarray, weights: np.ndarray,
+                 pool: np.ndarray, scores: np.ndarray, chosen: np.ndarray, rejected: np.ndarray, keep: np.ndarray,
+                 num_sampled: int, response_lengths: torch.Tensor, pair_lengths: torch.Tensor, update: Update,
+                 ref_logps: torch.Tensor, pair_weight: torch.Tensor, last_loss: float, extra: bool) -> dict:
+    """One process's metrics of a step, before they are averaged over processes.
+
+    raw, rewards: (rows, K) raw and normalised rewards of every rollout row (the first
+    num_sampled are samples); weights: (B, K); pool: (B, m) rollout rows of each prompt's
+    candidates; scores: (B, m); chosen, rejected, keep: (B,); response_lengths: (num_sampled,);
+    pair_lengths, ref_logps: (2B,), chosen then rejected; update: the step's first, on-policy update.
+    """
+    b, rows = len(pool), np.arange(len(pool))
+    kept = torch.as_tensor(keep)
+    lengths = pair_lengths.float()
+    margins = update.chosen_rewards - update.rejected_rewards
+    nan = float("nan")
+    metrics = {
+        "loss": _weighted_mean(update.losses, pair_weight),
+        "loss_last": last_loss,
+        "rewards/chosen": update.chosen_rewards[kept].mean().item() if keep.any() else nan,
+        "rewards/rejected": update.rejected_rewards[kept].mean().item() if keep.any() else nan,
+        "rewards/margins": margins[kept].mean().item() if keep.any() else nan,
+        "rewards/accuracies": (margins[kept] > 0).float().mean().item() if keep.any() else nan,
+        "logps/chosen": update.policy_logps[:b].mean().item(),
+        "logps/rejected": update.policy_logps[b:].mean().item(),
+        # k1 estimate of KL(policy || ref) per sequence on on-policy samples (with mirror_weights,
+        # some responses were sampled under the other copy's prefix).
+        "objective/kl": (update.policy_logps - ref_logps).mean().item(),
+        "objective/score_gap": float((scores.max(1) - scores.min(1)).mean()),
+        # Share of prompts whose pair depends on the weights: the only ones that teach steering.
+        "pairs/weight_dependent": float(weight_dependent(rewards[pool]).mean()),
+        "response/length": response_lengths.float().mean().item(),
+        "response/length_chosen": lengths[:b].mean().item(),
+        "response/length_rejected": lengths[b:].mean().item(),
+    }
+    if extra:
+        # Share of the kept pairs whose chosen (rejected) response is a fixed one, not a sample.
+        for side, picked in (("chosen", chosen), ("rejected", rejected)):
+            metrics[f"pairs/extra_{side}"] = float((pool[rows, picked][keep] >= num_sampled).mean()) if keep.any() else 0.0
+    for k, name in enumerate(objectives):
+        candidates = raw[:, k][pool]                                                 # (B, m)
+        metrics[f"objectives/{name}/mean"] = float(raw[:num_sampled, k].mean())
+        metrics[f"objectives/{name}/chosen"] = float(candidates[rows, chosen].mean())
+        metrics[f"objectives/{name}/rejected"] = float(candidates[rows, rejected].mean())
+        metrics[f"weights/{name}/mean"] = float(weights[:, k].mean())
+        metrics[f"weights/{name}/std"] = float(weights[:, k].std())
+    return metrics
 
 
 class Trainer:
@@ -165,35 +201,40 @@ class Trainer:
 
     Callbacks get each step's metrics dict; `should_stop()` is polled between steps (the UI's
     stop button); a `STOP` file in the run folder does the same for a background process.
+    `evaluate(trainer)` runs every `eval_every` steps (the CLI passes
+    `moodpo.evaluate.append_training_eval`); without it there is no in-training eval.
+    `scalarise` and `select_pairs` (`moodpo.pairs`) turn each prompt's candidates' rewards into
+    its pair; a recipe passes its own.
     """
 
     def __init__(self, config: TrainConfig, *, objectives=None, callbacks: Sequence[Callable[[dict], None]] = (),
-                 should_stop: Callable[[], bool] | None = None, show_progress: bool = True):
+                 should_stop: Callable[[], bool] | None = None, show_progress: bool = True,
+                 evaluate: Callable[[Trainer], object] | None = None, scalarise: Callable = scalarise,
+                 select_pairs: Callable = select_pairs):
         from accelerate import Accelerator
         from accelerate.utils import ProjectConfiguration
 
-        from moodpo.data import load_prompts
         from moodpo.objectives import RewardNormalizer, get_objective
 
         self.config = config
         self.callbacks = list(callbacks)
         self.should_stop = should_stop or (lambda: False)
+        self.evaluate = evaluate
+        self.scalarise, self.select_pairs = scalarise, select_pairs
         self.show_progress = show_progress
         self.run_dir = Path(config.output_dir)
         _check_tracker(config.report_to)
         # Trackers log where TRL's do: TensorBoard under <output_dir>/runs.
         self.accelerator = acc = Accelerator(
             cpu=not torch.cuda.is_available(), log_with=None if config.report_to == "none" else config.report_to,
-            project_config=ProjectConfiguration(project_dir=str(self.run_dir), logging_dir=str(self.run_dir / "runs")))
+            project_config=ProjectConfiguration(project_dir=str(self.run_dir),
+                                                logging_dir=str(self.run_dir / TRACKER_DIR)))
 
         # Everything that can fail on user input is checked before the run folder is touched.
         self._check_run_dir()
         resolve_model(config.model_name_or_path)
         self.objectives = objectives or [get_objective(name) for name in config.objectives]
-        self.prompts = load_prompts(config.prompts, config.prompt_split, limit=config.max_prompts, seed=config.seed)
-        if not self.prompts:
-            raise MoodpoError(f"prompt source {config.prompts!r} ({config.prompt_split}) holds no prompts")
-        self.prompts = repeat_categories(self.prompts, parse_category_repeats(config.category_repeats))
+        self.prompts = self._load_prompts()
         self.resume_from = None
         if config.resume:
             found = checkpoints(self.run_dir)
@@ -204,43 +245,11 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         self.tokenizer = load_tokenizer(config.model_name_or_path)
-        with acc.main_process_first():  # the first load may convert a GGUF file into the cache
-            model = load_model(config.model_name_or_path)
-        if config.fast_path and acc.device.type == "cpu":
-            # On CPU the flash-attention backward is the slowest op of the policy pass (1.0 of 4.6 s
-            # on the default config); the eager attention's matmuls and softmax take less.
-            model.set_attn_implementation("eager")
-        self.autocast = autocast_dtype(config.precision)
-        if config.lora:
-            model = add_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
-                             target_modules=config.lora_target_modules)
-            if config.fast_path and self.autocast is not None:
-                cast_frozen_linears(model, self.autocast)
-            self.ref_model = None
-        else:
-            self.ref_model = copy.deepcopy(model).requires_grad_(False).eval().to(acc.device)
-        model.train()
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-        # The scheduler is stepped by hand, once per optimizer step: accelerate's prepared
-        # scheduler would step once per process.
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
-            s, warmup_steps=config.warmup_steps, max_steps=config.max_steps, schedule=config.lr_scheduler_type))
-        self.model, self.optimizer = acc.prepare(model, optimizer)
-        self.params = params
-        # Fast path: the sampler holds a merged snapshot of the policy, refreshed after every
-        # update; the reference never changes, so its snapshot is taken once.
-        self.sampler = self.ref_sampler = None
-        # DDP cannot take two forward calls for one backward, so only one process shares prompts.
-        self.share_prompts = config.fast_path and acc.num_processes == 1
-        if config.fast_path and fastgen_supports(model):
-            dtype = self.autocast or torch.float32
-            self.sampler = FastSampler(self._unwrapped(), dtype=dtype)
-            self.ref_sampler = FastSampler(self.ref_model or self._unwrapped(), dtype=dtype, adapters=False)
-
+        self._build_model()
         self.extra_responses = self._encode_extra_responses()
         self.weights = WeightSampler(config.num_objectives, mode=config.weight_mode, alpha=config.alpha,
-                                     fixed=config.fixed_weights, seed=config.seed * 1000 + acc.process_index)
+                                     fixed=config.fixed_weights, seed=config.seed * 1000 + acc.process_index,
+                                     mirror=config.mirror_weights)
         self.normalizer = RewardNormalizer(num_objectives=config.num_objectives, mode=config.normalization,
                                            mean=config.norm_mean, std=config.norm_std)
         self.order = PromptOrder(len(self.prompts), config.seed)
@@ -256,13 +265,60 @@ class Trainer:
             torch.manual_seed(config.seed * 1000 + acc.process_index)
         if acc.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            config.save(self.run_dir / "config.yaml")
-            (self.run_dir / STOP_FILE).unlink(missing_ok=True)
-            self._truncate_metrics(self.step)
+            config.save(self.run_dir / CONFIG_FILE)
+            clear_stop(self.run_dir)
+            # On resume, the metric lines written after the checkpoint go: those steps are re-run.
+            rewrite_jsonl_before(self.run_dir / METRICS_FILE, self.step + 1)
         acc.wait_for_everyone()
         if config.report_to != "none":
             acc.init_trackers(TRACKER_PROJECT, config=_tracker_config(config),
                               init_kwargs={"wandb": {"name": self.run_dir.name}})
+
+    def _load_prompts(self) -> list:
+        from moodpo.data import load_prompts
+
+        c = self.config
+        prompts = load_prompts(c.prompts, c.prompt_split, limit=c.max_prompts, seed=c.seed)
+        if not prompts:
+            raise MoodpoError(f"prompt source {c.prompts!r} ({c.prompt_split}) holds no prompts")
+        return repeat_categories(prompts, parse_category_repeats(c.category_repeats))
+
+    def _build_model(self) -> None:
+        """The policy (LoRA on the base, or all of it), its reference, optimizer, schedule and samplers."""
+        c, acc = self.config, self.accelerator
+        with acc.main_process_first():  # the first load may convert a GGUF file into the cache
+            model = load_model(c.model_name_or_path)
+        if c.fast_path and acc.device.type == "cpu":
+            # On CPU the flash-attention backward is the slowest op of the policy pass (1.0 of 4.6 s
+            # on the default config); the eager attention's matmuls and softmax take less.
+            model.set_attn_implementation("eager")
+        self.autocast = autocast_dtype(c.precision)
+        if c.lora:
+            model = add_lora(model, r=c.lora_r, alpha=c.lora_alpha, dropout=c.lora_dropout,
+                             target_modules=c.lora_target_modules)
+            if c.fast_path and self.autocast is not None:
+                cast_frozen_linears(model, self.autocast)
+            self.ref_model = None
+        else:
+            self.ref_model = copy.deepcopy(model).requires_grad_(False).eval().to(acc.device)
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=c.learning_rate, weight_decay=c.weight_decay)
+        # The scheduler is stepped by hand, once per optimizer step: accelerate's prepared
+        # scheduler would step once per process.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
+            s, warmup_steps=c.warmup_steps, max_steps=c.max_steps, schedule=c.lr_scheduler_type))
+        self.model, self.optimizer = acc.prepare(model, optimizer)
+        self.params = params
+        # Fast path: the sampler holds a merged snapshot of the policy, refreshed after every
+        # update; the reference never changes, so its snapshot is taken once.
+        self.sampler = self.ref_sampler = None
+        # DDP cannot take two forward calls for one backward, so only one process shares prompts.
+        self.share_prompts = c.fast_path and acc.num_processes == 1
+        if c.fast_path and fastgen_supports(model):
+            dtype = self.autocast or torch.float32
+            self.sampler = FastSampler(self._unwrapped(), dtype=dtype)
+            self.ref_sampler = FastSampler(self.ref_model or self._unwrapped(), dtype=dtype, adapters=False)
 
     def _encode_extra_responses(self) -> dict[str, tuple[str, list[int]]]:
         """category -> (text, token ids ending in EOS) for `extra_responses`, checked against max_new_tokens."""
@@ -277,41 +333,6 @@ class Trainer:
                                   f"max_new_tokens {self.config.max_new_tokens}; shorten it or raise max_new_tokens")
             out[category] = (text, ids)
         return out
-
-    def _add_extra_responses(self, rollout: Rollout, categories: Sequence[str | None], n: int
-                             ) -> tuple[Rollout, np.ndarray]:
-        """Append each prompt's fixed response (if its category has one) as a row after the b*n samples.
-
-        Returns the extended rollout and, per prompt, the row of its extra response (-1: none).
-        """
-        rows, ids = [], []
-        for i, category in enumerate(categories):
-            found = self.extra_responses.get(category) or self.extra_responses.get("*")
-            if found is not None:
-                rows.append(i)
-                ids.append(found)
-        extra_row = np.full(len(categories), -1)
-        if not rows:
-            return rollout, extra_row
-        extra_row[rows] = len(rollout.texts) + np.arange(len(rows))
-        width = max(rollout.completion_ids.shape[1], max(len(t) for _, t in ids))
-        pad = self.tokenizer.pad_token_id
-        device = rollout.completion_ids.device
-
-        def widen(t: torch.Tensor, value: int) -> torch.Tensor:
-            return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
-
-        extra_ids = torch.full((len(rows), width), pad, dtype=rollout.completion_ids.dtype, device=device)
-        extra_mask = torch.zeros((len(rows), width), dtype=rollout.completion_mask.dtype, device=device)
-        for j, (_, t) in enumerate(ids):
-            extra_ids[j, :len(t)] = torch.as_tensor(t, device=device)
-            extra_mask[j, :len(t)] = 1
-        src = torch.as_tensor(rows, dtype=torch.long, device=device) * n
-        return Rollout(torch.cat([rollout.prompt_ids, rollout.prompt_ids[src]]),
-                       torch.cat([rollout.prompt_mask, rollout.prompt_mask[src]]),
-                       torch.cat([widen(rollout.completion_ids, pad), extra_ids]),
-                       torch.cat([widen(rollout.completion_mask, 0), extra_mask]),
-                       rollout.texts + [text for text, _ in ids]), extra_row
 
     # ----- run folder -------------------------------------------------------------------------
 
@@ -335,80 +356,28 @@ class Trainer:
             k = changed[0]
             raise MoodpoError(f"cannot resume {self.run_dir}: {k} is {mine[k]!r} but the run used {saved.get(k)!r}")
 
-    def _truncate_metrics(self, step: int) -> None:
-        """On resume, drop metric lines written after the checkpoint: those steps are re-run."""
-        path = self.run_dir / "metrics.jsonl"
-        if not path.is_file():
-            return
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-        path.write_text("".join(ln + "\n" for ln in lines))
-
-    # ----- checkpoints ------------------------------------------------------------------------
+    # ----- checkpoints (moodpo.checkpoint) ----------------------------------------------------
 
     def _unwrapped(self):
         return self.accelerator.unwrap_model(self.model)
 
     def save_checkpoint(self) -> Path:
         """Adapter (or full model), optimizer, scheduler, RNG and data position; written atomically."""
-        acc = self.accelerator
-        final = self.run_dir / CHECKPOINT_DIR / f"step-{self.step:06d}"
-        tmp = final.with_name(final.name + ".tmp")
-        if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        torch.save({"torch": torch.get_rng_state(), "weights": self.weights.state_dict()},
-                   tmp / f"rng-{acc.process_index}.pt")
-        checksums = acc.gather(torch.tensor([_trainable_checksum(self._unwrapped())], dtype=torch.float64,
-                                            device=acc.device)).tolist()
-        if acc.is_main_process:
-            self._unwrapped().save_pretrained(tmp / "model")
-            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-            torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
-            state = {"step": self.step, "data": self.order.state_dict(), "normalizer": self.normalizer.state_dict(),
-                     "num_processes": acc.num_processes, "replica_checksums": checksums}
-            (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
-            shutil.rmtree(final, ignore_errors=True)
-            tmp.rename(final)
-            for old in checkpoints(self.run_dir)[:-self.config.save_total_limit or None]:
-                shutil.rmtree(old, ignore_errors=True)
-        acc.wait_for_everyone()
-        return final
+        return save_checkpoint(self.run_dir, self.step, accelerator=self.accelerator, model=self._unwrapped(),
+                               optimizer=self.optimizer, scheduler=self.scheduler,
+                               state={"data": self.order.state_dict(), "normalizer": self.normalizer.state_dict()},
+                               rng_state={"weights": self.weights.state_dict()}, keep=self.config.save_total_limit)
 
     def _load_checkpoint(self, path: Path) -> None:
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        state = json.loads((path / "trainer_state.json").read_text())
-        if state["num_processes"] != self.accelerator.num_processes:
-            raise MoodpoError(f"{path} was saved by {state['num_processes']} processes; resume with the same number")
-        model = self._unwrapped()
-        if self.config.lora:
-            set_peft_model_state_dict(model, load_file(path / "model" / "adapter_model.safetensors"))
-        else:
-            model.load_state_dict(load_file(path / "model" / "model.safetensors"), strict=False)
-        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+        state, rng = load_checkpoint(path, accelerator=self.accelerator, model=self._unwrapped(),
+                                     optimizer=self.optimizer, scheduler=self.scheduler, lora=self.config.lora)
         self.order.load_state_dict(state["data"])
         self.normalizer.load_state_dict(state["normalizer"])
-        rng = torch.load(path / f"rng-{self.accelerator.process_index}.pt", weights_only=False)
-        torch.set_rng_state(rng["torch"])
         self.weights.load_state_dict(rng["weights"])
         self.step = state["step"]
 
     def save_final(self) -> Path:
-        target = self.run_dir / FINAL_ADAPTER_DIR
-        if self.accelerator.is_main_process:
-            tmp = target.with_name(target.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            self._unwrapped().save_pretrained(tmp)
-            # The step travels with the adapter: a shipped run carries no checkpoints.
-            (tmp / ADAPTER_STEP_FILE).write_text(json.dumps({"step": self.step}))
-            shutil.rmtree(target, ignore_errors=True)
-            tmp.rename(target)
-            write_card(self.run_dir)
-        self.accelerator.wait_for_everyone()
-        return target
+        return save_final(self.run_dir, self.step, accelerator=self.accelerator, model=self._unwrapped())
 
     # ----- one step ---------------------------------------------------------------------------
 
@@ -423,6 +392,8 @@ class Trainer:
         return self.policy_logps(pairs), self._ref_logps(pairs)
 
     def _ref_logps(self, rollout: Rollout) -> torch.Tensor:
+        """Reference log-probs, (N,): the fast path's frozen snapshot, the full copy without LoRA,
+        else the policy with its adapter disabled."""
         if self.ref_sampler is not None:
             return self.ref_sampler.sequence_logps(rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
                                                    rollout.completion_mask)
@@ -439,13 +410,12 @@ class Trainer:
         return torch.autocast(device_type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None)
 
     def update(self, pairs: Rollout, ref_logps: torch.Tensor, pair_weight: torch.Tensor, num_pairs: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float, bool]:
+               ) -> Update:
         """One optimizer update on m pairs, its gradient summed over `gradient_accumulation_steps` micro-batches.
 
         pairs, ref_logps: 2m rows, the chosen responses first, then the rejected ones in the same
         order; pair_weight: (m,) 1 for a kept pair, 0 for a tie; num_pairs: kept pairs over all
-        processes. Returns per-pair losses, chosen and rejected rewards (m,), policy log-probs (2m,),
-        the gradient norm, and whether the update reached the weights.
+        processes.
         """
         c, acc = self.config, self.accelerator
         m = len(pair_weight)
@@ -478,30 +448,46 @@ class Trainer:
         # A non-finite loss or gradient never reaches the weights: the update is skipped and logged.
         self.optimizer.zero_grad(set_to_none=True)
         losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps = (torch.cat(t) for t in zip(*out))
-        return losses, chosen_rewards, rejected_rewards, torch.cat([chosen_logps, rejected_logps]), grad_norm, finite
+        return Update(losses, chosen_rewards, rejected_rewards, torch.cat([chosen_logps, rejected_logps]),
+                      grad_norm, finite)
+
+    def run_updates(self) -> tuple[Update, float, bool]:
+        """The step's `updates_per_step` updates; returns the first, the last one's loss and whether
+        all reached the weights (the first non-finite one ends the step's updates).
+
+        Semi-online DPO: the first update is on this step's new pairs (the replay's newest), each
+        further one on one past step's pairs from the replay (the current step's included), since
+        generation is most of a CPU step. Then the fast path's snapshot and the schedule move on.
+        """
+        first = None
+        for i in range(self.config.updates_per_step):
+            batch = self.replay[-1] if i == 0 else self.replay[self.replay_rng.integers(len(self.replay))]
+            update = self.update(*batch)
+            first = first or update
+            if not update.finite:
+                break
+        if self.sampler is not None:
+            self.sampler.refresh()
+        with warnings.catch_warnings():  # a skipped step still advances the schedule, on purpose
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+            self.scheduler.step()
+        return first, _weighted_mean(update.losses, batch[2]), update.finite
 
     def train_step(self, prompts: Sequence[str], categories: Sequence[str | None] | None = None) -> dict:
         """One MO-ODPO step on this process's prompts; returns the step's metrics (all processes reduced).
 
         `categories` (one per prompt) select the `extra_responses`; without them only '*' applies.
+        With mirror_weights the prompts are a list repeated twice.
         """
         from moodpo.objectives import score_all
 
         c, acc = self.config, self.accelerator
         b, n = len(prompts), c.num_generations
+        if c.mirror_weights and (b % 2 or list(prompts[:b // 2]) != list(prompts[b // 2:])):
+            raise MoodpoError("mirror_weights needs each step's prompts as a list repeated twice")
         t0 = time.perf_counter()
 
-        if c.mirror_weights:
-            # The second half repeats the first half's prompts with the weights reversed: where the
-            # weights decide a pair, its label flips between the halves, so the part of the
-            # gradient that ignores the prefix tends to cancel (README: it did not make our CPU
-            # runs steer).
-            if b % 2 or list(prompts[:b // 2]) != list(prompts[b // 2:]):
-                raise MoodpoError("mirror_weights needs each step's prompts as a list repeated twice")
-            half = self.weights.sample(b // 2)
-            weights = np.concatenate([half, half[:, ::-1]])
-        else:
-            weights = self.weights.sample(b)                                        # (B, K)
+        weights = self.weights.sample(b)                 # (B, K); with mirror_weights the second half reversed
         prefixes = [build_prefix(c.objectives, w, template=c.prefix_template, item=c.prefix_item) for w in weights]
         rollout = sample_responses(self._unwrapped(), self.tokenizer, prompts, prefixes, num_samples=n,
                                    max_new_tokens=c.max_new_tokens, min_new_tokens=c.min_new_tokens,
@@ -509,100 +495,42 @@ class Trainer:
                                    max_prompt_tokens=c.max_prompt_tokens, autocast=self.autocast,
                                    sampler=self.sampler)
         t_gen = time.perf_counter()
-        sampled = b * n
-        rollout, extra_row = self._add_extra_responses(rollout, categories or [None] * b, n)
-        row_prompts = [p for p in prompts for _ in range(n)] + [prompts[i] for i in np.flatnonzero(extra_row >= 0)]
+        rollout, extra_rows = add_extra_responses(rollout, self.extra_responses, categories or [None] * b, n,
+                                                  pad_token_id=self.tokenizer.pad_token_id)
 
         # Rewards see the prompt without the prefix (the paper's r_k(x, y)). The normaliser learns
         # from the policy's own samples only.
-        raw = score_all(self.objectives, row_prompts, rollout.texts)               # (rows, K)
-        self.normalizer.update(acc.gather(torch.as_tensor(raw[:sampled], device=acc.device)).cpu().numpy())
-        rewards = np.asarray(self.normalizer(raw))                                  # (rows, K)
-        # pool[i, j]: the rollout row of the j-th candidate response for prompt row i.
-        pool = np.arange(sampled).reshape(b, n)
-        if self.extra_responses:
-            # One more candidate per prompt: its fixed response, or (none for its category) its
-            # first sample again, which cannot change the best or the worst.
-            pool = np.concatenate([pool, np.where(extra_row >= 0, extra_row, pool[:, 0])[:, None]], axis=1)
-        if c.mirror_weights:
-            # A prompt's two copies pick their pairs from the same 2n responses; where they pick the
-            # same two in opposite order, only the prefix tells the two pairs apart.
-            pool = np.tile(np.concatenate([pool[:b // 2], pool[b // 2:]], axis=1), (2, 1))    # (B, m)
-        candidates = rewards[pool]                                                   # (B, m, K)
-        scores = (candidates * weights[:, None, :]).sum(axis=-1)                     # (B, m)
-        chosen, rejected, keep = select_pairs(scores, c.tie_margin)
+        raw = score_all(self.objectives, [prompts[i] for i in row_prompts(b, n, extra_rows)], rollout.texts)
+        self.normalizer.update(acc.gather(torch.as_tensor(raw[:b * n], device=acc.device)).cpu().numpy())
+        rewards = np.asarray(self.normalizer(raw))                                        # (rows, K)
+        pool = build_pool(b, n, [extra_rows] if self.extra_responses else [], mirrored=c.mirror_weights)
+        scores = self.scalarise(rewards[pool], weights)                                   # (B, m)
+        chosen, rejected, keep = self.select_pairs(scores, c.tie_margin)                  # (B,) each
         t_score = time.perf_counter()
 
         # Tied prompts still run through the model with weight 0, so every DDP replica does the
         # same forward/backward even when one of them has no pair this step.
         rows = np.arange(b)
-        chosen_rows, rejected_rows = pool[rows, chosen], pool[rows, rejected]
         pairs = rollout.pair(prompt_rows=np.concatenate([rows * n, rows * n]),
-                             completion_rows=np.concatenate([chosen_rows, rejected_rows]))
+                             completion_rows=np.concatenate([pool[rows, chosen], pool[rows, rejected]]))
         pair_weight = torch.as_tensor(keep, dtype=torch.float32, device=acc.device)
         num_pairs = acc.reduce(pair_weight.sum(), "sum")
         ref_logps = self._ref_logps(pairs)
         self.replay.append((pairs, ref_logps, pair_weight, num_pairs))
-        # Semi-online DPO: the first update is on this step's new pairs, each further one on one
-        # past step's pairs from the replay (the current step's included); generation is most of a
-        # CPU step. The metrics describe the first, on-policy update; `loss_last` the last one.
-        first = None
-        for update in range(c.updates_per_step):
-            batch = self.replay[-1] if update == 0 else self.replay[self.replay_rng.integers(len(self.replay))]
-            losses, chosen_rewards, rejected_rewards, policy_logps, grad_norm, finite = self.update(*batch)
-            if first is None:
-                first = (losses, chosen_rewards, rejected_rewards, policy_logps, grad_norm)
-            if not finite:
-                break
-        last_loss = _weighted_mean(losses, batch[2])
-        losses, chosen_rewards, rejected_rewards, policy_logps, grad_norm = first
-        if self.sampler is not None:
-            self.sampler.refresh()
-        with warnings.catch_warnings():  # a skipped step still advances the schedule, on purpose
-            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
-            self.scheduler.step()
+        first, last_loss, finite = self.run_updates()
         t_end = time.perf_counter()
 
-        kept = torch.as_tensor(keep)
-        lengths = pairs.lengths.float()
-        margins = chosen_rewards - rejected_rewards
-        local = {
-            "loss": _weighted_mean(losses, pair_weight),
-            "loss_last": last_loss,
-            "rewards/chosen": chosen_rewards[kept].mean().item() if keep.any() else float("nan"),
-            "rewards/rejected": rejected_rewards[kept].mean().item() if keep.any() else float("nan"),
-            "rewards/margins": margins[kept].mean().item() if keep.any() else float("nan"),
-            "rewards/accuracies": (margins[kept] > 0).float().mean().item() if keep.any() else float("nan"),
-            "logps/chosen": policy_logps[:b].detach().mean().item(),
-            "logps/rejected": policy_logps[b:].detach().mean().item(),
-            # k1 estimate of KL(policy || ref) per sequence on on-policy samples (with mirror_weights,
-            # some responses were sampled under the other copy's prefix).
-            "objective/kl": (policy_logps.detach() - ref_logps).mean().item(),
-            "objective/score_gap": float((scores.max(1) - scores.min(1)).mean()),
-            # Share of prompts whose pair depends on the weights: the only ones that teach steering.
-            "pairs/weight_dependent": float(weight_dependent(candidates).mean()),
-            "response/length": rollout.lengths[:sampled].float().mean().item(),
-            "response/length_chosen": lengths[:b].mean().item(),
-            "response/length_rejected": lengths[b:].mean().item(),
-        }
-        if self.extra_responses:
-            # Share of the kept pairs whose chosen (rejected) response is a fixed one, not a sample.
-            local["pairs/extra_chosen"] = float((chosen_rows[keep] >= sampled).mean()) if keep.any() else 0.0
-            local["pairs/extra_rejected"] = float((rejected_rows[keep] >= sampled).mean()) if keep.any() else 0.0
-        for k, name in enumerate(c.objectives):
-            raw_bnk = raw[:, k][pool]                                                # (B, m)
-            local[f"objectives/{name}/mean"] = float(raw[:sampled, k].mean())
-            local[f"objectives/{name}/chosen"] = float(raw_bnk[np.arange(b), chosen].mean())
-            local[f"objectives/{name}/rejected"] = float(raw_bnk[np.arange(b), rejected].mean())
-            local[f"weights/{name}/mean"] = float(weights[:, k].mean())
-            local[f"weights/{name}/std"] = float(weights[:, k].std())
-        keys = list(local)
-        reduced = acc.reduce(torch.tensor([local[k] for k in keys], dtype=torch.float64, device=acc.device), "mean")
-        metrics = {k: float(v) for k, v in zip(keys, reduced.tolist())}
+        local = step_metrics(c.objectives, raw=raw, rewards=rewards, weights=weights, pool=pool, scores=scores,
+                             chosen=chosen, rejected=rejected, keep=keep, num_sampled=b * n,
+                             response_lengths=rollout.lengths[:b * n], pair_lengths=pairs.lengths, update=first,
+                             ref_logps=ref_logps, pair_weight=pair_weight, last_loss=last_loss,
+                             extra=bool(self.extra_responses))
+        reduced = acc.reduce(torch.tensor(list(local.values()), dtype=torch.float64, device=acc.device), "mean")
+        metrics = dict(zip(local, map(float, reduced.tolist())))
         pairs_total = int(num_pairs.item())
         metrics.update({
             "pairs": pairs_total, "ties": b * acc.num_processes - pairs_total,
-            "skipped_nonfinite": not finite, "grad_norm": grad_norm,
+            "skipped_nonfinite": not finite, "grad_norm": first.grad_norm,
             "lr": self.scheduler.get_last_lr()[0],
             "time/step": t_end - t0, "time/generate": t_gen - t0, "time/score": t_score - t_gen,
             "time/update": t_end - t_score, "pairs_per_second": pairs_total / (t_end - t0),
@@ -613,9 +541,7 @@ class Trainer:
 
     def _log(self, metrics: dict) -> None:
         if self.accelerator.is_main_process:
-            clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(clean) + "\n")
+            append_jsonl(self.run_dir / METRICS_FILE, metrics)
         if self.config.report_to != "none":
             self.accelerator.log({k: v for k, v in metrics.items() if k != "step" and v is not None},
                                  step=metrics["step"])
@@ -623,7 +549,7 @@ class Trainer:
             callback(metrics)
 
     def _stop_requested(self) -> bool:
-        flag = self.should_stop() or (self.run_dir / STOP_FILE).exists()
+        flag = self.should_stop() or stop_requested(self.run_dir)
         return self.accelerator.reduce(torch.tensor([float(flag)], device=self.accelerator.device), "max").item() > 0
 
     def train(self) -> TrainResult:
@@ -655,8 +581,8 @@ class Trainer:
                     self._log(metrics)
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", pairs_s=f"{metrics['pairs_per_second']:.2f}")
-                if c.eval_every and self.step % c.eval_every == 0:
-                    self.evaluate_during_training()
+                if self.evaluate and c.eval_every and self.step % c.eval_every == 0:
+                    self.evaluate(self)
                 if c.save_steps and self.step % c.save_steps == 0:
                     self.save_checkpoint()
                     last_saved = self.step
@@ -671,11 +597,6 @@ class Trainer:
         if status == "finished":
             self.save_final()
         return TrainResult(self.run_dir, self.step, status, history)
-
-    def evaluate_during_training(self) -> None:
-        from moodpo.evaluate import append_training_eval
-
-        append_training_eval(self, self.run_dir / "eval.jsonl")
 
 
 def train(config: TrainConfig, **kwargs) -> TrainResult:

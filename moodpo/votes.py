@@ -57,6 +57,7 @@ import pandas as pd
 
 from moodpo import __version__
 from moodpo.errors import MoodpoError
+from moodpo.runs import atomic_write, jsonl_text
 
 SCHEMA_VERSION = 1
 DB_FILE = "votes.sqlite"
@@ -724,19 +725,15 @@ def _check_frame(frame: pd.DataFrame) -> None:
 
 def export_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     """The votes frame as CSV (weights as JSON lists, scores NaN for "overall")."""
-    from moodpo.evaluate import _atomic_write
-
     _check_frame(frame)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, frame.to_csv(index=False))
+    atomic_write(path, frame.to_csv(index=False))
     return path
 
 
 def export_jsonl(frame: pd.DataFrame, path: str | Path) -> Path:
     """The votes frame as JSON Lines, one object per row, weights as lists and NaN as null."""
-    from moodpo.evaluate import _atomic_write, _jsonl
-
     _check_frame(frame)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -744,7 +741,7 @@ def export_jsonl(frame: pd.DataFrame, path: str | Path) -> Path:
     for r in records:
         for f in ("weights_a", "weights_b"):
             r[f] = json.loads(r[f]) if isinstance(r[f], str) else r[f]
-    _atomic_write(path, _jsonl(records))
+    atomic_write(path, jsonl_text(records))
     return path
 
 

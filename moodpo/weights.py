@@ -73,11 +73,15 @@ class WeightSampler:
 
     mode "dirichlet": w ~ Dir(alpha) (alpha small -> weights near the corners, large -> near the
     centre); "fixed": always `fixed` (e.g. one-hot for a single-objective or Rewarded Soups run).
+    mirror: the second half of each draw is the first half with every vector reversed, for a
+    batch whose second half repeats its first half's prompts (`mirror_weights`): where the
+    weights decide a pair, its label flips between the halves, so the part of the gradient that
+    ignores the prefix tends to cancel.
     The generator is owned here so the draw sequence is part of the resumable trainer state.
     """
 
     def __init__(self, num_objectives: int, *, mode: str = "dirichlet", alpha: float | Sequence[float] = 1.0,
-                 fixed: Sequence[float] | None = None, seed: int = 0):
+                 fixed: Sequence[float] | None = None, seed: int = 0, mirror: bool = False):
         if mode not in ("dirichlet", "fixed"):
             raise MoodpoError(f"weight mode must be 'dirichlet' or 'fixed', got {mode!r}")
         self.num_objectives = num_objectives
@@ -89,10 +93,19 @@ class WeightSampler:
             self.fixed = validate_weights(fixed, num_objectives)
         else:
             self.fixed = None
+        self.mirror = mirror
         self.rng = np.random.default_rng(seed)
 
     def sample(self, n: int) -> np.ndarray:
-        """Return (n, K) float64 weights, rows on the simplex."""
+        """Return (n, K) float64 weights, rows on the simplex; with `mirror`, rows n/2.. reverse rows ..n/2."""
+        if self.mirror:
+            if n % 2:
+                raise MoodpoError(f"mirrored weights come in pairs; asked for {n}")
+            half = self._draw(n // 2)
+            return np.concatenate([half, half[:, ::-1]])
+        return self._draw(n)
+
+    def _draw(self, n: int) -> np.ndarray:
         if self.mode == "fixed":
             return np.tile(self.fixed, (n, 1))
         return self.rng.dirichlet(self.alpha, size=n)

@@ -13,13 +13,14 @@ import torch
 import yaml
 
 from moodpo import models
-from moodpo.cards import KEY_FIELDS, example_weights, find_runs, model_card, write_card
+from moodpo.cards import KEY_FIELDS, example_weights, model_card, write_card
 from moodpo.cli import main
 from moodpo.conditioning import build_prefix
 from moodpo.config import FIELDS, load_config
+from moodpo.runs import runs_with_adapter
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED_RUNS = find_runs(ROOT / "runs" / "shipped") if (ROOT / "runs" / "shipped").is_dir() else []
+SHIPPED_RUNS = runs_with_adapter(ROOT / "runs" / "shipped") if (ROOT / "runs" / "shipped").is_dir() else []
 OBJECTIVES = ["conciseness", "python:toy_objectives:shortness"]
 TINY_TRAIN = ["--max_steps", "1", "--per_device_train_batch_size", "2", "--num_generations", "2", "--max_new_tokens", "6",
               "--warmup_steps", "0", "--save_steps", "0", "--precision", "fp32", "--max_prompts", "8"]
@@ -88,7 +89,7 @@ def test_soups_members_say_so_and_show_the_sets_evaluation(trained, tmp_path):
         (soups / name / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (soups / "soups.json").write_text(json.dumps({"objectives": OBJECTIVES, "base_model": "x",
                                                   "runs": dict(zip(OBJECTIVES, ("first", "second")))}))
-    assert find_runs(soups) == [soups / "first", soups / "second"]
+    assert runs_with_adapter(soups) == [soups / "first", soups / "second"]
     card = model_card(soups / "second")
     assert "# Rewarded Soups member: Shortness" in card and "rewarded-soups" in front_matter(card)["tags"]
     assert build_prefix(OBJECTIVES, [0.0, 1.0]) in card  # its own one-hot prefix

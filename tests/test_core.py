@@ -1,4 +1,4 @@
-"""Unit tests of the pure pieces: loss, weights, prefix, pairs, completion masks, lr schedule."""
+"""Unit tests of the pure pieces: loss, weights, prefix, completion masks, lr schedule (pairs: test_pairs.py)."""
 
 import math
 
@@ -9,7 +9,7 @@ import torch
 from moodpo.conditioning import build_messages, build_prefix, display_name
 from moodpo.errors import MoodpoError
 from moodpo.loss import dpo_loss
-from moodpo.sampling import completion_mask, select_pairs
+from moodpo.sampling import completion_mask
 from moodpo.trainer import PromptOrder, lr_factor
 from moodpo.weights import WeightSampler, grid_size, parse_weights, resolve_alpha, simplex_grid, validate_weights
 
@@ -137,24 +137,6 @@ def test_messages_put_prefix_in_system():
     assert build_messages("hi", None) == [{"role": "user", "content": "hi"}]
 
 
-def test_select_pairs_best_worst_and_ties():
-    scores = np.array([[0.1, 0.9, 0.5], [0.3, 0.3, 0.3], [0.2, 0.205, 0.0], [1.0, -1.0, 0.0]])
-    chosen, rejected, keep = select_pairs(scores, margin=0.1)
-    assert chosen.tolist()[0] == 1 and rejected.tolist()[0] == 0
-    assert chosen[3] == 0 and rejected[3] == 1
-    assert keep.tolist() == [True, False, True, True]
-    _, _, keep_strict = select_pairs(scores, margin=0.5)
-    assert keep_strict.tolist() == [True, False, False, True]
-
-
-def test_weighted_scalarisation_picks_by_weights():
-    rewards = np.array([[[1.0, 0.0], [0.0, 1.0]]])  # one prompt, two samples, two objectives
-    for w, best in (([0.9, 0.1], 0), ([0.1, 0.9], 1)):
-        scores = (rewards * np.array(w)[None, None, :]).sum(-1)
-        chosen, rejected, keep = select_pairs(scores, 0.0)
-        assert chosen[0] == best and rejected[0] == 1 - best and keep[0]
-
-
 def test_completion_mask_stops_after_first_eos():
     ids = torch.tensor([[5, 6, 2, 2, 2], [5, 2, 7, 2, 9], [5, 6, 7, 8, 9]])
     assert completion_mask(ids, [2]).tolist() == [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]]
@@ -195,27 +177,3 @@ def test_category_repeats_oversample_and_leave_out():
         with pytest.raises(MoodpoError, match="category_repeats"):
             TrainConfig(category_repeats=bad)
     assert TrainConfig(category_repeats=[" harmful = 2"]).category_repeats == ["harmful=2"]
-
-
-def test_weight_dependent_pairs():
-    from moodpo.trainer import weight_dependent
-
-    # prompt 0: sample 0 is best and sample 2 worst on both objectives; prompt 1: they disagree.
-    rewards = np.array([[[1.0, 0.9], [0.5, 0.5], [0.0, 0.1]],
-                        [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]])
-    assert weight_dependent(rewards).tolist() == [False, True]
-    # same best, different worst
-    assert weight_dependent(np.array([[[1.0, 1.0], [0.0, 0.5], [0.5, 0.0]]])).tolist() == [True]
-
-
-def test_gguf_conversion_builds_each_parse_once_and_restores_gguf():
-    import gguf
-
-    from moodpo import models
-
-    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
-    arch = next(iter(gguf.MODEL_ARCH_NAMES))
-    with models._gguf_parsed_once():
-        assert gguf.get_tensor_name_map(arch, 2) is gguf.get_tensor_name_map(arch, 2)
-        assert gguf.GGUFReader is not reader
-    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (reader, name_map)

@@ -17,7 +17,8 @@ import yaml
 
 from moodpo.cli import main
 from moodpo.config import load_config
-from moodpo.trainer import Trainer, checkpoints
+from moodpo.runs import checkpoints
+from moodpo.trainer import Trainer
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
@@ -331,14 +332,15 @@ def test_replay_config_errors(tmp_path, overrides, msg):
 
 
 def test_extra_responses_join_each_prompts_candidates_by_category(tiny_model_dir, tmp_path):
-    from moodpo.sampling import sample_responses
+    from moodpo.sampling import add_extra_responses, sample_responses
 
     config = tiny_config(tiny_model_dir, tmp_path / "run", extra_responses=["harmful=ok", "everyday=Sure."])
     trainer = Trainer(config, show_progress=False)
     n = 2
     rollout = sample_responses(trainer._unwrapped(), trainer.tokenizer, ["a", "b", "c"], ["p"] * 3, num_samples=n,
                                max_new_tokens=4)
-    out, extra_row = trainer._add_extra_responses(rollout, ["harmful", "summarize", "everyday"], n)
+    out, extra_row = add_extra_responses(rollout, trainer.extra_responses, ["harmful", "summarize", "everyday"], n,
+                                         pad_token_id=trainer.tokenizer.pad_token_id)
     assert extra_row.tolist() == [6, -1, 7]
     assert out.texts == rollout.texts + ["ok", "Sure."]
     for row, text in ((6, "ok"), (7, "Sure.")):

@@ -10,7 +10,6 @@ with --out) is a source of its own. Names are paths relative to the runs folder.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -24,14 +23,13 @@ from moodpo.errors import MoodpoError
 from moodpo.evaluate import fixed_reference
 from moodpo.pareto import hypervolume
 from moodpo.plots import eval_objectives, pareto_figure
-from moodpo.policy import SOUPS_FILE
+from moodpo.runs import (EVAL_DIR, GENERATIONS_FILE, MAX_DEPTH, TABLE_CSV, TABLE_JSONL, is_run, is_soups,
+                         read_jsonl)
 from moodpo.weights import validate_weights
 from ui.figures import empty_figure
-from ui.policies import MAX_DEPTH, read_run_config, resolve_under
+from ui.policies import read_run_config, resolve_under
 
-EVAL_FOLDER = "eval"
-TABLE_FILES = ("eval.jsonl", "eval.csv")
-GENERATIONS_FILE = "generations.jsonl"
+TABLE_FILES = (TABLE_JSONL, TABLE_CSV)
 
 
 @dataclass(frozen=True)
@@ -43,11 +41,11 @@ class EvalSource:
 
 
 def _is_run(folder: Path) -> bool:
-    return (folder / "config.yaml").is_file() or (folder / SOUPS_FILE).is_file()
+    return is_run(folder) or is_soups(folder)
 
 
 def find_eval(folder: Path, name: str) -> EvalSource | None:
-    candidates = [folder / EVAL_FOLDER, folder] if _is_run(folder) else [folder]
+    candidates = [folder / EVAL_DIR, folder] if _is_run(folder) else [folder]
     for where in candidates:
         for file in TABLE_FILES:
             if (where / file).is_file():
@@ -75,19 +73,6 @@ def list_eval_sources(runs_dir: Path) -> list[str]:
     return sorted(names)
 
 
-def jsonl_rows(path: Path) -> list[dict]:
-    """The JSON objects of a .jsonl file; a half-written last line (a run appending) is skipped."""
-    rows = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
-
-
 def read_table(path: Path) -> pd.DataFrame:
     """An eval table from .jsonl or .csv."""
     if path.suffix == ".csv":
@@ -95,7 +80,7 @@ def read_table(path: Path) -> pd.DataFrame:
             return pd.read_csv(path)
         except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
             raise MoodpoError(f"{path.name} is not a readable CSV table: {e}") from None
-    return pd.DataFrame(jsonl_rows(path))
+    return pd.DataFrame(read_jsonl(path))
 
 
 def _alpha(source: EvalSource, table: pd.DataFrame, runs_dir: Path) -> float | None:
@@ -290,7 +275,7 @@ def point_samples(runs_dir: Path, name: str, system: str, weights: list[float], 
                           "responses there")
     w = validate_weights(weights, len(objectives), normalize=False)
     rows = []
-    for row in jsonl_rows(source.generations):
+    for row in read_jsonl(source.generations):
         # An eval table without a system column is labelled by its folder name (see load_fronts).
         if system != name and str(row.get("system", system)) != system:
             continue

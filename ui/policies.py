@@ -10,8 +10,6 @@ shared by every user; its own lock (Policy.lock) serialises generation.
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,14 +19,12 @@ from pathlib import Path
 import yaml
 
 from moodpo.errors import MoodpoError
-from moodpo.models import is_adapter_dir
-from moodpo.policy import SOUPS_FILE, Policy, load_policy
-from moodpo.trainer import CHECKPOINT_DIR, FINAL_ADAPTER_DIR, checkpoints
+from moodpo.policy import Policy, load_policy
+from moodpo.runs import (CHECKPOINT_DIR, CONFIG_FILE, SOUPS_FILE, checkpoint_step, checkpoints, final_adapter, find_runs,
+                         has_final_adapter, is_checkpoint, is_run, is_soups, read_soups, run_of_checkpoint)
 from ui.settings import MAX_OBJECTIVES, AppConfig
 
 BASE = "base"
-# How deep under the runs folder runs are looked for (runs/sweep/alpha-0.3 is depth 2).
-MAX_DEPTH = 3
 
 
 @dataclass(frozen=True)
@@ -42,50 +38,16 @@ class PolicyChoice:
 def read_run_config(run_dir: Path) -> dict:
     """A run's config.yaml as a plain dict ({} if unreadable): for labels, not for loading."""
     try:
-        data = yaml.safe_load((run_dir / "config.yaml").read_text())
+        data = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def read_soups(soups_dir: Path) -> dict:
-    try:
-        data = json.loads((soups_dir / SOUPS_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def find_runs(runs_dir: Path) -> list[tuple[str, str]]:
-    """(relative path, "run" or "soups") for every run folder and soups set under runs_dir, sorted.
-
-    A folder with config.yaml is a run, one with soups.json a soups set; neither is searched
-    further. Hidden folders are skipped.
-    """
-    root = Path(runs_dir)
-    if not root.is_dir():
-        return []
-    found = []
-    for here, dirs, _ in os.walk(root):
-        path = Path(here)
-        rel = path.relative_to(root)
-        kind = "soups" if (path / SOUPS_FILE).is_file() else "run" if (path / "config.yaml").is_file() else None
-        if kind and rel.parts:
-            found.append((rel.as_posix(), kind))
-            dirs[:] = []
-            continue
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if len(rel.parts) < MAX_DEPTH else []
-    return sorted(found)
 
 
 def _alpha_text(alpha) -> str:
     if isinstance(alpha, list):
         return "α=(" + ", ".join(f"{a:g}" for a in alpha) + ")"
     return f"α={alpha:g}" if isinstance(alpha, (int, float)) else ""
-
-
-def _step(checkpoint: Path) -> int:
-    return int(checkpoint.name.split("-")[1])
 
 
 def list_policies(config: AppConfig) -> list[PolicyChoice]:
@@ -107,15 +69,15 @@ def list_policies(config: AppConfig) -> list[PolicyChoice]:
             continue
         alpha = _alpha_text(run.get("alpha", 1.0))
         found = checkpoints(path)
-        if is_adapter_dir(path / FINAL_ADAPTER_DIR):
-            done = f"final, step {_step(found[-1])}" if found else "final"
+        if has_final_adapter(path):
+            done = f"final, step {checkpoint_step(found[-1])}" if found else "final"
             choices.append(PolicyChoice(rel, f"{rel} · {done} · {alpha}", "run", objectives))
         elif found:
-            choices.append(PolicyChoice(rel, f"{rel} · latest checkpoint (step {_step(found[-1])}) · {alpha}",
+            choices.append(PolicyChoice(rel, f"{rel} · latest checkpoint (step {checkpoint_step(found[-1])}) · {alpha}",
                                         "run", objectives))
         for ckpt in reversed(found):
             choices.append(PolicyChoice(f"{rel}/{CHECKPOINT_DIR}/{ckpt.name}",
-                                        f"{rel} · checkpoint step {_step(ckpt)} · {alpha}", "checkpoint", objectives))
+                                        f"{rel} · checkpoint step {checkpoint_step(ckpt)} · {alpha}", "checkpoint", objectives))
     return choices
 
 
@@ -142,7 +104,7 @@ def policy_spec(config: AppConfig, value: str) -> tuple[str, tuple[str, ...]]:
     if value == BASE:
         return f"base:{config.model}", config.objectives
     path = resolve_under(config.runs_dir, value)
-    if (path / SOUPS_FILE).is_file():
+    if is_soups(path):
         meta = read_soups(path)
         objectives = tuple(meta.get("objectives") or ())
         members = meta.get("runs") if isinstance(meta.get("runs"), dict) else {}
@@ -151,17 +113,16 @@ def policy_spec(config: AppConfig, value: str) -> tuple[str, tuple[str, ...]]:
         for obj in objectives:  # its member runs must be under the runs folder as well
             member = Path(value) / str(members[obj])
             run = resolve_under(config.runs_dir, member.as_posix(), what=f"soups member run for {obj}")
-            if not is_adapter_dir(run / FINAL_ADAPTER_DIR) and not checkpoints(run):
+            if not has_final_adapter(run) and not checkpoints(run):
                 raise MoodpoError(f"soups set {value!r}: member run {members[obj]!r} has no adapter yet")
         kind = "soups"
-    elif (path / "config.yaml").is_file():
-        if not is_adapter_dir(path / FINAL_ADAPTER_DIR) and not checkpoints(path):
+    elif is_run(path):
+        if not has_final_adapter(path) and not checkpoints(path):
             raise MoodpoError(f"run {value!r} has no adapter or checkpoint yet; wait for its first checkpoint")
         objectives = tuple(read_run_config(path).get("objectives") or ())
         kind = "run"
-    elif (path / "trainer_state.json").is_file() and (path / "model").is_dir() \
-            and (path.parent.parent / "config.yaml").is_file():
-        objectives = tuple(read_run_config(path.parent.parent).get("objectives") or ())
+    elif is_checkpoint(path) and is_run(run_of_checkpoint(path)):
+        objectives = tuple(read_run_config(run_of_checkpoint(path)).get("objectives") or ())
         kind = "checkpoint"
     else:
         raise MoodpoError(f"{value!r} is not a run, checkpoint or soups set")
@@ -177,7 +138,7 @@ def _fingerprint(spec: str) -> tuple:
     if spec.startswith("base:"):
         return ()
     path = Path(spec)
-    marks = [path / FINAL_ADAPTER_DIR, path / SOUPS_FILE, *checkpoints(path)[-1:]]
+    marks = [final_adapter(path), path / SOUPS_FILE, *checkpoints(path)[-1:]]
     stamps = []
     for mark in marks:
         try:

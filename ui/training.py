@@ -24,11 +24,11 @@ import pandas as pd
 
 from moodpo.config import TrainConfig, load_config
 from moodpo.errors import MoodpoError
-from moodpo.models import is_adapter_dir
-from moodpo.trainer import FINAL_ADAPTER_DIR, STOP_FILE, checkpoints
+from moodpo.runs import (METRICS_FILE, checkpoints, find_runs, has_final_adapter, last_checkpoint_step, read_jsonl,
+                         request_stop, stop_requested)
 from ui.admin import check_training
-from ui.fronts import find_eval, jsonl_rows
-from ui.policies import find_runs, read_run_config, resolve_under
+from ui.fronts import find_eval
+from ui.policies import read_run_config, resolve_under
 from ui.settings import AppConfig
 
 DEFAULTS = "defaults"
@@ -81,12 +81,6 @@ def _whole(value, what: str, low: int = 0) -> int:
     if not math.isfinite(number) or number != int(number) or not low <= number <= MAX_STEPS_LIMIT:
         raise MoodpoError(f"{what} must be a whole number from {low} to {MAX_STEPS_LIMIT:,}, got {value}")
     return int(number)
-
-
-def _checkpoint_step(run_dir: Path) -> int:
-    """Step of the run's newest checkpoint (0 without one)."""
-    found = checkpoints(run_dir)
-    return int(found[-1].name.split("-")[1]) if found else 0
 
 
 def _tail(path: Path, lines: int = 1) -> str:
@@ -204,8 +198,8 @@ class TrainingManager:
             if run_name not in self.active_runs():
                 raise MoodpoError(f"{run_name} is not training")
         self._stop_requested.add(run_name)
-        if (run_dir / "metrics.jsonl").is_file():
-            (run_dir / STOP_FILE).touch()
+        if (run_dir / METRICS_FILE).is_file():
+            request_stop(run_dir)
             return f"Stopping {run_name}: it saves a checkpoint after the current step, then exits."
         proc.send_signal(signal.SIGINT)
         return f"Stopped {run_name} before its first step."
@@ -222,13 +216,13 @@ class TrainingManager:
                 proc.kill()
 
     def _external_active(self, run_dir: Path) -> bool:
-        metrics = run_dir / "metrics.jsonl"
-        if not metrics.is_file() or is_adapter_dir(run_dir / FINAL_ADAPTER_DIR):
+        metrics = run_dir / METRICS_FILE
+        if not metrics.is_file() or has_final_adapter(run_dir):
             return False
         if time.time() - metrics.stat().st_mtime > EXTERNAL_ACTIVE_SECONDS:
             return False
         # A run stopped with the STOP file leaves it behind, next to a checkpoint of its last step.
-        stopped = (run_dir / STOP_FILE).exists() and _checkpoint_step(run_dir) >= self._last_step(run_dir)
+        stopped = stop_requested(run_dir) and last_checkpoint_step(run_dir) >= self._last_step(run_dir)
         return not stopped
 
     def active_runs(self) -> list[str]:
@@ -240,13 +234,12 @@ class TrainingManager:
 
     @staticmethod
     def _last_step(run_dir: Path) -> int:
-        rows = jsonl_rows(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
+        rows = read_jsonl(run_dir / METRICS_FILE)
         return int(rows[-1].get("step", len(rows))) if rows else 0
 
     def metrics(self, run_name: str) -> pd.DataFrame:
         run_dir = resolve_under(self.config.runs_dir, run_name, what="run")
-        path = run_dir / "metrics.jsonl"
-        return pd.DataFrame(jsonl_rows(path)) if path.is_file() else pd.DataFrame()
+        return pd.DataFrame(read_jsonl(run_dir / METRICS_FILE))
 
     def status(self, run_name: str) -> RunStatus:
         run_dir = self.config.runs_dir / run_name
@@ -256,18 +249,18 @@ class TrainingManager:
         metrics = self.metrics(run_name) if run_dir.exists() else pd.DataFrame()
         # metrics.jsonl may be gone (a copied run); the newest checkpoint still says how far it got
         step = max(int(metrics["step"].iloc[-1]) if "step" in metrics.columns and len(metrics) else 0,
-                   _checkpoint_step(run_dir))
+                   last_checkpoint_step(run_dir))
         max_steps = int(read_run_config(run_dir).get("max_steps") or self._max_steps.get(run_name) or 0)
         progress = f"step {step} / {max_steps}" if max_steps else f"step {step}"
         if "loss" in metrics.columns:
             loss = pd.to_numeric(metrics["loss"], errors="coerce").dropna()
             if len(loss):
                 progress += f" · loss {loss.iloc[-1]:.3f}"
-        finished = is_adapter_dir(run_dir / FINAL_ADAPTER_DIR)
+        finished = has_final_adapter(run_dir)
         if proc is not None and proc.poll() is None:
             if step == 0:
                 state, message = "starting", "loading the model and objectives…"
-            elif (run_dir / STOP_FILE).exists():
+            elif stop_requested(run_dir):
                 state, message = "stopping", f"{progress} · saving a checkpoint"
             else:
                 state, message = "training", f"{progress}{self._eta(metrics, step, max_steps)}"
