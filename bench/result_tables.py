@@ -31,6 +31,7 @@ for path in (ROOT, ROOT / "bench"):
         sys.path.insert(0, str(path))
 
 from moodpo.evaluate import load_eval  # noqa: E402
+from moodpo.pareto import interior_share  # noqa: E402
 
 CATEGORY_ORDER = ("everyday", "safety", "summarize", "borderline", "harmful")
 
@@ -50,7 +51,6 @@ def load_evals(folder: Path, names: list[str]) -> dict:
     for d in sorted(folder.glob("**/summary.json")):
         if "compare" not in d.parts:
             r = load_eval(d.parent)
-            r.summary = json.loads(d.read_text())
             evals[r.system] = r
     missing = [n for n in names if n not in evals]
     if missing:
@@ -87,7 +87,7 @@ def print_tables(compare: dict, evals: dict) -> None:
     print("|---|---|---|" + "---|" * len(objectives) + "---|---|")
     for s in systems:
         r = evals[s["system"]]
-        interior = r.summary.get("interior_share") or {}
+        interior = interior_share(r.weights, r.scores, objectives)   # as in the eval's summary.json
         shares = [_ci(interior.get(o, {}).get("share"), interior.get(o, {}).get("lo"), interior.get(o, {}).get("hi"),
                       2) for o in objectives]
         rates = " / ".join(f"{s[f'{k}_rate']:.2f} ({s[f'max_{k}_rate']:.2f})" for k in ("decline", "echo", "degenerate"))

@@ -64,8 +64,9 @@ def list_eval_sources(runs_dir: Path) -> list[str]:
     for here, dirs, _ in os.walk(root):
         path = Path(here)
         rel = path.relative_to(root)
-        if rel.parts and (_is_run(path) or find_eval(path, "")):
-            if find_eval(path, ""):
+        found = find_eval(path, "") if rel.parts else None
+        if found or (rel.parts and _is_run(path)):
+            if found:
                 names.append(rel.as_posix())
             dirs[:] = []
             continue
