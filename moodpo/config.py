@@ -80,9 +80,19 @@ class TrainConfig:
                                         "that category ('*': any category), scored like the samples; off-policy, it "
                                         "lets a pair hold what the policy never samples, e.g. harmful=I'm sorry, but "
                                         "I can't help with that.")
+    guide_openers: list[str] = option([], "category=opener: each step, one more candidate per prompt of that category "
+                                      "('*': any): the policy's own response forced to begin with the opener, e.g. "
+                                      "\"harmful=I can't help with that\"; several per category, one drawn per prompt")
+    pool_weights: int = option(1, "weight vectors per candidate pool: each prompt's scored candidates also make pairs "
+                               "under this many - 1 more weights, spread over the simplex, each with its own prefix")
+    scalarisation: str = option("linear", "linear (sum_k w_k r_k, the paper's) or tchebycheff (smooth, mu = "
+                                "tchebycheff_mu): ranks by the weighted distance to the prompt's best candidate")
+    tchebycheff_mu: float = option(0.1, "smoothing of the Tchebycheff scalarisation (smaller: closer to the max)")
     tie_margin: float = option(0.01, "skip a prompt when its best and worst weighted (normalised) scores differ by less")
     # loss
-    loss_type: str = option("sigmoid", "sigmoid (DPO) or ipo")
+    loss_type: str = option("sigmoid", "sigmoid (DPO), ipo, or soft: DPO toward sigmoid(weighted score gap / soft_tau) "
+                            "instead of 1, so near-ties teach small steps")
+    soft_tau: float = option(0.5, "temperature of the soft loss' targets, in normalised reward units")
     beta: float = option(0.1, "KL strength of the DPO loss")
     # model update
     lora: bool = option(True, "train a LoRA adapter (false: full fine-tuning with a frozen copy as reference)")
@@ -167,12 +177,15 @@ class TrainConfig:
             bad(f"report_to must be one of {', '.join(REPORT_TO)}, got {self.report_to!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             bad(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
-        for name in ("beta", "learning_rate", "temperature", "top_p", "max_grad_norm"):
+        if self.scalarisation not in ("linear", "tchebycheff"):
+            bad(f"scalarisation must be linear or tchebycheff, got {self.scalarisation!r}")
+        for name in ("beta", "learning_rate", "temperature", "top_p", "max_grad_norm", "soft_tau", "tchebycheff_mu"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 bad(f"{name} must be a positive number, got {value}")
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_steps", "max_new_tokens",
-                     "max_prompt_tokens", "lora_r", "eval_grid", "eval_prompts", "updates_per_step", "logging_steps"):
+                     "max_prompt_tokens", "lora_r", "eval_grid", "eval_prompts", "updates_per_step", "logging_steps",
+                     "pool_weights"):
             if getattr(self, name) < 1:
                 bad(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("warmup_steps", "save_steps", "eval_every", "min_new_tokens", "top_k", "save_total_limit",
@@ -187,6 +200,7 @@ class TrainConfig:
         if self.tie_margin < 0 or not math.isfinite(self.tie_margin):
             bad(f"tie_margin must be >= 0, got {self.tie_margin}")
         self.extra_responses = [f"{name}={text}" for name, text in parse_extra_responses(self.extra_responses).items()]
+        parse_guide_openers(self.guide_openers)
         self.category_repeats = [f"{name}={count}" for name, count in parse_category_repeats(self.category_repeats).items()]
         if self.resume and self.overwrite:
             bad("choose one of resume and overwrite")
@@ -229,6 +243,20 @@ def parse_extra_responses(items: list[str]) -> dict[str, str]:
         if name in out:
             raise MoodpoError(f"extra_responses names {name!r} twice; give one response a category")
         out[name] = text
+    return out
+
+
+def parse_guide_openers(items: list[str]) -> dict[str, list[str]]:
+    """{"harmful": ["I can't help with that", ...]} from ["harmful=I can't help with that", ...]; a category may
+    appear more than once."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, text = str(item).partition("=")
+        name, text = name.strip(), text.strip()
+        if not sep or not name or not text:
+            raise MoodpoError(f"guide_openers item {item!r} must be category=opener, e.g. "
+                              "\"harmful=I can't help with that\" ('*' for any category)")
+        out.setdefault(name, []).append(text)
     return out
 
 

@@ -1,16 +1,18 @@
-"""Preference losses as pure functions (DPO, Rafailov et al. 2023, Eq. 7; IPO, Azar et al. 2023, Eq. 17)."""
+"""Preference losses as pure functions (DPO, Rafailov et al. 2023, Eq. 7; IPO, Azar et al. 2023, Eq. 17;
+a soft-label DPO whose target carries the size of the preference)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-LOSS_TYPES = ("sigmoid", "ipo")
+LOSS_TYPES = ("sigmoid", "ipo", "soft")
 
 
 def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
              ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor, *,
-             beta: float, loss_type: str = "sigmoid") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             beta: float, loss_type: str = "sigmoid", targets: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-pair preference loss and implicit rewards.
 
     Args:
@@ -19,7 +21,12 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
         ref_chosen_logps, ref_rejected_logps: (B,) the same under the frozen reference.
         beta: the KL-regularisation strength.
         loss_type: "sigmoid" (DPO): -log sigmoid(beta * h), h = chosen log-ratio - rejected log-ratio;
-            "ipo": (h - 1 / (2 beta))^2 with h on length-summed log-probs (as TRL does).
+            "ipo": (h - 1 / (2 beta))^2 with h on length-summed log-probs (as TRL does);
+            "soft": binary cross-entropy of sigmoid(beta * h) against `targets`, i.e.
+            -(p log sigmoid(beta h) + (1 - p) log sigmoid(-beta h)); p = 1 is DPO, p = 0.5 asks
+            for no preference. Its minimum is at beta h = logit(p), so a near-tie (p near 0.5)
+            teaches a proportionally small step instead of a hard label.
+        targets: (B,) preference probabilities in [0, 1] for "soft" (e.g. sigmoid(score gap / tau)).
 
     Returns:
         losses (B,), chosen_rewards (B,) = beta * (policy - ref) chosen log-probs (detached),
@@ -32,6 +39,10 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
         losses = -F.logsigmoid(beta * logits)
     elif loss_type == "ipo":
         losses = (logits - 1 / (2 * beta)) ** 2
+    elif loss_type == "soft":
+        if targets is None:
+            raise ValueError("loss_type 'soft' needs targets")
+        losses = -(targets * F.logsigmoid(beta * logits) + (1 - targets) * F.logsigmoid(-beta * logits))
     else:
         raise ValueError(f"unknown loss_type {loss_type!r}; choose one of {LOSS_TYPES}")
     chosen_rewards = beta * chosen_logratios.detach()

@@ -7,6 +7,10 @@ Pure numpy; the trainer calls them in this order, and a recipe replaces one of t
     pool = build_pool(B, n, extra_rows, mirrored=...)         # (B, m) rollout rows
     scores = scalarise(rewards[pool], weights)                # (B, m, K), (B, K) -> (B, m)
     chosen, rejected, keep = select_pairs(scores, margin)     # (B,) positions in the pool, kept
+
+A multi-weight pool (`pool_weights` J > 1) reuses each prompt's scored candidates under J weight
+vectors: `spread_weights` draws the J-1 others, `np.tile(pool, (J, 1))` repeats the pool, and
+the same scalarise and select_pairs order the same responses differently under each prefix.
 """
 
 from __future__ import annotations
@@ -45,6 +49,49 @@ def scalarise(rewards: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return (rewards * weights[:, None, :]).sum(axis=-1)
 
 
+def tchebycheff(rewards: np.ndarray, weights: np.ndarray, mu: float = 0.1) -> np.ndarray:
+    """Smooth Tchebycheff scalarisation, -mu log sum_k exp(w_k (z_k - r_k) / mu): rewards (B, m, K),
+    weights (B, K) -> scores (B, m); z_k is the best r_k among the prompt's m candidates.
+
+    As mu -> 0 it is -max_k w_k (z_k - r_k), the weighted distance to the prompt's ideal point,
+    which can rank a balanced candidate above both extremes where a weighted sum never does
+    (Lin et al., "Smooth Tchebycheff Scalarization for Multi-Objective Optimization", 2024).
+    """
+    gaps = weights[:, None, :] * (rewards.max(axis=1, keepdims=True) - rewards) / mu   # (B, m, K)
+    top = gaps.max(axis=-1, keepdims=True)
+    return -mu * (top[..., 0] + np.log(np.exp(gaps - top).sum(axis=-1)))
+
+
+SCALARISATIONS = {"linear": scalarise, "tchebycheff": tchebycheff}
+
+
+def spread_weights(weights: np.ndarray, num: int, rng: np.random.Generator) -> np.ndarray:
+    """The weights of a multi-weight pool: (B, K) drawn weights -> (num * B, K), the drawn ones first.
+
+    Block j (1 <= j < num) holds one more weight vector per prompt, stratified so that each
+    prompt's num vectors spread over the simplex: for K = 2, w_1 = (j' + u) / num with u ~ U(0, 1)
+    and j' a random permutation of the strata not in the drawn weight's own; for K > 2, Dir(1).
+    """
+    b, k = weights.shape
+    if num <= 1:
+        return weights
+    if k != 2:
+        return np.concatenate([weights, rng.dirichlet(np.ones(k), size=(num - 1) * b)])
+    own = np.minimum((weights[:, 0] * num).astype(int), num - 1)                        # (B,)
+    strata = np.stack([rng.permutation(np.delete(np.arange(num), s)) for s in own])     # (B, num - 1)
+    first = (strata.T + rng.random((num - 1, b))) / num                                 # (num - 1, B)
+    extra = np.stack([first.ravel(), 1 - first.ravel()], axis=1)
+    return np.concatenate([weights, extra])
+
+
+def soft_targets(scores: np.ndarray, chosen: np.ndarray, rejected: np.ndarray, tau: float) -> np.ndarray:
+    """Preference probabilities sigmoid((s_chosen - s_rejected) / tau), (B,), for the "soft" loss: a pair
+    whose weighted scores nearly tie asks for a small log-ratio gap, a clear one for a large gap."""
+    rows = np.arange(len(scores))
+    gap = scores[rows, chosen] - scores[rows, rejected]
+    return 1.0 / (1.0 + np.exp(-gap / tau))
+
+
 def select_pairs(scores: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Chosen = best and rejected = worst candidate of each prompt by scalarised score.
 
@@ -61,13 +108,12 @@ def select_pairs(scores: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndar
     return chosen, rejected, keep
 
 
-def row_prompts(num_prompts: int, num_samples: int, extra_rows: np.ndarray | None = None) -> np.ndarray:
-    """The prompt index of every rollout row, (rows,): n samples per prompt, then the extra rows
-    (`extra_rows` (B,), -1 for none) in prompt order, as `sampling.add_extra_responses` appends them."""
+def row_prompts(num_prompts: int, num_samples: int, extra_rows: Sequence[np.ndarray] = ()) -> np.ndarray:
+    """The prompt index of every rollout row, (rows,): n samples per prompt, then each candidate
+    source's rows (each array of `extra_rows` (B,), -1 for none) in prompt order, as
+    `sampling.add_extra_responses` and the guided candidates append them."""
     samples = np.repeat(np.arange(num_prompts), num_samples)
-    if extra_rows is None:
-        return samples
-    return np.concatenate([samples, np.flatnonzero(np.asarray(extra_rows) >= 0)])
+    return np.concatenate([samples, *(np.flatnonzero(np.asarray(rows) >= 0) for rows in extra_rows)])
 
 
 def weight_dependent(rewards: np.ndarray) -> np.ndarray:

@@ -109,15 +109,29 @@ def sample_responses(model, tokenizer, prompts: Sequence[str], prefixes: Sequenc
     device = next(model.parameters()).device
     prompt_ids = prompt_ids.repeat_interleave(num_samples, 0).to(device)
     prompt_mask = prompt_mask.repeat_interleave(num_samples, 0).to(device)
+    completion_ids, mask, texts = generate_ids(
+        model, tokenizer, prompt_ids, prompt_mask, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+        temperature=temperature, top_p=top_p, top_k=top_k, do_sample=do_sample, autocast=autocast, sampler=sampler)
+    return Rollout(prompt_ids, prompt_mask, completion_ids, mask, texts)
+
+
+@torch.no_grad()
+def generate_ids(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_new_tokens: int,
+                 min_new_tokens: int = 0, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
+                 do_sample: bool = True, autocast: torch.dtype | None = None, sampler=None
+                 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """One response per row of left-padded prompt ids (N, P): completion ids (N, C) with pad after the
+    first EOS, their mask (N, C) and the stripped texts."""
+    device = prompt_ids.device
     eos_ids = eos_token_ids(model, tokenizer)
-    config = generation_config(tokenizer, eos_ids, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
-                               temperature=temperature, top_p=top_p, top_k=top_k, do_sample=do_sample)
     if sampler is not None:
         completion_ids = sampler.generate(prompt_ids, prompt_mask, max_new_tokens=max_new_tokens,
                                           min_new_tokens=min_new_tokens, eos_token_ids=eos_ids,
                                           pad_token_id=tokenizer.pad_token_id, do_sample=do_sample,
                                           temperature=temperature, top_k=top_k, top_p=top_p)
     else:
+        config = generation_config(tokenizer, eos_ids, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+                                   temperature=temperature, top_p=top_p, top_k=top_k, do_sample=do_sample)
         was_training = model.training
         model.eval()
         with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
@@ -127,7 +141,58 @@ def sample_responses(model, tokenizer, prompts: Sequence[str], prefixes: Sequenc
     mask = completion_mask(completion_ids, eos_ids)
     completion_ids = completion_ids.masked_fill(mask == 0, tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
-    return Rollout(prompt_ids, prompt_mask, completion_ids, mask, [t.strip() for t in texts])
+    return completion_ids, mask, [t.strip() for t in texts]
+
+
+def left_pad_rows(rows: Sequence[torch.Tensor], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded (ids, mask), (N, max length), of N 1-d token id tensors."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_token_id, dtype=rows[0].dtype, device=rows[0].device)
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=rows[0].device)
+    for i, r in enumerate(rows):
+        if len(r):
+            ids[i, -len(r):], mask[i, -len(r):] = r, 1
+    return ids, mask
+
+
+def prompt_table(tables: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_token_id: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded prompt tables (ids (N_i, P_i), mask (N_i, P_i)) stacked into one (sum N_i, max P_i)."""
+    rows = [ids[i][mask[i] > 0] for ids, mask in tables for i in range(len(ids))]
+    return left_pad_rows(rows, pad_token_id)
+
+
+@torch.no_grad()
+def sample_after_openers(model, tokenizer, rollout: Rollout, prompt_rows: Sequence[int], openers: Sequence[list[int]],
+                         *, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
+                         autocast: torch.dtype | None = None, sampler=None
+                         ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """The policy's own responses forced to begin with an opener: row j continues the prompt of
+    rollout row prompt_rows[j] (its prefix included) after the token ids openers[j].
+
+    A guided candidate covers behaviour the policy rarely samples (a refusal begins "I can't help
+    with") while the rest of it is the policy's own text, so no one fixed string is learned.
+    Returns completion ids (G, C) = opener then continuation, their mask and the texts; the whole
+    response stays within max_new_tokens.
+    """
+    device = rollout.prompt_ids.device
+    rows = [torch.cat([rollout.prompt_ids[r][rollout.prompt_mask[r] > 0],
+                       torch.as_tensor(o, dtype=rollout.prompt_ids.dtype, device=device)])
+            for r, o in zip(prompt_rows, openers, strict=True)]
+    prompt_ids, prompt_mask = left_pad_rows(rows, tokenizer.pad_token_id)
+    longest = max(len(o) for o in openers)
+    tail, tail_mask, _ = generate_ids(model, tokenizer, prompt_ids, prompt_mask,
+                                      max_new_tokens=max(1, max_new_tokens - longest), temperature=temperature,
+                                      top_p=top_p, top_k=top_k, autocast=autocast, sampler=sampler)
+    responses = [torch.cat([torch.as_tensor(o, dtype=tail.dtype, device=device), tail[j][tail_mask[j] > 0]])
+                 for j, o in enumerate(openers)]
+    width = max(len(r) for r in responses)
+    ids = torch.full((len(responses), width), tokenizer.pad_token_id, dtype=tail.dtype, device=device)
+    mask = torch.zeros((len(responses), width), dtype=tail_mask.dtype, device=device)
+    for j, r in enumerate(responses):
+        ids[j, :len(r)], mask[j, :len(r)] = r, 1
+    texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+    return ids, mask, [t.strip() for t in texts]
 
 
 def distinct_prompts(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor):
@@ -187,6 +252,23 @@ def _shared_prompt_logps(model, prompt_ids, prompt_mask, rows, completion_ids, c
     return completion_logps(logits, completion_ids, completion_mask)
 
 
+def append_responses(rollout: Rollout, prompt_rows: Sequence[int], completion_ids: torch.Tensor,
+                     completion_mask: torch.Tensor, texts: Sequence[str], *, pad_token_id: int) -> Rollout:
+    """The rollout with G more rows: row j holds the prompt of rollout row prompt_rows[j] and the
+    response completion_ids[j] (G, C'), right-padded; both sides are widened to one width."""
+    width = max(rollout.completion_ids.shape[1], completion_ids.shape[1])
+
+    def widen(t: torch.Tensor, value: int) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
+
+    src = torch.as_tensor(prompt_rows, dtype=torch.long, device=rollout.prompt_ids.device)
+    return Rollout(torch.cat([rollout.prompt_ids, rollout.prompt_ids[src]]),
+                   torch.cat([rollout.prompt_mask, rollout.prompt_mask[src]]),
+                   torch.cat([widen(rollout.completion_ids, pad_token_id), widen(completion_ids, pad_token_id)]),
+                   torch.cat([widen(rollout.completion_mask, 0), widen(completion_mask.to(rollout.completion_mask.dtype), 0)]),
+                   rollout.texts + list(texts))
+
+
 def add_extra_responses(rollout: Rollout, extra: dict[str, tuple[str, list[int]]], categories: Sequence[str | None],
                         num_samples: int, *, pad_token_id: int) -> tuple[Rollout, np.ndarray]:
     """Append each prompt's fixed response (`extra_responses`) as a row after the B*n samples.
@@ -205,20 +287,12 @@ def add_extra_responses(rollout: Rollout, extra: dict[str, tuple[str, list[int]]
     if not rows:
         return rollout, extra_rows
     extra_rows[rows] = len(rollout.texts) + np.arange(len(rows))
-    width = max(rollout.completion_ids.shape[1], max(len(ids) for _, ids in found))
+    width = max(len(ids) for _, ids in found)
     device = rollout.completion_ids.device
-
-    def widen(t: torch.Tensor, value: int) -> torch.Tensor:
-        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
-
     extra_ids = torch.full((len(rows), width), pad_token_id, dtype=rollout.completion_ids.dtype, device=device)
     extra_mask = torch.zeros((len(rows), width), dtype=rollout.completion_mask.dtype, device=device)
     for j, (_, ids) in enumerate(found):
         extra_ids[j, :len(ids)] = torch.as_tensor(ids, device=device)
         extra_mask[j, :len(ids)] = 1
-    src = torch.as_tensor(rows, dtype=torch.long, device=device) * num_samples
-    return Rollout(torch.cat([rollout.prompt_ids, rollout.prompt_ids[src]]),
-                   torch.cat([rollout.prompt_mask, rollout.prompt_mask[src]]),
-                   torch.cat([widen(rollout.completion_ids, pad_token_id), extra_ids]),
-                   torch.cat([widen(rollout.completion_mask, 0), extra_mask]),
-                   rollout.texts + [text for text, _ in found]), extra_rows
+    return append_responses(rollout, np.asarray(rows) * num_samples, extra_ids, extra_mask,
+                            [text for text, _ in found], pad_token_id=pad_token_id), extra_rows

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
+import functools
 import logging
 import math
 import shutil
@@ -28,16 +29,19 @@ import torch
 
 from moodpo.checkpoint import load_checkpoint, save_checkpoint, save_final
 from moodpo.conditioning import build_prefix
-from moodpo.config import TrainConfig, load_run_config, parse_category_repeats, parse_extra_responses
+from moodpo.config import (TrainConfig, load_run_config, parse_category_repeats, parse_extra_responses,
+                           parse_guide_openers)
 from moodpo.errors import MoodpoError
 from moodpo.fastgen import FastSampler
 from moodpo.fastgen import supports as fastgen_supports
 from moodpo.loss import dpo_loss
 from moodpo.models import add_lora, autocast_dtype, cast_frozen_linears, load_model, load_tokenizer, resolve_model
-from moodpo.pairs import build_pool, row_prompts, scalarise, select_pairs, weight_dependent
+from moodpo.pairs import (SCALARISATIONS, build_pool, row_prompts, select_pairs, soft_targets, spread_weights,
+                          weight_dependent)
 from moodpo.runs import (CONFIG_FILE, METRICS_FILE, TRACKER_DIR, append_jsonl, checkpoints, clear_stop,
                          rewrite_jsonl_before, stop_requested)
-from moodpo.sampling import Rollout, add_extra_responses, eos_token_ids, sample_responses, sequence_logps
+from moodpo.sampling import (Rollout, add_extra_responses, append_responses, encode_prompts, eos_token_ids,
+                             prompt_table, sample_after_openers, sample_responses, sequence_logps)
 from moodpo.weights import WeightSampler
 
 log = logging.getLogger(__name__)
@@ -203,13 +207,13 @@ class Trainer:
     stop button); a `STOP` file in the run folder does the same for a background process.
     `evaluate(trainer)` runs every `eval_every` steps (the CLI passes
     `moodpo.evaluate.append_training_eval`); without it there is no in-training eval.
-    `scalarise` and `select_pairs` (`moodpo.pairs`) turn each prompt's candidates' rewards into
-    its pair; a recipe passes its own.
+    `scalarise` (default: the config's `scalarisation`) and `select_pairs` (`moodpo.pairs`) turn
+    each prompt's candidates' rewards into its pair; a recipe passes its own.
     """
 
     def __init__(self, config: TrainConfig, *, objectives=None, callbacks: Sequence[Callable[[dict], None]] = (),
                  should_stop: Callable[[], bool] | None = None, show_progress: bool = True,
-                 evaluate: Callable[[Trainer], object] | None = None, scalarise: Callable = scalarise,
+                 evaluate: Callable[[Trainer], object] | None = None, scalarise: Callable | None = None,
                  select_pairs: Callable = select_pairs):
         from accelerate import Accelerator
         from accelerate.utils import ProjectConfiguration
@@ -220,6 +224,10 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.should_stop = should_stop or (lambda: False)
         self.evaluate = evaluate
+        if scalarise is None:
+            scalarise = SCALARISATIONS[config.scalarisation]
+            if config.scalarisation == "tchebycheff":
+                scalarise = functools.partial(scalarise, mu=config.tchebycheff_mu)
         self.scalarise, self.select_pairs = scalarise, select_pairs
         self.show_progress = show_progress
         self.run_dir = Path(config.output_dir)
@@ -247,6 +255,7 @@ class Trainer:
         self.tokenizer = load_tokenizer(config.model_name_or_path)
         self._build_model()
         self.extra_responses = self._encode_extra_responses()
+        self.guide_openers = self._encode_guide_openers()
         self.weights = WeightSampler(config.num_objectives, mode=config.weight_mode, alpha=config.alpha,
                                      fixed=config.fixed_weights, seed=config.seed * 1000 + acc.process_index,
                                      mirror=config.mirror_weights)
@@ -334,6 +343,17 @@ class Trainer:
             out[category] = (text, ids)
         return out
 
+    def _encode_guide_openers(self) -> dict[str, list[list[int]]]:
+        """category -> token ids of each of its `guide_openers`, each shorter than max_new_tokens."""
+        out = {}
+        for category, openers in parse_guide_openers(self.config.guide_openers).items():
+            out[category] = [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in openers]
+            longest = max(map(len, out[category]))
+            if longest >= self.config.max_new_tokens:
+                raise MoodpoError(f"guide_openers for {category!r} holds an opener of {longest} tokens, not shorter "
+                                  f"than max_new_tokens {self.config.max_new_tokens}; shorten it")
+        return out
+
     # ----- run folder -------------------------------------------------------------------------
 
     def _check_run_dir(self) -> None:
@@ -409,13 +429,13 @@ class Trainer:
         device_type = self.accelerator.device.type
         return torch.autocast(device_type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None)
 
-    def update(self, pairs: Rollout, ref_logps: torch.Tensor, pair_weight: torch.Tensor, num_pairs: torch.Tensor
-               ) -> Update:
+    def update(self, pairs: Rollout, ref_logps: torch.Tensor, pair_weight: torch.Tensor, num_pairs: torch.Tensor,
+               targets: torch.Tensor | None = None) -> Update:
         """One optimizer update on m pairs, its gradient summed over `gradient_accumulation_steps` micro-batches.
 
         pairs, ref_logps: 2m rows, the chosen responses first, then the rejected ones in the same
         order; pair_weight: (m,) 1 for a kept pair, 0 for a tie; num_pairs: kept pairs over all
-        processes.
+        processes; targets: (m,) preference probabilities for the soft loss, else None.
         """
         c, acc = self.config, self.accelerator
         m = len(pair_weight)
@@ -430,7 +450,8 @@ class Trainer:
                 policy_logps = self.policy_logps(pairs if len(micro_batches) == 1 else pairs.select(index.cpu()))
                 ref = ref_logps[index]
                 losses, chosen_rewards, rejected_rewards = dpo_loss(
-                    policy_logps[:k], policy_logps[k:], ref[:k], ref[k:], beta=c.beta, loss_type=c.loss_type)
+                    policy_logps[:k], policy_logps[k:], ref[:k], ref[k:], beta=c.beta, loss_type=c.loss_type,
+                    targets=None if targets is None else targets[index[:k]])
                 # This micro-batch's share of the mean over the kept pairs of all processes; DDP
                 # averages gradients over processes, hence the factor.
                 loss = (losses * pair_weight[index[:k]]).sum() * acc.num_processes / num_pairs.clamp(min=1)
@@ -473,11 +494,62 @@ class Trainer:
             self.scheduler.step()
         return first, _weighted_mean(update.losses, batch[2]), update.finite
 
+    def add_candidates(self, rollout: Rollout, categories: Sequence[str | None]) -> tuple[Rollout, list[np.ndarray]]:
+        """Each prompt's candidates beyond its samples, appended to the rollout: the fixed
+        `extra_responses`, then one guided sample (`guide_openers`). Returns the rollout and one
+        (B,) array per candidate source: the row of each prompt's candidate, -1 for none."""
+        c, n, b = self.config, self.config.num_generations, len(categories)
+        sources = []
+        if self.extra_responses:
+            rollout, rows = add_extra_responses(rollout, self.extra_responses, categories, n,
+                                                pad_token_id=self.tokenizer.pad_token_id)
+            sources.append(rows)
+        if self.guide_openers:
+            rng = np.random.default_rng([c.seed, self.step, self.accelerator.process_index])
+            choices = [self.guide_openers.get(cat) or self.guide_openers.get("*") for cat in categories]
+            guided = [i for i, options in enumerate(choices) if options]
+            rows = np.full(b, -1)
+            if guided:
+                openers = [choices[i][rng.integers(len(choices[i]))] for i in guided]
+                ids, mask, texts = sample_after_openers(
+                    self._unwrapped(), self.tokenizer, rollout, [i * n for i in guided], openers,
+                    max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p, top_k=c.top_k,
+                    autocast=self.autocast, sampler=self.sampler)
+                rows[guided] = len(rollout.texts) + np.arange(len(guided))
+                rollout = append_responses(rollout, [i * n for i in guided], ids, mask, texts,
+                                           pad_token_id=self.tokenizer.pad_token_id)
+            sources.append(rows)
+        return rollout, sources
+
+    def spread(self, weights: np.ndarray) -> np.ndarray:
+        """The weights of the step's multi-weight pools, (pool_weights * B, K), the drawn ones first."""
+        rng = np.random.default_rng([self.config.seed, self.step, self.accelerator.process_index, 1])
+        return spread_weights(weights, self.config.pool_weights, rng)
+
+    def build_pairs(self, rollout: Rollout, prompts: Sequence[str], weights: np.ndarray, pool: np.ndarray,
+                    chosen: np.ndarray, rejected: np.ndarray) -> Rollout:
+        """Pair i's chosen (row i) and rejected (row M + i) responses, M = len(pool), after the prompt
+        i mod B under weights[i]'s prefix: the drawn weights' pairs reuse the rollout's prompts; the
+        other weights of a multi-weight pool get their prompts encoded here."""
+        c, b, n = self.config, len(prompts), self.config.num_generations
+        rows = np.arange(len(pool))
+        pairs = rollout.pair(prompt_rows=np.concatenate([rows % b * n, rows % b * n]),
+                             completion_rows=np.concatenate([pool[rows, chosen], pool[rows, rejected]]))
+        if len(pool) == b:
+            return pairs
+        prefixes = [build_prefix(c.objectives, w, template=c.prefix_template, item=c.prefix_item) for w in weights[b:]]
+        ids, mask = encode_prompts(self.tokenizer, list(prompts) * (len(pool) // b - 1), prefixes, c.max_prompt_tokens)
+        device = rollout.prompt_ids.device
+        prompt_ids, prompt_mask = prompt_table([(rollout.prompt_ids[:b * n:n], rollout.prompt_mask[:b * n:n]),
+                                                (ids.to(device), mask.to(device))], self.tokenizer.pad_token_id)
+        both = torch.as_tensor(np.concatenate([rows, rows]), device=device)
+        return Rollout(prompt_ids[both], prompt_mask[both], pairs.completion_ids, pairs.completion_mask, pairs.texts)
+
     def train_step(self, prompts: Sequence[str], categories: Sequence[str | None] | None = None) -> dict:
         """One MO-ODPO step on this process's prompts; returns the step's metrics (all processes reduced).
 
-        `categories` (one per prompt) select the `extra_responses`; without them only '*' applies.
-        With mirror_weights the prompts are a list repeated twice.
+        `categories` (one per prompt) select the `extra_responses` and `guide_openers`; without them
+        only '*' applies. With mirror_weights the prompts are a list repeated twice.
         """
         from moodpo.objectives import score_all
 
@@ -494,42 +566,42 @@ class Trainer:
                                    temperature=c.temperature, top_p=c.top_p, top_k=c.top_k,
                                    max_prompt_tokens=c.max_prompt_tokens, autocast=self.autocast,
                                    sampler=self.sampler)
+        rollout, sources = self.add_candidates(rollout, categories or [None] * b)
         t_gen = time.perf_counter()
-        rollout, extra_rows = add_extra_responses(rollout, self.extra_responses, categories or [None] * b, n,
-                                                  pad_token_id=self.tokenizer.pad_token_id)
 
         # Rewards see the prompt without the prefix (the paper's r_k(x, y)). The normaliser learns
         # from the policy's own samples only.
-        raw = score_all(self.objectives, [prompts[i] for i in row_prompts(b, n, extra_rows)], rollout.texts)
+        raw = score_all(self.objectives, [prompts[i] for i in row_prompts(b, n, sources)], rollout.texts)
         self.normalizer.update(acc.gather(torch.as_tensor(raw[:b * n], device=acc.device)).cpu().numpy())
         rewards = np.asarray(self.normalizer(raw))                                        # (rows, K)
-        pool = build_pool(b, n, [extra_rows] if self.extra_responses else [], mirrored=c.mirror_weights)
-        scores = self.scalarise(rewards[pool], weights)                                   # (B, m)
-        chosen, rejected, keep = self.select_pairs(scores, c.tie_margin)                  # (B,) each
+        # A multi-weight pool orders each prompt's candidates under pool_weights weight vectors.
+        weights = self.spread(weights)                                                    # (M, K), M = J B
+        pool = np.tile(build_pool(b, n, sources, mirrored=c.mirror_weights), (c.pool_weights, 1))  # (M, m)
+        scores = self.scalarise(rewards[pool], weights)                                   # (M, m)
+        chosen, rejected, keep = self.select_pairs(scores, c.tie_margin)                  # (M,) each
+        targets = soft_targets(scores, chosen, rejected, c.soft_tau) if c.loss_type == "soft" else None
         t_score = time.perf_counter()
 
         # Tied prompts still run through the model with weight 0, so every DDP replica does the
         # same forward/backward even when one of them has no pair this step.
-        rows = np.arange(b)
-        pairs = rollout.pair(prompt_rows=np.concatenate([rows * n, rows * n]),
-                             completion_rows=np.concatenate([pool[rows, chosen], pool[rows, rejected]]))
+        pairs = self.build_pairs(rollout, prompts, weights, pool, chosen, rejected)
         pair_weight = torch.as_tensor(keep, dtype=torch.float32, device=acc.device)
         num_pairs = acc.reduce(pair_weight.sum(), "sum")
         ref_logps = self._ref_logps(pairs)
-        self.replay.append((pairs, ref_logps, pair_weight, num_pairs))
+        self.replay.append((pairs, ref_logps, pair_weight, num_pairs,
+                            None if targets is None else torch.as_tensor(targets, dtype=torch.float32)))
         first, last_loss, finite = self.run_updates()
         t_end = time.perf_counter()
 
         local = step_metrics(c.objectives, raw=raw, rewards=rewards, weights=weights, pool=pool, scores=scores,
                              chosen=chosen, rejected=rejected, keep=keep, num_sampled=b * n,
                              response_lengths=rollout.lengths[:b * n], pair_lengths=pairs.lengths, update=first,
-                             ref_logps=ref_logps, pair_weight=pair_weight, last_loss=last_loss,
-                             extra=bool(self.extra_responses))
+                             ref_logps=ref_logps, pair_weight=pair_weight, last_loss=last_loss, extra=bool(sources))
         reduced = acc.reduce(torch.tensor(list(local.values()), dtype=torch.float64, device=acc.device), "mean")
         metrics = dict(zip(local, map(float, reduced.tolist())))
         pairs_total = int(num_pairs.item())
         metrics.update({
-            "pairs": pairs_total, "ties": b * acc.num_processes - pairs_total,
+            "pairs": pairs_total, "ties": len(pool) * acc.num_processes - pairs_total,
             "skipped_nonfinite": not finite, "grad_norm": first.grad_norm,
             "lr": self.scheduler.get_last_lr()[0],
             "time/step": t_end - t0, "time/generate": t_gen - t0, "time/score": t_score - t_gen,

@@ -40,6 +40,24 @@ def test_ipo_loss_by_hand(beta, expected):
     assert losses.item() == pytest.approx(expected)  # (1 - 1/(2 beta))^2
 
 
+def test_soft_loss_by_hand():
+    # h = 1, beta = 0.5: p = 1 is DPO; p = 0.75 -> -(0.75 log s(0.5) + 0.25 log s(-0.5))
+    hard, _, _ = dpo_loss(t(-1.0), t(-2.0), t(-1.5), t(-1.5), beta=0.5)
+    one, _, _ = dpo_loss(t(-1.0), t(-2.0), t(-1.5), t(-1.5), beta=0.5, loss_type="soft", targets=t(1.0))
+    assert one.item() == pytest.approx(hard.item())
+    soft, _, _ = dpo_loss(t(-1.0), t(-2.0), t(-1.5), t(-1.5), beta=0.5, loss_type="soft", targets=t(0.75))
+    assert soft.item() == pytest.approx(0.75 * 0.4740770 + 0.25 * 0.9740770)   # -log s(-0.5) = 0.974077
+
+
+def test_soft_loss_is_smallest_where_the_log_ratio_gap_matches_the_target():
+    gaps = torch.linspace(-6, 6, 241, dtype=torch.float64)       # beta h
+    zeros = torch.zeros_like(gaps)
+    losses, _, _ = dpo_loss(gaps, zeros, zeros, zeros, beta=1.0, loss_type="soft", targets=torch.full_like(gaps, 0.8))
+    assert gaps[losses.argmin()].item() == pytest.approx(math.log(0.8 / 0.2), abs=0.05)
+    with pytest.raises(ValueError, match="needs targets"):
+        dpo_loss(t(-1.0), t(-2.0), t(-1.5), t(-1.5), beta=0.5, loss_type="soft")
+
+
 def test_dpo_loss_gradient_raises_chosen():
     policy_chosen = t(-2.0).requires_grad_()
     losses, _, _ = dpo_loss(policy_chosen, t(-2.0), t(-2.0), t(-2.0), beta=0.1)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from moodpo.errors import MoodpoError
-from moodpo.pairs import build_pool, row_prompts, scalarise, select_pairs, weight_dependent
+from moodpo.pairs import (build_pool, row_prompts, scalarise, select_pairs, soft_targets, spread_weights, tchebycheff,
+                          weight_dependent)
 from moodpo.weights import WeightSampler
 
 
@@ -36,7 +37,7 @@ def test_scalarise_is_the_weighted_sum_per_candidate():
 
 def test_row_prompts_follow_the_samples_then_the_extra_rows():
     assert row_prompts(2, 3).tolist() == [0, 0, 0, 1, 1, 1]
-    assert row_prompts(3, 1, np.array([3, -1, 4])).tolist() == [0, 1, 2, 0, 2]
+    assert row_prompts(3, 1, [np.array([3, -1, 4])]).tolist() == [0, 1, 2, 0, 2]
 
 
 def test_mirror_mode_reverses_the_second_half():
@@ -85,3 +86,46 @@ def test_gguf_conversion_builds_each_parse_once_and_restores_gguf():
         assert gguf.get_tensor_name_map(arch, 2) is gguf.get_tensor_name_map(arch, 2)
         assert gguf.GGUFReader is not reader
     assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (reader, name_map)
+
+
+def test_tchebycheff_prefers_the_balanced_candidate_a_weighted_sum_ranks_last():
+    # candidates (1, 0), (0, 1) and (0.45, 0.45): under w = (0.5, 0.5) the weighted sum ranks the
+    # balanced one last; Tchebycheff measures the worst weighted shortfall from (1, 1) and ranks it first.
+    rewards = np.array([[[1.0, 0.0], [0.0, 1.0], [0.45, 0.45]]])
+    weights = np.array([[0.5, 0.5]])
+    assert scalarise(rewards, weights).argmax() != 2 and scalarise(rewards, weights).argmin() == 2
+    sharp = tchebycheff(rewards, weights, mu=1e-3)
+    assert sharp[0].tolist() == pytest.approx([-0.5, -0.5, -0.275], abs=1e-2)
+    assert select_pairs(sharp, 0.0)[0].tolist() == [2]
+    # at a corner it ranks by that objective alone
+    assert tchebycheff(rewards, np.array([[1.0, 0.0]]), mu=1e-3).argmax() == 0
+
+
+def test_smooth_tchebycheff_is_a_lower_bound_within_mu_log_k_of_the_max():
+    rng = np.random.default_rng(0)
+    rewards, weights = rng.normal(size=(5, 4, 3)), rng.dirichlet([1, 1, 1], size=5)
+    sharp = -(weights[:, None, :] * (rewards.max(axis=1, keepdims=True) - rewards)).max(axis=-1)
+    smooth = tchebycheff(rewards, weights, mu=0.1)
+    assert np.all(smooth <= sharp + 1e-12) and np.all(smooth >= sharp - 0.1 * np.log(3) - 1e-12)
+
+
+def test_spread_weights_keeps_the_drawn_ones_first_and_covers_the_edge():
+    rng = np.random.default_rng(0)
+    drawn = np.array([[0.95, 0.05], [0.1, 0.9], [0.5, 0.5]])
+    out = spread_weights(drawn, 4, rng)
+    assert out.shape == (12, 2) and np.array_equal(out[:3], drawn)
+    assert np.allclose(out.sum(axis=1), 1) and np.all(out >= 0)
+    for i in range(3):                          # each prompt's 4 weights fall in 4 different quarters
+        quarters = np.minimum((out[i::3, 0] * 4).astype(int), 3)
+        assert sorted(quarters.tolist()) == [0, 1, 2, 3]
+    assert spread_weights(drawn, 1, rng) is drawn
+    three = spread_weights(np.array([[0.2, 0.3, 0.5]]), 3, rng)
+    assert three.shape == (3, 3) and np.allclose(three.sum(axis=1), 1)
+
+
+def test_soft_targets_grow_with_the_score_gap():
+    scores = np.array([[0.0, 0.01, -0.01], [2.0, 0.0, 0.0]])
+    chosen, rejected, _ = select_pairs(scores, 0.0)
+    p = soft_targets(scores, chosen, rejected, tau=0.5)
+    assert p[0] == pytest.approx(1 / (1 + np.exp(-0.04)))        # a near-tie: barely above 0.5
+    assert p[1] == pytest.approx(1 / (1 + np.exp(-4.0)))

@@ -430,3 +430,67 @@ def test_report_to_a_missing_package_is_one_line(tmp_path, monkeypatch, capsys):
     code, err = run_cli(["train", "--report_to", "wandb", "--output_dir", str(tmp_path / "run")], capsys)
     assert code == 2 and "report_to wandb needs the wandb package: pip install wandb" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_guided_candidates_begin_with_an_opener_and_join_the_pool(tiny_model_dir, tmp_path):
+    from moodpo.sampling import sample_responses
+
+    config = tiny_config(tiny_model_dir, tmp_path / "run", guide_openers=["harmful=No way", "harmful=I can't",
+                                                                           "everyday=Sure"])
+    trainer = Trainer(config, show_progress=False)
+    n = 2
+    rollout = sample_responses(trainer._unwrapped(), trainer.tokenizer, ["a", "b", "c"], ["p"] * 3, num_samples=n,
+                               max_new_tokens=4)
+    out, sources = trainer.add_candidates(rollout, ["harmful", "summarize", "everyday"])
+    assert [rows.tolist() for rows in sources] == [[6, -1, 7]]
+    assert out.texts[:6] == rollout.texts
+    assert out.texts[6].startswith(("No way", "I can't")) and out.texts[7].startswith("Sure")
+    for row, src in ((6, 0), (7, 4)):       # a guided row carries its prompt's own prefix
+        assert torch.equal(out.prompt_ids[row], rollout.prompt_ids[src])
+        assert 2 < out.completion_mask[row].sum() <= config.max_new_tokens
+    # a step trains on pools with the guided column: 3 candidates a prompt
+    metrics = trainer.train_step(["a", "b", "c"], ["harmful", "summarize", "everyday"])
+    assert metrics["pairs"] + metrics["ties"] == 3 and "pairs/extra_chosen" in metrics
+
+
+def test_multi_weight_pool_pairs_carry_their_own_prefixes(tiny_model_dir, tmp_path, monkeypatch):
+    import moodpo.trainer as trainer_module
+
+    config = tiny_config(tiny_model_dir, tmp_path / "run", pool_weights=3, loss_type="soft",
+                         scalarisation="tchebycheff", max_steps=1)
+    trainer = Trainer(config, show_progress=False)
+    built = []
+    real = trainer.build_pairs
+    monkeypatch.setattr(trainer, "build_pairs", lambda *a: built.append((a, real(*a))) or built[-1][1])
+    result = trainer.train()
+    assert result.status == "finished" and result.metrics[0]["pairs"] + result.metrics[0]["ties"] == 9
+    (rollout, prompts, weights, pool, chosen, rejected), pairs = built[0]
+    assert weights.shape == (9, 2) and len(pairs.texts) == 18
+    for i in range(9):
+        text = trainer.tokenizer.decode(pairs.prompt_ids[i][pairs.prompt_mask[i].bool()])
+        assert f"{weights[i][0]:.2f}" in text and prompts[i % 3] in text
+        assert torch.equal(pairs.prompt_ids[i], pairs.prompt_ids[9 + i])       # chosen and rejected: one prompt
+        assert pairs.texts[i] == rollout.texts[pool[i, chosen[i]]]
+    assert np.array_equal(pool[:3], pool[3:6]) and np.array_equal(pool[:3], pool[6:])
+
+
+@pytest.mark.parametrize("overrides, msg", [
+    (dict(guide_openers=["harmful"]), "must be category=opener"),
+    (dict(scalarisation="max"), "scalarisation must be linear or tchebycheff"),
+    (dict(pool_weights=0), "pool_weights must be >= 1"),
+    (dict(soft_tau=0), "soft_tau must be a positive number"),
+])
+def test_recipe_options_errors(tmp_path, overrides, msg):
+    from moodpo.errors import MoodpoError
+
+    with pytest.raises(MoodpoError, match=msg):
+        tiny_config("unused", tmp_path / "run", **overrides)
+
+
+def test_guide_opener_longer_than_the_budget_is_refused(tiny_model_dir, tmp_path):
+    from moodpo.errors import MoodpoError
+
+    config = tiny_config(tiny_model_dir, tmp_path / "run", guide_openers=["*=" + "no " * 20])
+    with pytest.raises(MoodpoError, match="not shorter than max_new_tokens 8"):
+        Trainer(config, show_progress=False)
+    assert not (tmp_path / "run").exists()
