@@ -73,7 +73,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_the_modules_are_found():
-    assert {"moodpo.runs", "moodpo.trainer", "moodpo.objectives.base", "ui.layout"} <= set(MODULES)
+    assert {"moodpo.runs", "moodpo.trainer", "moodpo.objectives.base", "ui.layout", "ui.steer_tab"} <= set(MODULES)
 
 
 def test_no_import_cycle():

@@ -17,10 +17,10 @@ from ui.figures import progress_html, scores_figure, scores_table, weights_text
 from ui.fronts import (front_figure, hypervolume_table, list_eval_sources, load_fronts, point_samples,
                        points_table)
 from ui.generation import Side, check_prompt, check_sampling, compare, reorder, steer
-from ui.layout import rebalance
 from ui.policies import BASE, PolicyStore, list_policies, policy_spec
 from ui.settings import AppConfig
 from ui.training import TrainingManager, parse_alpha
+from ui.widgets import rebalance
 
 
 @pytest.fixture(scope="module")
