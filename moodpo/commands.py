@@ -553,10 +553,7 @@ def _add_eval_source_args(p: argparse.ArgumentParser, limit_default=None) -> Non
                         "for base: helpfulness harmlessness)")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add the non-training commands to the `moodpo` parser."""
-    from moodpo.cli_args import add_config_fields
-
+def _add_eval_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="sweep a weight grid: Pareto front, steerability, generations",
                        description="Evaluate a run, checkpoint, soups set or base:MODEL on a simplex grid of weights.")
     p.add_argument("--run", required=True, help="run folder, checkpoint, soups folder or base:MODEL")
@@ -571,6 +568,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_generation_args(p)
     p.set_defaults(func=cmd_eval)
 
+
+def _add_rescore_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rescore", help="score an evaluation's responses again, after an objective changed",
                        description="Score the stored responses of an evaluation again with its objectives as "
                                    "they are defined now, without generating, and write a new eval folder "
@@ -582,6 +581,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "conciseness@v1 to see an evaluation under the first definitions)")
     p.set_defaults(func=cmd_rescore)
 
+
+def _add_card_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("card", help="write the model card (README.md) of each saved adapter",
                        description="Write <run>/adapter/README.md for every run with a saved adapter at or under "
                                    "each folder (a run, a soups set, runs/shipped), from its config.yaml, "
@@ -590,6 +591,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("runs", nargs="+", help="run folders, soups sets or folders holding runs")
     p.set_defaults(func=cmd_card)
 
+
+def _add_train_soups_command(sub: argparse._SubParsersAction) -> None:
+    from moodpo.cli_args import add_config_fields
+
     p = sub.add_parser("train-soups", help="train a Rewarded Soups baseline: one adapter per objective",
                        description="Train one adapter per objective (one-hot fixed weights) into --output_dir, "
                                    "then write soups.json there.")
@@ -597,6 +602,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_fields(p)
     p.set_defaults(func=cmd_train_soups)
 
+
+def _add_compare_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="compare evaluated systems: hypervolume, dominance, steerability, win rate",
                        description="Each argument is an eval folder or a run folder with eval/. The first is the "
                                    "reference system for dominance and win rates.")
@@ -607,6 +614,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="hypervolume reference point, one value per objective (default: the objectives' floors "
                         "when all have one, else the worst mean minus 10%% of the span over the systems compared)")
     p.set_defaults(func=cmd_compare)
+
+
+def _add_sweep_command(sub: argparse._SubParsersAction) -> None:
+    from moodpo.cli_args import add_config_fields
 
     p = sub.add_parser("sweep", help="one run per alpha, evaluate each, compare",
                        description="Train one run per alpha (output_dir = <output_dir>-alpha<a>), evaluate each on "
@@ -622,6 +633,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_generation_args(p, prefix="eval_")
     p.set_defaults(func=cmd_sweep)
 
+
+def _add_steer_report_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("steer-report", help="responses side by side per weight vector, as an HTML page",
                        description="Generate for a fixed set of prompts at each weight vector and write a page "
                                    "with the responses side by side.")
@@ -632,6 +645,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_generation_args(p)
     p.set_defaults(func=cmd_steer_report)
 
+
+def _add_objectives_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("objectives", help="how the objectives correlate on base-model samples",
                        description="Sample responses from the base model, score them with every objective and "
                                    "print Pearson/Spearman correlations, overall and per prompt category.")
@@ -652,4 +667,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_generation_args(p)
     p.set_defaults(func=cmd_objectives)
 
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the non-training commands to the `moodpo` parser."""
+    _add_eval_command(sub)
+    _add_rescore_command(sub)
+    _add_card_command(sub)
+    _add_train_soups_command(sub)
+    _add_compare_command(sub)
+    _add_sweep_command(sub)
+    _add_steer_report_command(sub)
+    _add_objectives_command(sub)
     _register_studies(sub)

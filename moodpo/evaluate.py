@@ -512,31 +512,12 @@ def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None =
     """
     if not results:
         raise MoodpoError("nothing to compare")
+    results = _aligned(results)
     objectives = results[0].objectives
-    for r in results[1:]:
-        if sorted(r.objectives) != sorted(objectives):
-            raise MoodpoError(f"cannot compare {r.system} (objectives {r.objectives}) with {results[0].system} "
-                              f"(objectives {objectives}): evaluate both on the same objectives")
-    results = [_reorder(r, objectives) for r in results]
-    _check_versions(results)
     names = _unique_names(list(names) if names else [r.system for r in results])
     points = [r.points for r in results]
     ref, ref_source = fixed_reference(objectives, points, ref)
-    shared, shared_weights = matched(*results)
-    p_n, g_n = shared[0].shape[:2]
-    first_prompts, first_weights = [p.id for p in results[0].prompts], _weight_keys(results[0].weights)
-    for r, name in zip(results[1:], names[1:]):
-        if [p.id for p in r.prompts] != first_prompts or _weight_keys(r.weights) != first_weights:
-            log.warning("%s was evaluated on other prompts or weights than %s: hypervolumes use each system's own, "
-                        "intervals, differences and win rates only the %d prompts and %d weights all systems share",
-                        name, names[0], p_n, g_n)
-    nan = np.full(len(results), np.nan)
-    paired = {key: nan for key in ("hv_lo", "hv_hi", "hv_diff", "hv_diff_lo", "hv_diff_hi", "win_rate", "win_lo",
-                                   "win_hi")}
-    if p_n and g_n:
-        paired = paired_bootstrap(shared, shared_weights, ref, n_boot=n_boot, seed=seed)
-    else:
-        log.warning("the systems share no prompt and weight: no intervals, differences or win rates")
+    paired, p_n, g_n = _paired_measures(results, names, ref, n_boot=n_boot, seed=seed)
     lc = length_controlled_points(results)
     lc_ref = reference_point(*lc)
     rows = []
@@ -546,32 +527,77 @@ def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None =
         for key in ("hv_diff", "hv_diff_lo", "hv_diff_hi"):
             row[key] = float(paired[key][i]) if i else float("nan")
         row["hv_length_controlled"] = hypervolume(lc[i], lc_ref)
-        if i == 0:
-            row.update(vs_first="-", first_dominated=float("nan"))
-        else:
-            dom = front_dominance(points[i], points[0])
-            row["vs_first"] = {"A dominates": "dominates", "B dominates": "dominated"}.get(dom["verdict"], "neither")
-            row["first_dominated"] = dom["frac_b_dominated_by_a"]
-        steer = steerability(r.weights, points[i], objectives)
-        interior = interior_share(r.weights, r.scores, objectives, n_boot=n_boot, seed=seed)
-        for o in objectives:
-            row[f"steer_{o}"] = steer[o]["spearman"]
-            row[f"mono_{o}"] = steer[o]["monotone_fraction"]
-            row[f"interior_{o}"] = interior[o]["share"]
+        row.update(_against_first(points[i], points[0]) if i else {"vs_first": "-", "first_dominated": float("nan")})
+        row.update(_steering_columns(r, points[i], n_boot=n_boot, seed=seed))
         for key in ("win_rate", "win_lo", "win_hi"):
             row[key] = float(paired[key][i]) if i else float("nan")
         row["length"] = float(r.lengths.mean())
-        for flag, values in r.audit.items():
-            if flag in AUDIT_FLAGS:
-                # The whole grid, and the worst weight point: a policy that degenerates at one corner.
-                per_weight = values.mean(axis=(0, 2))
-                row[rate_column(flag)] = float(values.mean())
-                row[f"max_{rate_column(flag)}"] = float(per_weight.max())
+        row.update(_audit_columns(r))
         rows.append(row)
     details = {"objectives": objectives, "reference_point": ref, "reference": ref_source,
                "length_controlled_reference_point": lc_ref,
                "paired": {"prompts": p_n, "weights": g_n, "n_boot": n_boot, "seed": seed}}
     return pd.DataFrame(rows), jsonable(details)
+
+
+def _aligned(results: Sequence[EvalResult]) -> list[EvalResult]:
+    """The results with the first's objective order, after checking they share objectives and versions."""
+    objectives = results[0].objectives
+    for r in results[1:]:
+        if sorted(r.objectives) != sorted(objectives):
+            raise MoodpoError(f"cannot compare {r.system} (objectives {r.objectives}) with {results[0].system} "
+                              f"(objectives {objectives}): evaluate both on the same objectives")
+    results = [_reorder(r, objectives) for r in results]
+    _check_versions(results)
+    return results
+
+
+def _paired_measures(results: Sequence[EvalResult], names: list[str], ref, *, n_boot: int,
+                     seed: int) -> tuple[dict[str, np.ndarray], int, int]:
+    """paired_bootstrap on the prompts and weights all systems share (NaN when they share none):
+    (measures, each of shape (S,); shared prompts; shared weights)."""
+    shared, shared_weights = matched(*results)
+    p_n, g_n = shared[0].shape[:2]
+    first_prompts, first_weights = [p.id for p in results[0].prompts], _weight_keys(results[0].weights)
+    for r, name in zip(results[1:], names[1:]):
+        if [p.id for p in r.prompts] != first_prompts or _weight_keys(r.weights) != first_weights:
+            log.warning("%s was evaluated on other prompts or weights than %s: hypervolumes use each system's own, "
+                        "intervals, differences and win rates only the %d prompts and %d weights all systems share",
+                        name, names[0], p_n, g_n)
+    if p_n and g_n:
+        return paired_bootstrap(shared, shared_weights, ref, n_boot=n_boot, seed=seed), p_n, g_n
+    log.warning("the systems share no prompt and weight: no intervals, differences or win rates")
+    nan = np.full(len(results), np.nan)
+    keys = ("hv_lo", "hv_hi", "hv_diff", "hv_diff_lo", "hv_diff_hi", "win_rate", "win_lo", "win_hi")
+    return {key: nan for key in keys}, p_n, g_n
+
+
+def _against_first(points: np.ndarray, first: np.ndarray) -> dict:
+    dom = front_dominance(points, first)
+    return {"vs_first": {"A dominates": "dominates", "B dominates": "dominated"}.get(dom["verdict"], "neither"),
+            "first_dominated": dom["frac_b_dominated_by_a"]}
+
+
+def _steering_columns(r: EvalResult, points: np.ndarray, *, n_boot: int, seed: int) -> dict:
+    steer = steerability(r.weights, points, r.objectives)
+    interior = interior_share(r.weights, r.scores, r.objectives, n_boot=n_boot, seed=seed)
+    row = {}
+    for o in r.objectives:
+        row[f"steer_{o}"] = steer[o]["spearman"]
+        row[f"mono_{o}"] = steer[o]["monotone_fraction"]
+        row[f"interior_{o}"] = interior[o]["share"]
+    return row
+
+
+def _audit_columns(r: EvalResult) -> dict:
+    row = {}
+    for flag, values in r.audit.items():
+        if flag in AUDIT_FLAGS:
+            # The whole grid, and the worst weight point: a policy that degenerates at one corner.
+            per_weight = values.mean(axis=(0, 2))
+            row[rate_column(flag)] = float(values.mean())
+            row[f"max_{rate_column(flag)}"] = float(per_weight.max())
+    return row
 
 
 def _check_versions(results: Sequence[EvalResult]) -> None:
