@@ -28,7 +28,8 @@ def main() -> None:
     from moodpo.data import load_prompts
     from moodpo.evaluate import DEFAULT_BATCH_SIZE, evaluate_policy
     from moodpo.objectives import get_objective
-    from moodpo.policy import GenerationSettings, load_policy
+    from moodpo.policy import load_policy
+    from moodpo.sampling_settings import GenerationSettings
     from moodpo.weights import simplex_grid
 
     print(f"machine: {machine()}", flush=True)

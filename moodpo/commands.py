@@ -30,6 +30,7 @@ import numpy as np
 from moodpo.data import SPLITS, tuning_split
 from moodpo.errors import MoodpoError
 from moodpo.runs import CONFIG_FILE, EVAL_DIR, SOUPS_FILE, atomic_write, describe_source, run_of_checkpoint
+from moodpo.sampling_settings import MAX_NEW_TOKENS, TEMPERATURE
 from moodpo.weights import EVAL_GRID
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def _positive(name: str):
 
 
 def _settings(args):
-    from moodpo.policy import GenerationSettings
+    from moodpo.sampling_settings import GenerationSettings
 
     if args.temperature <= 0:
         raise MoodpoError(f"--temperature must be > 0, got {args.temperature}")
@@ -58,9 +59,9 @@ def _settings(args):
 
 def _add_generation_args(p: argparse.ArgumentParser, *, prefix: str = "") -> None:
     p.add_argument(f"--{prefix}seed", type=int, default=0, help="generation seed (same seed, same draw)")
-    p.add_argument(f"--{prefix}max_new_tokens", type=_positive("max_new_tokens"), default=96,
+    p.add_argument(f"--{prefix}max_new_tokens", type=_positive("max_new_tokens"), default=MAX_NEW_TOKENS,
                    help="longest response in tokens")
-    p.add_argument(f"--{prefix}temperature", type=float, default=0.7, help="sampling temperature")
+    p.add_argument(f"--{prefix}temperature", type=float, default=TEMPERATURE, help="sampling temperature")
     p.add_argument(f"--{prefix}greedy", action="store_true", help="greedy decoding instead of sampling")
 
 

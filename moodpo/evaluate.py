@@ -79,9 +79,10 @@ from moodpo.data import Prompt
 from moodpo.errors import MoodpoError
 from moodpo.pareto import (adherence_spread, bootstrap_ci, front_dominance, hypervolume, interior_share,
                            length_controlled, paired_bootstrap, reference_point, steerability)
-from moodpo.policy import GenerationSettings, Policy
+from moodpo.policy import Policy
 from moodpo.runs import (EVAL_DIR, EVAL_LOG, FRONT_FILE, GENERATIONS_FILE, SUMMARY_FILE, TABLE_CSV, TABLE_JSONL,
                          atomic_write, jsonable, jsonl_text, rewrite_jsonl_before)
+from moodpo.sampling_settings import GenerationSettings
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ import numpy as np
 from moodpo.config import option, read_yaml
 from moodpo.data import SPLITS, Prompt, filter_categories, load_prompts
 from moodpo.errors import MoodpoError
+from moodpo.sampling_settings import MAX_NEW_TOKENS, TEMPERATURE, TOP_P
 from moodpo.votes import MAX_INSTRUCTIONS_CHARS, MAX_NAME_CHARS, OVERALL, Study, VoteError, VoteStore
 from moodpo.weights import validate_weights
 
@@ -48,9 +49,9 @@ class StudyConfig:
     categories: list[str] | None = option(None, "only prompts of these categories, e.g. everyday borderline")
     comparisons: list[dict] = option([], "list of {a: SYSTEM, b: SYSTEM}, SYSTEM = {policy: SPEC, weights: [...], "
                                      "name: LABEL (optional, default SPEC)}; YAML only")
-    max_new_tokens: int = option(96, "longest response in tokens")
-    temperature: float = option(0.7, "sampling temperature")
-    top_p: float = option(0.95, "nucleus sampling threshold")
+    max_new_tokens: int = option(MAX_NEW_TOKENS, "longest response in tokens")
+    temperature: float = option(TEMPERATURE, "sampling temperature")
+    top_p: float = option(TOP_P, "nucleus sampling threshold")
     greedy: bool = option(False, "greedy decoding instead of sampling")
     seed: int = option(0, "generation seed (every policy gets the same draws)")
     batch_size: int = option(16, "responses per generate call")
@@ -221,7 +222,7 @@ def select_prompts(spec: StudyConfig) -> list[Prompt]:
 
 
 def _generation_settings(spec: StudyConfig):
-    from moodpo.policy import GenerationSettings
+    from moodpo.sampling_settings import GenerationSettings
 
     return GenerationSettings(max_new_tokens=spec.max_new_tokens, temperature=spec.temperature, top_p=spec.top_p,
                               do_sample=not spec.greedy)

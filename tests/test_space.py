@@ -174,7 +174,8 @@ def test_bad_weights_are_refused_without_waiting_for_the_preload(runs, tiny_mode
 
 
 def test_soups_mix_adapters_live_in_a_small_lru_cache(runs):
-    from moodpo.policy import GenerationSettings, load_policy
+    from moodpo.policy import load_policy
+    from moodpo.sampling_settings import GenerationSettings
 
     policy = load_policy(str(runs / "soups"))
     policy.soup_cache = 3

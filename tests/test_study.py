@@ -110,7 +110,7 @@ def test_make_study_generates_each_policy_once_and_scores_without_prefix(tmp_pat
 
 
 def test_generate_pairs_for_a_live_demo(tiny_model_dir, tmp_path):
-    from moodpo.policy import GenerationSettings
+    from moodpo.sampling_settings import GenerationSettings
 
     policy = load_policy(f"base:{tiny_model_dir}", objectives=OBJECTIVES)
     pairs = generate_pairs(policy, [3, 1], policy, [0, 1], ["Say hi.", "Name a colour."], OBJECTIVES,

@@ -290,7 +290,8 @@ def test_reads_what_moodpo_evaluate_writes(tmp_path, tiny_model_dir):
     from moodpo.data import load_prompts
     from moodpo.evaluate import evaluate_policy, write_eval
     from moodpo.objectives import get_objective
-    from moodpo.policy import GenerationSettings, load_policy
+    from moodpo.policy import load_policy
+    from moodpo.sampling_settings import GenerationSettings
     from moodpo.weights import simplex_grid
 
     objectives = ["conciseness", "helpfulness"]

@@ -330,7 +330,7 @@ def live_study(votes: VoteStore, store: PolicyStore, config: AppConfig, password
     study `name` (created, with one question per objective and overall, if it does not exist).
     Returns (study, pairs added)."""
     from moodpo.data import load_prompts
-    from moodpo.policy import GenerationSettings
+    from moodpo.sampling_settings import GenerationSettings
     from moodpo.study import generate_pairs
 
     check_admin(config, password)
@@ -355,7 +355,7 @@ def live_study(votes: VoteStore, store: PolicyStore, config: AppConfig, password
         raise MoodpoError(f"study {name!r} is on {', '.join(existing.objectives)}; these policies steer "
                           f"{', '.join(objectives)}")
     prompts = load_prompts("builtin", "eval", limit=int(count), seed=int(seed))
-    settings = GenerationSettings(max_new_tokens=config.max_new_tokens, temperature=0.7, do_sample=True)
+    settings = GenerationSettings(max_new_tokens=config.max_new_tokens, do_sample=True)
 
     def generate() -> list[dict]:
         return generate_pairs(store.get(policy_a), wa, store.get(policy_b), wb, prompts, list(objectives),

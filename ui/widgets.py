@@ -13,6 +13,7 @@ import functools
 import gradio as gr
 
 from moodpo.conditioning import display_name
+from moodpo.sampling_settings import TEMPERATURE
 from moodpo.weights import WEIGHT_STEP, one_hot
 from ui.figures import weights_text
 from ui.policies import list_policies
@@ -127,7 +128,7 @@ def sampling_controls(config: AppConfig):
         with gr.Row():
             tokens = gr.Slider(8, config.max_new_tokens_limit, value=config.max_new_tokens, step=8,
                                label="Max new tokens")
-            temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature", info="0 = greedy")
+            temperature = gr.Slider(0, 2, value=TEMPERATURE, step=0.05, label="Temperature", info="0 = greedy")
             seed = gr.Number(0, label="Seed", precision=0, minimum=0, info="same seed, same draw")
     return tokens, temperature, seed
 
