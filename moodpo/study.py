@@ -28,7 +28,7 @@ from moodpo.data import SPLITS, Prompt, filter_categories, load_prompts
 from moodpo.errors import MoodpoError
 from moodpo.sampling_settings import MAX_NEW_TOKENS, TEMPERATURE, TOP_P
 from moodpo.votes import MAX_INSTRUCTIONS_CHARS, MAX_NAME_CHARS, OVERALL, Study, VoteError, VoteStore
-from moodpo.weights import validate_weights
+from moodpo.weights import split_values, validate_weights
 
 
 @dataclass
@@ -108,7 +108,7 @@ class StudyConfig:
                 raise MoodpoError(f"{where}, {key}: policy must be a run folder, checkpoint, soups set or base:MODEL")
             weights = side["weights"]
             if isinstance(weights, str):
-                weights = weights.replace(",", " ").split()
+                weights = split_values(weights)
             if not isinstance(weights, (list, tuple)):
                 raise MoodpoError(f"{where}, {key}: weights must be a list, e.g. [0.7, 0.3]")
             try:

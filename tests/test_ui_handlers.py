@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 import pytest
 
 from moodpo.errors import MoodpoError
+from moodpo.weights import parse_alpha
 from test_ui_fixtures import OBJECTIVES, make_runs, snapshot
 from ui.figures import progress_html, scores_figure, scores_table, weights_text
 from ui.fronts import (front_figure, hypervolume_table, list_eval_sources, load_fronts, point_samples,
@@ -19,7 +20,7 @@ from ui.fronts import (front_figure, hypervolume_table, list_eval_sources, load_
 from ui.generation import Side, check_prompt, check_sampling, compare, reorder, steer
 from ui.policies import BASE, PolicyStore, list_policies, policy_spec
 from ui.settings import AppConfig
-from ui.training import TrainingManager, parse_alpha
+from ui.training import TrainingManager
 from ui.widgets import rebalance
 
 

@@ -29,6 +29,7 @@ from moodpo.conditioning import display_name
 from moodpo.errors import MoodpoError
 from moodpo.votes import DB_FILE, MAX_NAME_CHARS, OVERALL, Assignment, Study, VoteStore, question_text
 from moodpo.votestats import TABLE_TITLES
+from moodpo.weights import split_values
 from ui.admin import check_admin
 from ui.figures import empty_figure
 from ui.generation import check_weights
@@ -288,16 +289,6 @@ def set_open(votes: VoteStore | None, config: AppConfig, password: str, study_id
     return votes.study(study_id)
 
 
-def parse_weights(text) -> list[float]:
-    """'0.7, 0.3' (or a list) -> [0.7, 0.3]; validated against the objectives by the caller."""
-    parts = text if isinstance(text, (list, tuple)) else str(text if text is not None else "").replace(",", " ").split()
-    try:
-        return [float(p) for p in parts]
-    except (TypeError, ValueError):
-        raise MoodpoError(f"weights must be numbers separated by commas, e.g. 0.7, 0.3; got {str(text)[:40]!r}") \
-            from None
-
-
 def study_config_path(config: AppConfig, name: str | None) -> Path:
     """A study config chosen in the app: a YAML file under <configs>/studies/, nowhere else."""
     if not name or not str(name).endswith((".yaml", ".yml")):
@@ -349,7 +340,7 @@ def live_study(votes: VoteStore, store: PolicyStore, config: AppConfig, password
     if store.objectives(policy_b) != objectives:
         raise MoodpoError(f"the two policies steer different objectives ({', '.join(objectives)} vs "
                           f"{', '.join(store.objectives(policy_b))}); pick two that steer the same")
-    wa, wb = (check_weights(parse_weights(w), objectives).tolist() for w in (weights_a, weights_b))
+    wa, wb = (check_weights(split_values(w), objectives).tolist() for w in (weights_a, weights_b))
     existing = next((s for s in votes.studies() if s.name == name), None)
     if existing is not None and tuple(existing.objectives) != tuple(objectives):
         raise MoodpoError(f"study {name!r} is on {', '.join(existing.objectives)}; these policies steer "
