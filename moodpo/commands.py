@@ -476,18 +476,10 @@ def cmd_set_study_status(args: argparse.Namespace) -> int:
 
 def _add_study_fields(p: argparse.ArgumentParser) -> None:
     """One `--field` option per StudyConfig field but comparisons (structured: YAML only)."""
-    from moodpo.study import STUDY_FIELDS
+    from moodpo.cli_args import add_config_fields
+    from moodpo.study import StudyConfig
 
-    group = p.add_argument_group("study config fields (override the YAML file)")
-    for name, f in STUDY_FIELDS.items():
-        if name == "comparisons":
-            continue
-        kwargs = dict(default=argparse.SUPPRESS, help=f.metadata["help"], metavar=name.upper())
-        if name in ("objectives", "categories"):
-            kwargs["nargs"] = "+"
-        elif f.type == "bool":
-            kwargs.update(nargs="?", const="true", metavar="BOOL")
-        group.add_argument(f"--{name}", **kwargs)
+    add_config_fields(p, StudyConfig, title="study config fields (override the YAML file)", skip=("comparisons",))
 
 
 def _add_data_arg(p: argparse.ArgumentParser) -> None:

@@ -235,9 +235,10 @@ def parse_extra_responses(items: list[str]) -> dict[str, str]:
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
-def field_kind(name: str) -> tuple[type, bool, bool]:
-    """(scalar type, is_list, optional) for a config field, read from its annotation."""
-    hint = typing.get_type_hints(TrainConfig)[name]
+def field_kind(name: str, schema: type | None = None) -> tuple[type, bool, bool]:
+    """(scalar type, is_list, optional) for a field of a config dataclass (default TrainConfig),
+    read from its annotation."""
+    hint = typing.get_type_hints(schema or TrainConfig)[name]
     args = typing.get_args(hint)
     optional = type(None) in args
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
