@@ -11,7 +11,6 @@ with --out) is a source of its own. Names are paths relative to the runs folder.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +22,8 @@ from moodpo.errors import MoodpoError
 from moodpo.evaluate import fixed_reference
 from moodpo.pareto import hypervolume
 from moodpo.plots import eval_objectives, pareto_figure
-from moodpo.runs import (EVAL_DIR, GENERATIONS_FILE, MAX_DEPTH, TABLE_CSV, TABLE_JSONL, is_run, is_soups,
-                         read_jsonl)
+from moodpo.runs import (EVAL_DIR, GENERATIONS_FILE, TABLE_CSV, TABLE_JSONL, is_run, is_soups, read_jsonl,
+                         walk_runs)
 from moodpo.weights import validate_weights
 from ui.figures import empty_figure
 from ui.policies import read_run_config, resolve_under
@@ -57,21 +56,15 @@ def find_eval(folder: Path, name: str) -> EvalSource | None:
 
 def list_eval_sources(runs_dir: Path) -> list[str]:
     """Names of every run or eval folder under runs_dir that has an eval table, sorted."""
-    root = Path(runs_dir)
-    if not root.is_dir():
-        return []
-    names = []
-    for here, dirs, _ in os.walk(root):
-        path = Path(here)
-        rel = path.relative_to(root)
-        found = find_eval(path, "") if rel.parts else None
-        if found or (rel.parts and _is_run(path)):
-            if found:
-                names.append(rel.as_posix())
-            dirs[:] = []
-            continue
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if len(rel.parts) < MAX_DEPTH else []
-    return sorted(names)
+    return [name for name, has_eval in walk_runs(runs_dir, _has_eval) if has_eval]
+
+
+def _has_eval(folder: Path) -> bool | None:
+    """True: an eval source; False: a run without an eval table (the walk does not look inside it,
+    at its checkpoints); None: neither, look inside."""
+    if find_eval(folder, "") is not None:
+        return True
+    return False if _is_run(folder) else None
 
 
 def read_table(path: Path) -> pd.DataFrame:
