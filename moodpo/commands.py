@@ -78,7 +78,7 @@ def _load(spec: str, objectives=None):
 
 
 def _default_out(spec: str) -> Path:
-    from moodpo.evaluate import sanitize
+    from moodpo.eval.evaluate import sanitize
 
     if spec.startswith("base:") or spec == "base":
         return Path("runs") / f"base-{sanitize(Path(spec.partition(':')[2] or 'default').name)}" / EVAL_DIR
@@ -123,7 +123,7 @@ def run_eval(spec: str, *, grid: int, split: str = "eval", source: str | None = 
              categories=None, objectives=None, settings=None, seed: int = 0, samples: int = 1, batch_size: int = 64,
              system: str | None = None, out: str | Path | None = None):
     """Load a policy, evaluate it on a simplex grid, write the eval folder; returns (result, out)."""
-    from moodpo.evaluate import evaluate_policy, write_eval
+    from moodpo.eval.evaluate import evaluate_policy, write_eval
     from moodpo.objectives import get_objective
     from moodpo.weights import simplex_grid
 
@@ -166,7 +166,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from moodpo.evaluate import find_eval_dir, load_eval, rescore, write_eval
+    from moodpo.eval.evaluate import find_eval_dir, load_eval, rescore, write_eval
 
     source, out = find_eval_dir(args.eval), Path(args.out)
     if out.resolve() == source.resolve():
@@ -198,8 +198,8 @@ def _config_and_overrides(args, skip=()):
 
 
 def cmd_train_soups(args: argparse.Namespace) -> int:
-    from moodpo.baselines import train_soups
-    from moodpo.evaluate import append_training_eval
+    from moodpo.train.baselines import train_soups
+    from moodpo.eval.evaluate import append_training_eval
 
     config = _config_and_overrides(args)
     meta = train_soups(config, evaluate=append_training_eval)
@@ -209,7 +209,7 @@ def cmd_train_soups(args: argparse.Namespace) -> int:
 
 
 def _compare(paths, out, names=None, legend_title="system", ref=None):
-    from moodpo.evaluate import format_table, load_eval, write_compare
+    from moodpo.eval.evaluate import format_table, load_eval, write_compare
 
     results = [load_eval(p) for p in paths]
     table, details = write_compare(results, out, names, legend_title=legend_title, ref=ref)
@@ -241,8 +241,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from moodpo.evaluate import append_training_eval
-    from moodpo.trainer import train
+    from moodpo.eval.evaluate import append_training_eval
+    from moodpo.train.trainer import train
 
     base = _config_and_overrides(args, skip=("alpha", "grid", "limit", "out", "eval_seed", "eval_max_new_tokens",
                                              "eval_temperature", "eval_greedy"))
@@ -338,7 +338,7 @@ def cmd_objectives(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from moodpo.data import load_prompts
-    from moodpo.evaluate import batch_seed, format_table
+    from moodpo.eval.evaluate import batch_seed, format_table
     from moodpo.objectives import get_objective, objective_correlations, previous_version, score_all
     from moodpo.sampling import sample_responses
 
@@ -391,13 +391,13 @@ def cmd_objectives(args: argparse.Namespace) -> int:
 
 
 def _store(args):
-    from moodpo.votes import VoteStore
+    from moodpo.human.votes import VoteStore
 
     return VoteStore(args.data)
 
 
 def cmd_make_study(args: argparse.Namespace) -> int:
-    from moodpo.study import STUDY_FIELDS, load_study_config, make_study
+    from moodpo.human.study import STUDY_FIELDS, load_study_config, make_study
 
     spec = load_study_config(args.config, {k: v for k, v in vars(args).items() if k in STUDY_FIELDS})
     study = make_study(spec, args.data, runs_dir=args.runs)
@@ -410,7 +410,7 @@ def cmd_make_study(args: argparse.Namespace) -> int:
 def cmd_studies(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from moodpo.evaluate import format_table
+    from moodpo.eval.evaluate import format_table
 
     store = _store(args)
     rows = [{"id": s.id, "name": s.name, "status": s.status, "pairs": s.n_pairs, "overlap": s.overlap,
@@ -422,7 +422,7 @@ def cmd_studies(args: argparse.Namespace) -> int:
 
 def _votes(args):
     """(votes frame, title) for --study, or for every study when it is not given."""
-    from moodpo.votes import VoteError
+    from moodpo.human.votes import VoteError
 
     store = _store(args)
     study = store.find_study(args.study) if args.study else None
@@ -434,8 +434,8 @@ def _votes(args):
 
 
 def cmd_votes_report(args: argparse.Namespace) -> int:
-    from moodpo.evaluate import format_table
-    from moodpo.votestats import TABLE_TITLES, report, report_html
+    from moodpo.eval.evaluate import format_table
+    from moodpo.human.votestats import TABLE_TITLES, report, report_html
 
     frame, title = _votes(args)
     tables = report(frame, n_boot=args.n_boot, seed=args.seed, margin=args.margin)
@@ -454,7 +454,7 @@ def cmd_votes_report(args: argparse.Namespace) -> int:
 
 
 def cmd_votes_export(args: argparse.Namespace) -> int:
-    from moodpo.votes import export_csv, export_jsonl, export_preferences
+    from moodpo.human.votes import export_csv, export_jsonl, export_preferences
 
     frame, title = _votes(args)
     if args.format == "trl":
@@ -477,7 +477,7 @@ def cmd_set_study_status(args: argparse.Namespace) -> int:
 def _add_study_fields(p: argparse.ArgumentParser) -> None:
     """One `--field` option per StudyConfig field but comparisons (structured: YAML only)."""
     from moodpo.cli_args import add_config_fields
-    from moodpo.study import StudyConfig
+    from moodpo.human.study import StudyConfig
 
     add_config_fields(p, StudyConfig, title="study config fields (override the YAML file)", skip=("comparisons",))
 

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from moodpo.errors import MoodpoError
-from moodpo.loss import LOSS_TYPES
+from moodpo.train.loss import LOSS_TYPES
 from moodpo.models import DEFAULT_MODEL
 from moodpo.runs import CONFIG_FILE
 from moodpo.weights import resolve_alpha, validate_weights

@@ -49,7 +49,7 @@ def _table(cls) -> list[str]:
 
 def render() -> str:
     from moodpo.config import RENAMED, TrainConfig
-    from moodpo.study import StudyConfig
+    from moodpo.human.study import StudyConfig
 
     lines = [
         "# Configuration reference",

@@ -142,7 +142,7 @@ def one_hot(k: int, num_objectives: int) -> np.ndarray:
 
 
 # Points per simplex edge of an evaluation unless asked otherwise: steps of 0.1, and grid points
-# at 0.2/0.3 and 0.7/0.8 on each edge for `moodpo.pareto.interior_share` to interpolate 0.25 and
+# at 0.2/0.3 and 0.7/0.8 on each edge for `moodpo.eval.pareto.interior_share` to interpolate 0.25 and
 # 0.75 from (with 2 or 3 points per edge that share is undefined).
 EVAL_GRID = 11
 

@@ -10,7 +10,7 @@ import pytest
 
 from ui import serve
 from moodpo.errors import MoodpoError
-from moodpo.votes import VoteStore
+from moodpo.human.votes import VoteStore
 from test_ui_fixtures import OBJECTIVES, make_runs
 from ui import voting
 from ui.generation import steer
@@ -84,7 +84,7 @@ def test_a_private_app_trains_without_a_password(tmp_path):
 
 
 def test_space_mode_study_creation(tmp_path, monkeypatch):
-    import moodpo.study
+    import moodpo.human.study
 
     def fake_make_study(spec, data_dir, *, runs_dir=None, progress=True):
         from test_ui_votes import synthetic_pairs
@@ -92,7 +92,7 @@ def test_space_mode_study_creation(tmp_path, monkeypatch):
         return VoteStore(data_dir).create_study(spec.name, synthetic_pairs(2), questions=spec.questions,
                                                 objectives=spec.objectives)
 
-    monkeypatch.setattr(moodpo.study, "make_study", fake_make_study)
+    monkeypatch.setattr(moodpo.human.study, "make_study", fake_make_study)
     folder = tmp_path / "configs" / voting.STUDIES_FOLDER
     folder.mkdir(parents=True)
     (folder / "demo.yaml").write_text(STUDY)

@@ -14,8 +14,8 @@ from moodpo.cli import main
 from moodpo.errors import MoodpoError
 from moodpo.objectives import score_all
 from moodpo.policy import load_policy
-from moodpo.study import StudyConfig, generate_pairs, load_study_config, make_study
-from moodpo.votes import VoteStore
+from moodpo.human.study import StudyConfig, generate_pairs, load_study_config, make_study
+from moodpo.human.votes import VoteStore
 
 OBJECTIVES = ["python:toy_objectives:distinct_chars", "python:toy_objectives:shortness"]
 

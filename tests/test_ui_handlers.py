@@ -261,7 +261,7 @@ def test_front_figure_one_trace_per_run_with_hover(runs):
 
 
 def test_hypervolume_uses_one_reference_point(runs):
-    from moodpo.pareto import hypervolume
+    from moodpo.eval.pareto import hypervolume
 
     fronts = load_fronts(runs, ["alpha-0.5", "alpha-2"])
     table, ref = hypervolume_table(fronts)
@@ -289,7 +289,7 @@ def test_points_and_their_samples(runs):
 
 def test_reads_what_moodpo_evaluate_writes(tmp_path, tiny_model_dir):
     from moodpo.data import load_prompts
-    from moodpo.evaluate import evaluate_policy, write_eval
+    from moodpo.eval.evaluate import evaluate_policy, write_eval
     from moodpo.objectives import get_objective
     from moodpo.policy import load_policy
     from moodpo.sampling_settings import GenerationSettings

@@ -19,8 +19,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from moodpo.errors import MoodpoError
-from moodpo.evaluate import fixed_reference
-from moodpo.pareto import hypervolume
+from moodpo.eval.evaluate import fixed_reference
+from moodpo.eval.pareto import hypervolume
 from moodpo.plots import eval_objectives, pareto_figure
 from moodpo.runs import (EVAL_DIR, GENERATIONS_FILE, TABLE_CSV, TABLE_JSONL, is_run, is_soups, read_jsonl,
                          walk_runs)
@@ -206,7 +206,7 @@ def training_front_figure(runs_dir: Path, name: str) -> go.Figure:
 
 def hypervolume_table(fronts: Fronts) -> tuple[pd.DataFrame, list[float]]:
     """Hypervolume of each run's points against one reference point shared by all of them: the
-    objectives' floors when every objective has one (`moodpo.evaluate.fixed_reference`)."""
+    objectives' floors when every objective has one (`moodpo.eval.evaluate.fixed_reference`)."""
     columns = ["run", "α", "eval", "points", "hypervolume"]
     if fronts.empty:
         return pd.DataFrame(columns=columns), []

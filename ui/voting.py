@@ -27,8 +27,8 @@ import plotly.graph_objects as go
 
 from moodpo.conditioning import display_name
 from moodpo.errors import MoodpoError
-from moodpo.votes import DB_FILE, MAX_NAME_CHARS, OVERALL, Assignment, Study, VoteStore, question_text
-from moodpo.votestats import TABLE_TITLES
+from moodpo.human.votes import DB_FILE, MAX_NAME_CHARS, OVERALL, Assignment, Study, VoteStore, question_text
+from moodpo.human.votestats import TABLE_TITLES
 from moodpo.weights import split_values
 from ui.admin import check_admin
 from ui.figures import empty_figure
@@ -303,7 +303,7 @@ def create_from_config(votes: VoteStore, config: AppConfig, password: str, confi
                        name: str | None = None, on_wait: Callable[[float], None] | None = None) -> Study:
     """Generate, score and store a study from a YAML under configs/studies/ (minutes: it loads the
     study's policies and the scorers), exactly as `make-study` would; `name` overrides the config's."""
-    from moodpo.study import load_study_config, make_study
+    from moodpo.human.study import load_study_config, make_study
 
     check_admin(config, password)
     overrides = {"name": name.strip()} if isinstance(name, str) and name.strip() else None
@@ -322,7 +322,7 @@ def live_study(votes: VoteStore, store: PolicyStore, config: AppConfig, password
     Returns (study, pairs added)."""
     from moodpo.data import load_prompts
     from moodpo.sampling_settings import GenerationSettings
-    from moodpo.study import generate_pairs
+    from moodpo.human.study import generate_pairs
 
     check_admin(config, password)
     name = name.strip() if isinstance(name, str) else ""
@@ -371,7 +371,7 @@ def _votes_of(votes: VoteStore | None, study_id) -> pd.DataFrame:
 def results(votes: VoteStore | None, config: AppConfig, password: str, study_id) -> dict[str, pd.DataFrame]:
     """The unblinded report of one study (summary, win rates, Bradley-Terry, human vs reward model,
     inter-annotator agreement) plus its comments; tables are empty while it has no votes."""
-    from moodpo.votestats import report
+    from moodpo.human.votestats import report
 
     check_admin(config, password)
     frame = _votes_of(votes, study_id)
@@ -383,7 +383,7 @@ def results(votes: VoteStore | None, config: AppConfig, password: str, study_id)
 
 def results_figure(tables: Mapping[str, pd.DataFrame]) -> go.Figure:
     """Bradley-Terry strengths and win rates with their 95% intervals, or a blank figure that says why."""
-    from moodpo.votestats import report_figure
+    from moodpo.human.votestats import report_figure
 
     if "bradley_terry" not in tables or not len(tables["win_rates"]):
         return empty_figure("No votes yet")
@@ -400,7 +400,7 @@ def _slug(text: str) -> str:
 def export(votes: VoteStore | None, config: AppConfig, password: str, study_id, out_dir: Path) -> list[Path]:
     """The study's votes as CSV, JSONL and a zip of TRL preference datasets (one folder per question,
     `datasets.load_from_disk` each; ties and both-bad left out), written under out_dir."""
-    from moodpo.votes import export_csv, export_jsonl, export_preferences
+    from moodpo.human.votes import export_csv, export_jsonl, export_preferences
 
     check_admin(config, password)
     frame = _votes_of(votes, study_id)

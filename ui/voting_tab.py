@@ -39,7 +39,7 @@ import gradio as gr
 import pandas as pd
 
 from moodpo.errors import MoodpoError
-from moodpo.votes import CHOICES, MAX_COMMENT_CHARS, MAX_NAME_CHARS, VoteStore
+from moodpo.human.votes import CHOICES, MAX_COMMENT_CHARS, MAX_NAME_CHARS, VoteStore
 from ui import voting
 from ui.admin import check_admin
 from ui.errors import user_errors

@@ -27,7 +27,7 @@ from moodpo.config import option, read_yaml
 from moodpo.data import SPLITS, Prompt, filter_categories, load_prompts
 from moodpo.errors import MoodpoError
 from moodpo.sampling_settings import MAX_NEW_TOKENS, TEMPERATURE, TOP_P
-from moodpo.votes import MAX_INSTRUCTIONS_CHARS, MAX_NAME_CHARS, OVERALL, Study, VoteError, VoteStore
+from moodpo.human.votes import MAX_INSTRUCTIONS_CHARS, MAX_NAME_CHARS, OVERALL, Study, VoteError, VoteStore
 from moodpo.weights import split_values, validate_weights
 
 
@@ -232,7 +232,7 @@ def _generate(policy, weights: Sequence[Sequence[float]], prompts: Sequence[Prom
               batch_size: int, bar=None) -> list[list[str]]:
     """Responses [G][P] of one policy to every prompt at every weight vector, in batched generate
     calls (weight-major), batch b seeded with batch_seed(seed, b) as in evaluation."""
-    from moodpo.evaluate import batch_seed
+    from moodpo.eval.evaluate import batch_seed
 
     rows = [(g, p) for g in range(len(weights)) for p in range(len(prompts))]
     out = [[""] * len(prompts) for _ in weights]
