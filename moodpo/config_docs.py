@@ -74,7 +74,7 @@ def render() -> str:
         "|---|---|",
         *[f"| `{old}` | `{new}` |" for old, new in RENAMED.items()],
         "",
-        "## Human preference studies: `moodpo make-study` (`moodpo/study.py`, `StudyConfig`)",
+        "## Human preference studies: `moodpo make-study` (`moodpo/human/study.py`, `StudyConfig`)",
         "",
         "A YAML file (`--config`, see `configs/studies/`) with these fields; every field but `comparisons`",
         "can be overridden as `--field value`.",
