@@ -3,7 +3,7 @@ against a loop of one weight at a time, in the same run.
 
     python bench/eval_sweep.py [--prompts 32] [--grid 11] [--tokens 64]
 
-Both go through `moodpo.evaluate.evaluate_policy` on the embedded base policy with the same
+Both go through `moodpo.eval.evaluate.evaluate_policy` on the embedded base policy with the same
 generation settings and scorers (helpfulness, harmlessness); the loop calls it once per weight
 vector (each call batches that weight's prompts), the sweep once for the whole grid (rows of all
 weights share batches of --batch). The last line is `ratio=<loop seconds over sweep seconds>`.
@@ -26,9 +26,10 @@ def main() -> None:
     args = p.parse_args()
 
     from moodpo.data import load_prompts
-    from moodpo.evaluate import DEFAULT_BATCH_SIZE, evaluate_policy
+    from moodpo.eval.evaluate import DEFAULT_BATCH_SIZE, evaluate_policy
     from moodpo.objectives import get_objective
-    from moodpo.policy import GenerationSettings, load_policy
+    from moodpo.policy import load_policy
+    from moodpo.sampling_settings import GenerationSettings
     from moodpo.weights import simplex_grid
 
     print(f"machine: {machine()}", flush=True)

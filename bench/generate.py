@@ -43,8 +43,9 @@ def main() -> None:
 
     from transformers import TextIteratorStreamer
 
-    from moodpo.policy import GenerationSettings, load_policy
+    from moodpo.policy import load_policy
     from moodpo.sampling import encode_prompts, eos_token_ids, generation_config
+    from moodpo.sampling_settings import GenerationSettings
 
     print(f"machine: {machine()}", flush=True)
     policy = load_policy("base:smollm2-135m")

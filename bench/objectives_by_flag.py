@@ -3,7 +3,7 @@
     python bench/objectives_by_flag.py FILE [FILE ...]
 
 Reads evaluations' generations.jsonl files, sorts every response by its audit flag
-(`moodpo.audit`: degenerate, echo, declined, else answered; a response with several flags goes
+(`moodpo.eval.audit`: degenerate, echo, declined, else answered; a response with several flags goes
 to the first of these) and by prompt category, and prints the mean of each built-in objective
 under v1 and v2 for each group. A hack is a group the audit calls bad (echo, degenerate, a
 declined everyday request) that v1 scores close to or above the answered group.
@@ -16,7 +16,7 @@ import json
 
 import numpy as np
 
-from moodpo.audit import audit_flags
+from moodpo.eval.audit import audit_flags
 from moodpo.objectives import score_all
 
 NAMES = ("helpfulness", "conciseness", "harmlessness")

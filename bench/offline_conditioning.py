@@ -38,10 +38,10 @@ def main() -> None:
     from moodpo.conditioning import build_prefix
     from moodpo.data import filter_categories, load_prompts
     from moodpo.fastgen import FastSampler
-    from moodpo.loss import dpo_loss
+    from moodpo.train.loss import dpo_loss
     from moodpo.models import add_lora, load_model, load_tokenizer
     from moodpo.objectives import get_objective, score_all
-    from moodpo.pairs import select_pairs
+    from moodpo.train.pairs import select_pairs
     from moodpo.sampling import sample_responses, sequence_logps
 
     torch.manual_seed(0)

@@ -4,7 +4,7 @@ opposite labels (what `mirror_weights` gives when both weight vectors pick the s
     python bench/prefix_learnability.py [--steps 100] [--share-prompts] [--attention eager]
 
 A tiny Llama (2 layers, 64 wide, SmolLM2's tokenizer, random weights) with a fresh LoRA adapter
-learns, with `moodpo.sampling.sequence_logps` and `moodpo.loss.dpo_loss`, to prefer response a
+learns, with `moodpo.sampling.sequence_logps` and `moodpo.train.loss.dpo_loss`, to prefer response a
 under prefix (1, 0) and response b under prefix (0, 1). Printed: the prefix gap
 [lp(a|p1) - lp(a|p2)] - [lp(b|p1) - lp(b|p2)] in nats, which is 0 for a policy that ignores the
 prefix. It says the loss and the log-prob code can carry the signal; not how many on-policy pairs
@@ -30,7 +30,7 @@ def main() -> None:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from moodpo.conditioning import build_prefix
-    from moodpo.loss import dpo_loss
+    from moodpo.train.loss import dpo_loss
     from moodpo.models import add_lora, resolve_model
     from moodpo.sampling import encode_prompts, sequence_logps
 

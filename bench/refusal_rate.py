@@ -25,7 +25,8 @@ if str(ROOT) not in sys.path:
 
 from moodpo.data import load_prompts  # noqa: E402
 from moodpo.objectives import get_objective, text  # noqa: E402
-from moodpo.policy import GenerationSettings, load_policy  # noqa: E402
+from moodpo.policy import load_policy  # noqa: E402
+from moodpo.sampling_settings import GenerationSettings  # noqa: E402
 
 
 def main() -> None:

@@ -30,8 +30,8 @@ for path in (ROOT, ROOT / "bench"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from moodpo.evaluate import load_eval  # noqa: E402
-from moodpo.pareto import interior_share  # noqa: E402
+from moodpo.eval.evaluate import load_eval  # noqa: E402
+from moodpo.eval.pareto import interior_share  # noqa: E402
 
 CATEGORY_ORDER = ("everyday", "safety", "summarize", "borderline", "harmful")
 

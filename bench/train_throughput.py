@@ -35,7 +35,7 @@ BATCH, SAMPLES, TOKENS = 8, 2, 64
 
 def _ours(fast: bool):
     from moodpo.config import TrainConfig
-    from moodpo.trainer import Trainer
+    from moodpo.train.trainer import Trainer
 
     run_dir = tempfile.mkdtemp(prefix="bench-ours-")
     config = TrainConfig(objectives=list(OBJECTIVES), weight_mode="fixed", fixed_weights=list(PREFIX_WEIGHTS),

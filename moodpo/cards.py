@@ -29,6 +29,7 @@ from moodpo.errors import MoodpoError
 from moodpo.models import EMBEDDED_MODELS, hub_id
 from moodpo.runs import (ADAPTER_FILE, ADAPTER_STEP_FILE, EVAL_DIR, METRICS_FILE, SOUPS_FILE, SUMMARY_FILE,
                          TABLE_CSV, final_adapter, is_run, read_jsonl, runs_with_adapter)
+from moodpo.sampling_settings import MAX_NEW_TOKENS, TEMPERATURE, TOP_P
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,8 @@ def _usage_section(config: TrainConfig, base: str | None, adapter: Path, run_dir
         f"            {{'role': 'user', 'content': {EXAMPLE_PROMPT!r}}}]",
         "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors='pt',",
         "                                       return_dict=True)",
-        "out = model.generate(**inputs, max_new_tokens=96, do_sample=True, temperature=0.7, top_p=0.95)",
+        f"out = model.generate(**inputs, max_new_tokens={MAX_NEW_TOKENS}, do_sample=True, temperature={TEMPERATURE}, "
+        f"top_p={TOP_P})",
         "print(tokenizer.decode(out[0, inputs['input_ids'].shape[1]:], skip_special_tokens=True))",
     ])
     lines = ["## Use it", "", f"With transformers{' and peft' if config.lora else ''}:", "", _code(code, "python"), ""]

@@ -28,8 +28,8 @@ class Parser(argparse.ArgumentParser):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from moodpo.config import load_config
-    from moodpo.evaluate import append_training_eval
-    from moodpo.trainer import train
+    from moodpo.eval.evaluate import append_training_eval
+    from moodpo.train.trainer import train
 
     config = load_config(args.config, overrides(args))
     result = train(config, evaluate=append_training_eval)

@@ -30,6 +30,7 @@ import numpy as np
 from moodpo.data import SPLITS, tuning_split
 from moodpo.errors import MoodpoError
 from moodpo.runs import CONFIG_FILE, EVAL_DIR, SOUPS_FILE, atomic_write, describe_source, run_of_checkpoint
+from moodpo.sampling_settings import MAX_NEW_TOKENS, TEMPERATURE
 from moodpo.weights import EVAL_GRID
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def _positive(name: str):
 
 
 def _settings(args):
-    from moodpo.policy import GenerationSettings
+    from moodpo.sampling_settings import GenerationSettings
 
     if args.temperature <= 0:
         raise MoodpoError(f"--temperature must be > 0, got {args.temperature}")
@@ -58,9 +59,9 @@ def _settings(args):
 
 def _add_generation_args(p: argparse.ArgumentParser, *, prefix: str = "") -> None:
     p.add_argument(f"--{prefix}seed", type=int, default=0, help="generation seed (same seed, same draw)")
-    p.add_argument(f"--{prefix}max_new_tokens", type=_positive("max_new_tokens"), default=96,
+    p.add_argument(f"--{prefix}max_new_tokens", type=_positive("max_new_tokens"), default=MAX_NEW_TOKENS,
                    help="longest response in tokens")
-    p.add_argument(f"--{prefix}temperature", type=float, default=0.7, help="sampling temperature")
+    p.add_argument(f"--{prefix}temperature", type=float, default=TEMPERATURE, help="sampling temperature")
     p.add_argument(f"--{prefix}greedy", action="store_true", help="greedy decoding instead of sampling")
 
 
@@ -77,7 +78,7 @@ def _load(spec: str, objectives=None):
 
 
 def _default_out(spec: str) -> Path:
-    from moodpo.evaluate import sanitize
+    from moodpo.eval.evaluate import sanitize
 
     if spec.startswith("base:") or spec == "base":
         return Path("runs") / f"base-{sanitize(Path(spec.partition(':')[2] or 'default').name)}" / EVAL_DIR
@@ -122,7 +123,7 @@ def run_eval(spec: str, *, grid: int, split: str = "eval", source: str | None = 
              categories=None, objectives=None, settings=None, seed: int = 0, samples: int = 1, batch_size: int = 64,
              system: str | None = None, out: str | Path | None = None):
     """Load a policy, evaluate it on a simplex grid, write the eval folder; returns (result, out)."""
-    from moodpo.evaluate import evaluate_policy, write_eval
+    from moodpo.eval.evaluate import evaluate_policy, write_eval
     from moodpo.objectives import get_objective
     from moodpo.weights import simplex_grid
 
@@ -165,7 +166,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from moodpo.evaluate import find_eval_dir, load_eval, rescore, write_eval
+    from moodpo.eval.evaluate import find_eval_dir, load_eval, rescore, write_eval
 
     source, out = find_eval_dir(args.eval), Path(args.out)
     if out.resolve() == source.resolve():
@@ -197,8 +198,8 @@ def _config_and_overrides(args, skip=()):
 
 
 def cmd_train_soups(args: argparse.Namespace) -> int:
-    from moodpo.baselines import train_soups
-    from moodpo.evaluate import append_training_eval
+    from moodpo.train.baselines import train_soups
+    from moodpo.eval.evaluate import append_training_eval
 
     config = _config_and_overrides(args)
     meta = train_soups(config, evaluate=append_training_eval)
@@ -208,7 +209,7 @@ def cmd_train_soups(args: argparse.Namespace) -> int:
 
 
 def _compare(paths, out, names=None, legend_title="system", ref=None):
-    from moodpo.evaluate import format_table, load_eval, write_compare
+    from moodpo.eval.evaluate import format_table, load_eval, write_compare
 
     results = [load_eval(p) for p in paths]
     table, details = write_compare(results, out, names, legend_title=legend_title, ref=ref)
@@ -240,8 +241,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from moodpo.evaluate import append_training_eval
-    from moodpo.trainer import train
+    from moodpo.eval.evaluate import append_training_eval
+    from moodpo.train.trainer import train
 
     base = _config_and_overrides(args, skip=("alpha", "grid", "limit", "out", "eval_seed", "eval_max_new_tokens",
                                              "eval_temperature", "eval_greedy"))
@@ -337,7 +338,7 @@ def cmd_objectives(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from moodpo.data import load_prompts
-    from moodpo.evaluate import batch_seed, format_table
+    from moodpo.eval.evaluate import batch_seed, format_table
     from moodpo.objectives import get_objective, objective_correlations, previous_version, score_all
     from moodpo.sampling import sample_responses
 
@@ -390,13 +391,13 @@ def cmd_objectives(args: argparse.Namespace) -> int:
 
 
 def _store(args):
-    from moodpo.votes import VoteStore
+    from moodpo.human.votes import VoteStore
 
     return VoteStore(args.data)
 
 
 def cmd_make_study(args: argparse.Namespace) -> int:
-    from moodpo.study import STUDY_FIELDS, load_study_config, make_study
+    from moodpo.human.study import STUDY_FIELDS, load_study_config, make_study
 
     spec = load_study_config(args.config, {k: v for k, v in vars(args).items() if k in STUDY_FIELDS})
     study = make_study(spec, args.data, runs_dir=args.runs)
@@ -409,7 +410,7 @@ def cmd_make_study(args: argparse.Namespace) -> int:
 def cmd_studies(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from moodpo.evaluate import format_table
+    from moodpo.eval.evaluate import format_table
 
     store = _store(args)
     rows = [{"id": s.id, "name": s.name, "status": s.status, "pairs": s.n_pairs, "overlap": s.overlap,
@@ -421,7 +422,7 @@ def cmd_studies(args: argparse.Namespace) -> int:
 
 def _votes(args):
     """(votes frame, title) for --study, or for every study when it is not given."""
-    from moodpo.votes import VoteError
+    from moodpo.human.votes import VoteError
 
     store = _store(args)
     study = store.find_study(args.study) if args.study else None
@@ -433,8 +434,8 @@ def _votes(args):
 
 
 def cmd_votes_report(args: argparse.Namespace) -> int:
-    from moodpo.evaluate import format_table
-    from moodpo.votestats import TABLE_TITLES, report, report_html
+    from moodpo.eval.evaluate import format_table
+    from moodpo.human.votestats import TABLE_TITLES, report, report_html
 
     frame, title = _votes(args)
     tables = report(frame, n_boot=args.n_boot, seed=args.seed, margin=args.margin)
@@ -453,7 +454,7 @@ def cmd_votes_report(args: argparse.Namespace) -> int:
 
 
 def cmd_votes_export(args: argparse.Namespace) -> int:
-    from moodpo.votes import export_csv, export_jsonl, export_preferences
+    from moodpo.human.votes import export_csv, export_jsonl, export_preferences
 
     frame, title = _votes(args)
     if args.format == "trl":
@@ -475,18 +476,10 @@ def cmd_set_study_status(args: argparse.Namespace) -> int:
 
 def _add_study_fields(p: argparse.ArgumentParser) -> None:
     """One `--field` option per StudyConfig field but comparisons (structured: YAML only)."""
-    from moodpo.study import STUDY_FIELDS
+    from moodpo.cli_args import add_config_fields
+    from moodpo.human.study import StudyConfig
 
-    group = p.add_argument_group("study config fields (override the YAML file)")
-    for name, f in STUDY_FIELDS.items():
-        if name == "comparisons":
-            continue
-        kwargs = dict(default=argparse.SUPPRESS, help=f.metadata["help"], metavar=name.upper())
-        if name in ("objectives", "categories"):
-            kwargs["nargs"] = "+"
-        elif f.type == "bool":
-            kwargs.update(nargs="?", const="true", metavar="BOOL")
-        group.add_argument(f"--{name}", **kwargs)
+    add_config_fields(p, StudyConfig, title="study config fields (override the YAML file)", skip=("comparisons",))
 
 
 def _add_data_arg(p: argparse.ArgumentParser) -> None:
@@ -553,10 +546,7 @@ def _add_eval_source_args(p: argparse.ArgumentParser, limit_default=None) -> Non
                         "for base: helpfulness harmlessness)")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add the non-training commands to the `moodpo` parser."""
-    from moodpo.cli_args import add_config_fields
-
+def _add_eval_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="sweep a weight grid: Pareto front, steerability, generations",
                        description="Evaluate a run, checkpoint, soups set or base:MODEL on a simplex grid of weights.")
     p.add_argument("--run", required=True, help="run folder, checkpoint, soups folder or base:MODEL")
@@ -571,6 +561,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_generation_args(p)
     p.set_defaults(func=cmd_eval)
 
+
+def _add_rescore_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rescore", help="score an evaluation's responses again, after an objective changed",
                        description="Score the stored responses of an evaluation again with its objectives as "
                                    "they are defined now, without generating, and write a new eval folder "
@@ -582,6 +574,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "conciseness@v1 to see an evaluation under the first definitions)")
     p.set_defaults(func=cmd_rescore)
 
+
+def _add_card_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("card", help="write the model card (README.md) of each saved adapter",
                        description="Write <run>/adapter/README.md for every run with a saved adapter at or under "
                                    "each folder (a run, a soups set, runs/shipped), from its config.yaml, "
@@ -590,6 +584,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("runs", nargs="+", help="run folders, soups sets or folders holding runs")
     p.set_defaults(func=cmd_card)
 
+
+def _add_train_soups_command(sub: argparse._SubParsersAction) -> None:
+    from moodpo.cli_args import add_config_fields
+
     p = sub.add_parser("train-soups", help="train a Rewarded Soups baseline: one adapter per objective",
                        description="Train one adapter per objective (one-hot fixed weights) into --output_dir, "
                                    "then write soups.json there.")
@@ -597,6 +595,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_fields(p)
     p.set_defaults(func=cmd_train_soups)
 
+
+def _add_compare_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="compare evaluated systems: hypervolume, dominance, steerability, win rate",
                        description="Each argument is an eval folder or a run folder with eval/. The first is the "
                                    "reference system for dominance and win rates.")
@@ -607,6 +607,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="hypervolume reference point, one value per objective (default: the objectives' floors "
                         "when all have one, else the worst mean minus 10%% of the span over the systems compared)")
     p.set_defaults(func=cmd_compare)
+
+
+def _add_sweep_command(sub: argparse._SubParsersAction) -> None:
+    from moodpo.cli_args import add_config_fields
 
     p = sub.add_parser("sweep", help="one run per alpha, evaluate each, compare",
                        description="Train one run per alpha (output_dir = <output_dir>-alpha<a>), evaluate each on "
@@ -622,6 +626,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_generation_args(p, prefix="eval_")
     p.set_defaults(func=cmd_sweep)
 
+
+def _add_steer_report_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("steer-report", help="responses side by side per weight vector, as an HTML page",
                        description="Generate for a fixed set of prompts at each weight vector and write a page "
                                    "with the responses side by side.")
@@ -632,6 +638,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_generation_args(p)
     p.set_defaults(func=cmd_steer_report)
 
+
+def _add_objectives_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("objectives", help="how the objectives correlate on base-model samples",
                        description="Sample responses from the base model, score them with every objective and "
                                    "print Pearson/Spearman correlations, overall and per prompt category.")
@@ -652,4 +660,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_generation_args(p)
     p.set_defaults(func=cmd_objectives)
 
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the non-training commands to the `moodpo` parser."""
+    _add_eval_command(sub)
+    _add_rescore_command(sub)
+    _add_card_command(sub)
+    _add_train_soups_command(sub)
+    _add_compare_command(sub)
+    _add_sweep_command(sub)
+    _add_steer_report_command(sub)
+    _add_objectives_command(sub)
     _register_studies(sub)

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from moodpo.errors import MoodpoError
-from moodpo.loss import LOSS_TYPES
+from moodpo.train.loss import LOSS_TYPES
 from moodpo.models import DEFAULT_MODEL
 from moodpo.runs import CONFIG_FILE
 from moodpo.weights import resolve_alpha, validate_weights
@@ -263,9 +263,10 @@ def parse_guide_openers(items: list[str]) -> dict[str, list[str]]:
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
-def field_kind(name: str) -> tuple[type, bool, bool]:
-    """(scalar type, is_list, optional) for a config field, read from its annotation."""
-    hint = typing.get_type_hints(TrainConfig)[name]
+def field_kind(name: str, schema: type | None = None) -> tuple[type, bool, bool]:
+    """(scalar type, is_list, optional) for a field of a config dataclass (default TrainConfig),
+    read from its annotation."""
+    hint = typing.get_type_hints(schema or TrainConfig)[name]
     args = typing.get_args(hint)
     optional = type(None) in args
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:

@@ -49,7 +49,7 @@ def _table(cls) -> list[str]:
 
 def render() -> str:
     from moodpo.config import RENAMED, TrainConfig
-    from moodpo.study import StudyConfig
+    from moodpo.human.study import StudyConfig
 
     lines = [
         "# Configuration reference",
@@ -74,7 +74,7 @@ def render() -> str:
         "|---|---|",
         *[f"| `{old}` | `{new}` |" for old, new in RENAMED.items()],
         "",
-        "## Human preference studies: `moodpo make-study` (`moodpo/study.py`, `StudyConfig`)",
+        "## Human preference studies: `moodpo make-study` (`moodpo/human/study.py`, `StudyConfig`)",
         "",
         "A YAML file (`--config`, see `configs/studies/`) with these fields; every field but `comparisons`",
         "can be overridden as `--field value`.",

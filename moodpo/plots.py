@@ -11,7 +11,7 @@ The eval table has one row per (system, weight point):
     step             int    training step of the checkpoint, for live fronts (optional)
     alpha            float  the run's alpha hyperparameter, shown on hover (optional)
     decline_rate, echo_rate, degenerate_rate
-                     float  audit rates at the point (`moodpo.audit`), on hover (optional)
+                     float  audit rates at the point (`moodpo.eval.audit`), on hover (optional)
 
 The objectives of a table are the names after ``w_``. The metrics table is a DataFrame of
 ``<run_dir>/metrics.jsonl``: one row per logged step, a ``step`` column and one column per
@@ -33,7 +33,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from moodpo.errors import MoodpoError
-from moodpo.pareto import pareto_mask
+from moodpo.eval.pareto import pareto_mask
 
 _PALETTE = plotly.colors.qualitative.Plotly
 AUDIT_COLUMNS = ("decline_rate", "echo_rate", "degenerate_rate")

@@ -30,25 +30,12 @@ from moodpo.errors import MoodpoError
 from moodpo.models import DEFAULT_MODEL, autocast_dtype, load_adapter, load_model, load_tokenizer
 from moodpo.runs import MODEL_DIR, SOUPS_FILE, describe_source, is_run, latest_adapter, read_state, run_of_checkpoint
 from moodpo.sampling import eos_token_ids, generation_config, sample_responses
+from moodpo.sampling_settings import GenerationSettings
 from moodpo.weights import WEIGHT_STEP, validate_weights
 
 DEFAULT_OBJECTIVES = ("helpfulness", "harmlessness")
 # Mixed Rewarded Soups adapters a policy keeps: a few weight vectors in use at once, not every one ever asked for.
 SOUP_CACHE = 8
-
-
-@dataclass
-class GenerationSettings:
-    """How evaluation and the app sample; identical settings make systems comparable."""
-
-    max_new_tokens: int = 96
-    temperature: float = 0.7
-    top_p: float = 0.95
-    top_k: int = 0
-    do_sample: bool = True
-    max_prompt_tokens: int = 256
-    # Benchmarks force a length with it; evaluation and the app leave it at 0.
-    min_new_tokens: int = 0
 
 
 @dataclass

@@ -25,7 +25,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -149,11 +149,12 @@ def read_soups(soups_dir: str | Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def find_runs(runs_dir: str | Path, max_depth: int = MAX_DEPTH) -> list[tuple[str, str]]:
-    """(relative path, "run" or "soups") for every run folder and soups set under runs_dir, sorted.
-
-    A folder with config.yaml is a run, one with soups.json a soups set; neither is searched
-    further. Hidden folders are skipped.
+def walk_runs(runs_dir: str | Path, classify: Callable[[Path], object],
+              max_depth: int = MAX_DEPTH) -> list[tuple[str, object]]:
+    """(relative path, label) for every folder under runs_dir, down to max_depth, that `classify`
+    labels (returns anything but None for), sorted; a labelled folder is not searched further.
+    The walk of the runs folder that finding runs and finding evaluations share. Hidden folders
+    are skipped; runs_dir itself is searched, never labelled.
     """
     root = Path(runs_dir)
     if not root.is_dir():
@@ -162,13 +163,22 @@ def find_runs(runs_dir: str | Path, max_depth: int = MAX_DEPTH) -> list[tuple[st
     for here, dirs, _ in os.walk(root):
         path = Path(here)
         rel = path.relative_to(root)
-        kind = "soups" if is_soups(path) else "run" if is_run(path) else None
-        if kind and rel.parts:
-            found.append((rel.as_posix(), kind))
+        label = classify(path) if rel.parts else None
+        if label is not None:
+            found.append((rel.as_posix(), label))
             dirs[:] = []
             continue
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if len(rel.parts) < max_depth else []
-    return sorted(found)
+    return sorted(found, key=lambda item: item[0])
+
+
+def find_runs(runs_dir: str | Path, max_depth: int = MAX_DEPTH) -> list[tuple[str, str]]:
+    """(relative path, "run" or "soups") for every run folder and soups set under runs_dir, sorted.
+
+    A folder with config.yaml is a run, one with soups.json a soups set; neither is searched
+    further. Hidden folders are skipped.
+    """
+    return walk_runs(runs_dir, lambda path: "soups" if is_soups(path) else "run" if is_run(path) else None, max_depth)
 
 
 def runs_with_adapter(path: str | Path) -> list[Path]:

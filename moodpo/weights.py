@@ -46,10 +46,28 @@ def _short(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def parse_weights(text: str, num_objectives: int) -> np.ndarray:
-    """Parse "0.7,0.3" (commas or spaces) into a validated, normalised weight vector."""
-    parts = [p for p in text.replace(",", " ").split() if p]
-    return validate_weights(parts, num_objectives)
+def split_values(text) -> list:
+    """The items of "0.7, 0.3" or "0.7 0.3" (commas or spaces); a list or tuple as it is. The one
+    reader of typed weights and alphas: the values are checked by validate_weights or parse_alpha."""
+    if isinstance(text, (list, tuple)):
+        return list(text)
+    return str(text if text is not None else "").replace(",", " ").split()
+
+
+def parse_weights(text, num_objectives: int) -> np.ndarray:
+    """Parse "0.7,0.3" (commas or spaces, or a list) into a validated, normalised weight vector."""
+    return validate_weights(split_values(text), num_objectives)
+
+
+def parse_alpha(text) -> float | list[float]:
+    """'0.3' -> 0.3; '0.3, 1' -> [0.3, 1.0]; every value finite and > 0 (resolve_alpha checks the count)."""
+    try:
+        values = [float(p) for p in split_values(text)]
+    except (TypeError, ValueError):
+        raise MoodpoError(f"alpha must be a number > 0 (or one per objective), got {text!r}") from None
+    if not values or any(not math.isfinite(v) or v <= 0 for v in values):
+        raise MoodpoError(f"alpha must be a number > 0 (or one per objective), got {text!r}")
+    return values[0] if len(values) == 1 else values
 
 
 def resolve_alpha(alpha: float | Sequence[float], num_objectives: int) -> np.ndarray:
@@ -124,7 +142,7 @@ def one_hot(k: int, num_objectives: int) -> np.ndarray:
 
 
 # Points per simplex edge of an evaluation unless asked otherwise: steps of 0.1, and grid points
-# at 0.2/0.3 and 0.7/0.8 on each edge for `moodpo.pareto.interior_share` to interpolate 0.25 and
+# at 0.2/0.3 and 0.7/0.8 on each edge for `moodpo.eval.pareto.interior_share` to interpolate 0.25 and
 # 0.75 from (with 2 or 3 points per edge that share is undefined).
 EVAL_GRID = 11
 

@@ -60,7 +60,7 @@ def test_the_app_opens_on_the_shipped_policy_where_it_exists(tmp_path):
 
 
 def test_the_pareto_tab_opens_on_the_shipped_comparison():
-    from ui.layout import PARETO_DEFAULT_RUNS, default_fronts
+    from ui.pareto_tab import PARETO_DEFAULT_RUNS, default_fronts
 
     shipped = ["shipped/help-concise/base", "shipped/help-concise/moodpo", "shipped/help-concise/soups"]
     others = ["alpha-1", "shipped/help-harm/base", "shipped/help-harm/moodpo", "zeta"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from moodpo.votes import CHOICES, VoteStore
+from moodpo.human.votes import CHOICES, VoteStore
 from test_ui_fixtures import free_port
 from test_ui_votes import OBJECTIVES, QUESTIONS, SYSTEM_A, SYSTEM_B, synthetic_pairs
 

@@ -1,9 +1,9 @@
-"""moodpo.audit: the flags a reader would set by eye, and their rates per weight and category."""
+"""moodpo.eval.audit: the flags a reader would set by eye, and their rates per weight and category."""
 
 import numpy as np
 import pytest
 
-from moodpo.audit import audit_flags, audit_table, rate_column
+from moodpo.eval.audit import audit_flags, audit_table, rate_column
 
 Q = "What documents do I usually need to rent a car in another country?"
 ANSWER = ("Bring your driving licence, an international driving permit where the country asks for one, your "

@@ -41,7 +41,7 @@ eval_prompts: 2
 @pytest.fixture(scope="module")
 def vote_data(tmp_path_factory):
     """The app's data folder, holding one open study of three synthetic pairs."""
-    from moodpo.votes import VoteStore
+    from moodpo.human.votes import VoteStore
 
     data = tmp_path_factory.mktemp("data")
     VoteStore(data).create_study("browser study", synthetic_pairs(3), questions=VOTE_QUESTIONS,
@@ -139,7 +139,7 @@ def test_compare_and_pareto_tabs(page):
 
 
 def test_vote_identify_choose_vote_and_go_on(page, vote_data):
-    from moodpo.votes import VoteStore
+    from moodpo.human.votes import VoteStore
 
     page.get_by_role("tab", name="Vote").click()
     page.locator("#vote-name textarea").fill("Grace <i>H</i>")

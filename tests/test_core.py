@@ -8,9 +8,9 @@ import torch
 
 from moodpo.conditioning import build_messages, build_prefix, display_name
 from moodpo.errors import MoodpoError
-from moodpo.loss import dpo_loss
+from moodpo.train.loss import dpo_loss
 from moodpo.sampling import completion_mask
-from moodpo.trainer import PromptOrder, lr_factor
+from moodpo.train.trainer import PromptOrder, lr_factor
 from moodpo.weights import WeightSampler, grid_size, parse_weights, resolve_alpha, simplex_grid, validate_weights
 
 
@@ -181,7 +181,7 @@ def test_prompt_order_resumes_and_covers_each_epoch():
 def test_category_repeats_oversample_and_leave_out():
     from moodpo.config import TrainConfig, parse_category_repeats
     from moodpo.data import Prompt
-    from moodpo.trainer import repeat_categories
+    from moodpo.train.trainer import repeat_categories
 
     prompts = [Prompt("a", "x", "everyday"), Prompt("b", "y", "harmful"), Prompt("c", "z", "summarize")]
     out = repeat_categories(prompts, parse_category_repeats(["harmful=3", "summarize=0"]))

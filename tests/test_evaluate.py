@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # so "python:test_evaluate:lette
 
 from moodpo.cli import main
 from moodpo.data import Prompt, load_prompts
-from moodpo.evaluate import EvalResult, compare_results, load_eval
+from moodpo.eval.evaluate import EvalResult, compare_results, load_eval
 
 OBJECTIVES = ["conciseness", "python:test_evaluate:letters"]
 TINY_TRAIN = ["--max_steps", "1", "--per_device_train_batch_size", "2", "--num_generations", "2",
@@ -52,7 +52,7 @@ def test_training_appends_eval_rows(run_dir):
 
 
 def test_training_eval_uses_the_dev_split_else_eval(tmp_path):
-    from moodpo.evaluate import _held_out
+    from moodpo.eval.evaluate import _held_out
 
     assert {p.id for p in _held_out("builtin", 5, 0)} <= {p.id for p in load_prompts("builtin", "dev")}
     source = tmp_path / "no_dev.jsonl"
@@ -62,8 +62,8 @@ def test_training_eval_uses_the_dev_split_else_eval(tmp_path):
 
 def test_training_eval_restores_rng_and_train_mode(tiny_model_dir, tmp_path):
     from moodpo.config import load_config
-    from moodpo.evaluate import append_training_eval
-    from moodpo.trainer import Trainer
+    from moodpo.eval.evaluate import append_training_eval
+    from moodpo.train.trainer import Trainer
 
     config = load_config(overrides={"model_name_or_path": tiny_model_dir, "objectives": OBJECTIVES, "max_new_tokens": 4,
                                     "eval_grid": 2, "eval_prompts": 1, "output_dir": str(tmp_path / "r")})
@@ -295,7 +295,7 @@ def test_compare_columns_in_order():
 
 
 def test_fixed_reference_order_of_sources(floors):
-    from moodpo.evaluate import fixed_reference
+    from moodpo.eval.evaluate import fixed_reference
 
     results = [synthetic("A", 0.0, objectives=FLOORED)]
     ref, source = fixed_reference(FLOORED, [r.points for r in results], ref=[0.5, -2])
@@ -337,7 +337,7 @@ def test_compare_pairs_on_the_shared_prompts_and_weights(caplog):
 
 def test_summary_interior_share_and_line(tmp_path):
     from moodpo.commands import _summary_line
-    from moodpo.pareto import interior_share
+    from moodpo.eval.pareto import interior_share
     from moodpo.weights import simplex_grid
 
     weights = simplex_grid(2, 11)
@@ -362,7 +362,7 @@ def test_compare_rejects_different_objectives():
 
 
 def test_rescore_scores_the_same_responses_again(tmp_path, capsys):
-    from moodpo.evaluate import write_eval
+    from moodpo.eval.evaluate import write_eval
 
     old = synthetic("A", 0.0)
     old.objectives = ["conciseness", "helpfulness"]

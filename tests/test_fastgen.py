@@ -7,10 +7,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from moodpo.fastgen import FastSampler, _sample, supports
-from moodpo.loss import dpo_loss
+from moodpo.train.loss import dpo_loss
 from moodpo.models import add_lora
 from moodpo.sampling import encode_prompts, eos_token_ids, generation_config, sample_responses, sequence_logps
-from moodpo.trainer import Trainer
+from moodpo.train.trainer import Trainer
 from test_trainer import tiny_config
 
 PROMPTS = ["How do airplanes fly?", "Write a long poem about the sea, its tides, its storms and its quiet mornings.",

@@ -1,10 +1,10 @@
-"""The pure steps from rewards to pairs (moodpo.pairs) and the weight sampler's mirror mode."""
+"""The pure steps from rewards to pairs (moodpo.train.pairs) and the weight sampler's mirror mode."""
 
 import numpy as np
 import pytest
 
 from moodpo.errors import MoodpoError
-from moodpo.pairs import (build_pool, row_prompts, scalarise, select_pairs, soft_targets, spread_weights, tchebycheff,
+from moodpo.train.pairs import (build_pool, row_prompts, scalarise, select_pairs, soft_targets, spread_weights, tchebycheff,
                           weight_dependent)
 from moodpo.weights import WeightSampler
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from moodpo.errors import MoodpoError
-from moodpo.pareto import (
+from moodpo.eval.pareto import (
     adherence_spread,
     bootstrap_ci,
     dominates,

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moodpo.evaluate import batch_seed, eval_batches, load_eval
+from moodpo.eval.evaluate import batch_seed, eval_batches, load_eval
 from moodpo.objectives import get_objective, objective_versions, score_all
-from moodpo.policy import GenerationSettings, load_policy
+from moodpo.policy import load_policy
+from moodpo.sampling_settings import GenerationSettings
 from ui.settings import SHIPPED_POLICY
 
 RUNS = Path(__file__).resolve().parent.parent / "runs"

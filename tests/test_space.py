@@ -10,7 +10,7 @@ import pytest
 
 from ui import serve
 from moodpo.errors import MoodpoError
-from moodpo.votes import VoteStore
+from moodpo.human.votes import VoteStore
 from test_ui_fixtures import OBJECTIVES, make_runs
 from ui import voting
 from ui.generation import steer
@@ -84,7 +84,7 @@ def test_a_private_app_trains_without_a_password(tmp_path):
 
 
 def test_space_mode_study_creation(tmp_path, monkeypatch):
-    import moodpo.study
+    import moodpo.human.study
 
     def fake_make_study(spec, data_dir, *, runs_dir=None, progress=True):
         from test_ui_votes import synthetic_pairs
@@ -92,7 +92,7 @@ def test_space_mode_study_creation(tmp_path, monkeypatch):
         return VoteStore(data_dir).create_study(spec.name, synthetic_pairs(2), questions=spec.questions,
                                                 objectives=spec.objectives)
 
-    monkeypatch.setattr(moodpo.study, "make_study", fake_make_study)
+    monkeypatch.setattr(moodpo.human.study, "make_study", fake_make_study)
     folder = tmp_path / "configs" / voting.STUDIES_FOLDER
     folder.mkdir(parents=True)
     (folder / "demo.yaml").write_text(STUDY)
@@ -174,7 +174,8 @@ def test_bad_weights_are_refused_without_waiting_for_the_preload(runs, tiny_mode
 
 
 def test_soups_mix_adapters_live_in_a_small_lru_cache(runs):
-    from moodpo.policy import GenerationSettings, load_policy
+    from moodpo.policy import load_policy
+    from moodpo.sampling_settings import GenerationSettings
 
     policy = load_policy(str(runs / "soups"))
     policy.soup_cache = 3

@@ -14,8 +14,8 @@ from moodpo.cli import main
 from moodpo.errors import MoodpoError
 from moodpo.objectives import score_all
 from moodpo.policy import load_policy
-from moodpo.study import StudyConfig, generate_pairs, load_study_config, make_study
-from moodpo.votes import VoteStore
+from moodpo.human.study import StudyConfig, generate_pairs, load_study_config, make_study
+from moodpo.human.votes import VoteStore
 
 OBJECTIVES = ["python:toy_objectives:distinct_chars", "python:toy_objectives:shortness"]
 
@@ -110,7 +110,7 @@ def test_make_study_generates_each_policy_once_and_scores_without_prefix(tmp_pat
 
 
 def test_generate_pairs_for_a_live_demo(tiny_model_dir, tmp_path):
-    from moodpo.policy import GenerationSettings
+    from moodpo.sampling_settings import GenerationSettings
 
     policy = load_policy(f"base:{tiny_model_dir}", objectives=OBJECTIVES)
     pairs = generate_pairs(policy, [3, 1], policy, [0, 1], ["Say hi.", "Name a colour."], OBJECTIVES,

@@ -18,7 +18,7 @@ import yaml
 from moodpo.cli import main
 from moodpo.config import load_config
 from moodpo.runs import checkpoints
-from moodpo.trainer import Trainer
+from moodpo.train.trainer import Trainer
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
@@ -113,7 +113,7 @@ def test_stop_saves_a_checkpoint(tiny_model_dir, tmp_path):
 
 
 def test_nonfinite_loss_is_skipped_and_logged(tiny_model_dir, tmp_path, monkeypatch):
-    import moodpo.trainer as trainer_module
+    import moodpo.train.trainer as trainer_module
 
     def nan_loss(*args, **kwargs):
         losses, chosen, rejected = real(*args, **kwargs)
@@ -234,7 +234,7 @@ def test_mirror_weights_repeat_each_prompt_with_the_weights_reversed(tiny_model_
         seen.append(list(prompts))
         return real(prompts, categories)
 
-    import moodpo.trainer as trainer_module
+    import moodpo.train.trainer as trainer_module
     prefixes = []
     real_sample = trainer_module.sample_responses
     monkeypatch.setattr(trainer_module, "sample_responses",
@@ -274,7 +274,7 @@ def test_mirror_weights_config_errors(tmp_path, overrides, msg):
 
 
 def test_updates_per_step_reuses_one_rollout_for_several_updates(tiny_model_dir, tmp_path, monkeypatch):
-    import moodpo.trainer as trainer_module
+    import moodpo.train.trainer as trainer_module
     config = tiny_config(tiny_model_dir, tmp_path / "run", updates_per_step=3, max_steps=1, learning_rate=5e-3,
                          lr_scheduler_type="constant", warmup_steps=0)
     trainer = Trainer(config, show_progress=False)

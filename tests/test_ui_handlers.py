@@ -12,15 +12,16 @@ import plotly.graph_objects as go
 import pytest
 
 from moodpo.errors import MoodpoError
+from moodpo.weights import parse_alpha
 from test_ui_fixtures import OBJECTIVES, make_runs, snapshot
 from ui.figures import progress_html, scores_figure, scores_table, weights_text
 from ui.fronts import (front_figure, hypervolume_table, list_eval_sources, load_fronts, point_samples,
                        points_table)
 from ui.generation import Side, check_prompt, check_sampling, compare, reorder, steer
-from ui.layout import rebalance
 from ui.policies import BASE, PolicyStore, list_policies, policy_spec
 from ui.settings import AppConfig
-from ui.training import TrainingManager, parse_alpha
+from ui.training import TrainingManager
+from ui.widgets import rebalance
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +261,7 @@ def test_front_figure_one_trace_per_run_with_hover(runs):
 
 
 def test_hypervolume_uses_one_reference_point(runs):
-    from moodpo.pareto import hypervolume
+    from moodpo.eval.pareto import hypervolume
 
     fronts = load_fronts(runs, ["alpha-0.5", "alpha-2"])
     table, ref = hypervolume_table(fronts)
@@ -288,9 +289,10 @@ def test_points_and_their_samples(runs):
 
 def test_reads_what_moodpo_evaluate_writes(tmp_path, tiny_model_dir):
     from moodpo.data import load_prompts
-    from moodpo.evaluate import evaluate_policy, write_eval
+    from moodpo.eval.evaluate import evaluate_policy, write_eval
     from moodpo.objectives import get_objective
-    from moodpo.policy import GenerationSettings, load_policy
+    from moodpo.policy import load_policy
+    from moodpo.sampling_settings import GenerationSettings
     from moodpo.weights import simplex_grid
 
     objectives = ["conciseness", "helpfulness"]

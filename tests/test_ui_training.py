@@ -91,18 +91,18 @@ def test_a_run_started_with_the_tabs_defaults_shows_its_live_front(trainer, monk
     """The Train tab's own handlers: its default eval interval, start, then the front figure it draws."""
     import gradio as gr
 
-    from ui.layout import _train_tab
+    from ui.train_tab import build_train_tab
 
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
     with gr.Blocks():
-        tab = _train_tab(trainer.config, trainer)
-    every = next(c for c in tab["inputs"] if c.elem_id == "train-eval-every").value
+        tab = build_train_tab(trainer.config, trainer)
+    every = next(c for c in tab.inputs if c.elem_id == "train-eval-every").value
     assert every == trainer.eval_every("live") == TAB_EVAL_EVERY  # the config sets none: on by default
     name = trainer.start("live", "live-front", "1.0", every, ["conciseness", "python:toy_objectives:shortness"],
                          every)
     wait_for(lambda: not trainer.active_runs())
     assert trainer.status(name).state == "finished", (trainer.log_dir / f"{name}.log").read_text()[-2000:]
-    shown = tab["describe"](name)
+    shown = tab.describe(name)
     front = next(figure for component, figure in shown.items() if component.elem_id == "train-front")
     traces = [t for t in front.data if t.name == f"step {every}"]
     assert traces and len(traces[0].x) == 3  # eval_grid 3 on two objectives: three weight points

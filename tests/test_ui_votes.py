@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import pytest
 
 from moodpo.errors import MoodpoError
-from moodpo.votes import MAX_COMMENT_CHARS, VoteStore
+from moodpo.human.votes import MAX_COMMENT_CHARS, VoteStore
 from ui import voting
 from ui.settings import AppConfig
 
@@ -292,7 +292,7 @@ def test_study_configs_stay_under_configs_studies(config):
 def test_create_from_config_runs_make_study_in_a_thread(votes, config, monkeypatch):
     import threading
 
-    import moodpo.study
+    import moodpo.human.study
 
     folder = config.configs_dir / voting.STUDIES_FOLDER
     folder.mkdir(parents=True)
@@ -306,7 +306,7 @@ def test_create_from_config_runs_make_study_in_a_thread(votes, config, monkeypat
         return VoteStore(data_dir).create_study(spec.name, synthetic_pairs(2), questions=spec.questions,
                                                 objectives=spec.objectives)
 
-    monkeypatch.setattr(moodpo.study, "make_study", fake_make_study)
+    monkeypatch.setattr(moodpo.human.study, "make_study", fake_make_study)
     waited = []
     made = voting.create_from_config(votes, config, PASSWORD, "demo.yaml", "  renamed  ", on_wait=waited.append)
     assert made.name == "renamed" and made.n_pairs == 2
@@ -340,7 +340,7 @@ class FakePolicies:
 
 
 def test_live_pairs_create_a_study_then_add_to_it(votes, config, monkeypatch):
-    import moodpo.study
+    import moodpo.human.study
 
     seen = []
 
@@ -351,7 +351,7 @@ def test_live_pairs_create_a_study_then_add_to_it(votes, config, monkeypatch):
                  "scores_a": dict.fromkeys(objectives, 0.1), "scores_b": dict.fromkeys(objectives, 0.2)}
                 for p in prompts]
 
-    monkeypatch.setattr(moodpo.study, "generate_pairs", fake_generate_pairs)
+    monkeypatch.setattr(moodpo.human.study, "generate_pairs", fake_generate_pairs)
     policies = FakePolicies({"base": OBJECTIVES, "run": OBJECTIVES, "other": ("helpfulness", "conciseness")})
     made, added = voting.live_study(votes, policies, config, PASSWORD, "live", "base", "0.7, 0.3", "run", "1, 1", 3)
     assert added == 3 and made.n_pairs == 3 and made.questions == (*OBJECTIVES, "overall")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from moodpo.votes import (CHOICES, FRAME_COLUMNS, MAX_COMMENT_CHARS, SCHEMA_VERSION, VoteError, VoteStore,
+from moodpo.human.votes import (CHOICES, FRAME_COLUMNS, MAX_COMMENT_CHARS, SCHEMA_VERSION, VoteError, VoteStore,
                           export_csv, export_jsonl, export_preferences, filesystem_type, journal_mode_for,
                           question_text)
 
@@ -82,7 +82,7 @@ def test_journal_mode_follows_the_filesystem(path, fstype, mode):
 
 def test_store_applies_the_journal_mode(tmp_path, monkeypatch):
     assert VoteStore(tmp_path / "local").journal_mode == journal_mode_for(tmp_path)
-    monkeypatch.setattr("moodpo.votes.journal_mode_for", lambda path: "DELETE")
+    monkeypatch.setattr("moodpo.human.votes.journal_mode_for", lambda path: "DELETE")
     store = VoteStore(tmp_path / "network")
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"

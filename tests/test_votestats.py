@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from moodpo.errors import MoodpoError
-from moodpo.votes import FRAME_COLUMNS
-from moodpo.votestats import (bradley_terry, cohen_kappa, fit_bradley_terry, fleiss_kappa, human_model_agreement,
+from moodpo.human.votes import FRAME_COLUMNS
+from moodpo.human.votestats import (bradley_terry, cohen_kappa, fit_bradley_terry, fleiss_kappa, human_model_agreement,
                               inter_annotator_agreement, krippendorff_alpha_nominal, report, report_figure,
                               report_html, system_label, win_rates)
 

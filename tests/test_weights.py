@@ -11,7 +11,7 @@ import pytest
 from moodpo.cli import main
 from moodpo.config import load_config
 from moodpo.errors import MoodpoError
-from moodpo.weights import parse_weights, resolve_alpha, validate_weights
+from moodpo.weights import parse_weights, resolve_alpha, split_values, validate_weights
 
 NON_FINITE = [[math.nan, 1], [math.inf, 1], [1, -math.inf], ["nan", 1], ["inf", "1"], ["1e999", 0]]
 
@@ -85,14 +85,13 @@ def test_cli_flags_with_non_finite_values_exit_2_with_one_line(flags, match, tmp
 
 @pytest.mark.parametrize("weights", NON_FINITE)
 def test_ui_weight_checks(weights):
-    from ui import voting
     from ui.generation import check_weights
 
     with pytest.raises(MoodpoError, match="weights must be finite"):
         check_weights(weights, ["helpfulness", "harmlessness"])
     text = ", ".join(map(str, weights))
     with pytest.raises(MoodpoError, match="weights must be finite"):
-        check_weights(voting.parse_weights(text), ["helpfulness", "harmlessness"])
+        check_weights(split_values(text), ["helpfulness", "harmlessness"])
 
 
 def test_ui_check_weights_refuses_a_bare_number():

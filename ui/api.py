@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import gradio as gr
 
 from moodpo.errors import MoodpoError
+from moodpo.sampling_settings import TEMPERATURE
 from ui.errors import user_errors
 from ui.fronts import hypervolume_table, list_eval_sources, load_fronts, point_samples
 from ui.generation import Side, compare, steer
@@ -34,7 +35,7 @@ def register_api(config: AppConfig, store: PolicyStore, generation_queue: str) -
                 for c in list_policies(config)]
 
     def generate(prompt: str, weights: list[float], policy: str = BASE, seed: int = 0,
-                 max_new_tokens: int = config.max_new_tokens, temperature: float = 0.7) -> Iterator[dict]:
+                 max_new_tokens: int = config.max_new_tokens, temperature: float = TEMPERATURE) -> Iterator[dict]:
         """Stream one response at these objective weights (one per objective of the policy, normalised).
 
         Yields {policy, objectives, weights, prefix, response, scores, status}; the last has status
@@ -45,7 +46,7 @@ def register_api(config: AppConfig, store: PolicyStore, generation_queue: str) -
 
     def compare_api(prompt: str, weights_a: list[float], weights_b: list[float] | None = None,
                     policy_a: str = BASE, policy_b: str | None = None, seed: int = 0,
-                    max_new_tokens: int = config.max_new_tokens, temperature: float = 0.7) -> Iterator[dict]:
+                    max_new_tokens: int = config.max_new_tokens, temperature: float = TEMPERATURE) -> Iterator[dict]:
         """Two responses to one prompt with the same seed: two weight vectors, two policies, or both.
 
         weights_b defaults to weights_a and policy_b to policy_a. Yields {"a", "b", "objectives", "status"}.

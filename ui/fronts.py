@@ -11,7 +11,6 @@ with --out) is a source of its own. Names are paths relative to the runs folder.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,11 +19,11 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from moodpo.errors import MoodpoError
-from moodpo.evaluate import fixed_reference
-from moodpo.pareto import hypervolume
+from moodpo.eval.evaluate import fixed_reference
+from moodpo.eval.pareto import hypervolume
 from moodpo.plots import eval_objectives, pareto_figure
-from moodpo.runs import (EVAL_DIR, GENERATIONS_FILE, MAX_DEPTH, TABLE_CSV, TABLE_JSONL, is_run, is_soups,
-                         read_jsonl)
+from moodpo.runs import (EVAL_DIR, GENERATIONS_FILE, TABLE_CSV, TABLE_JSONL, is_run, is_soups, read_jsonl,
+                         walk_runs)
 from moodpo.weights import validate_weights
 from ui.figures import empty_figure
 from ui.policies import read_run_config, resolve_under
@@ -57,21 +56,15 @@ def find_eval(folder: Path, name: str) -> EvalSource | None:
 
 def list_eval_sources(runs_dir: Path) -> list[str]:
     """Names of every run or eval folder under runs_dir that has an eval table, sorted."""
-    root = Path(runs_dir)
-    if not root.is_dir():
-        return []
-    names = []
-    for here, dirs, _ in os.walk(root):
-        path = Path(here)
-        rel = path.relative_to(root)
-        found = find_eval(path, "") if rel.parts else None
-        if found or (rel.parts and _is_run(path)):
-            if found:
-                names.append(rel.as_posix())
-            dirs[:] = []
-            continue
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if len(rel.parts) < MAX_DEPTH else []
-    return sorted(names)
+    return [name for name, has_eval in walk_runs(runs_dir, _has_eval) if has_eval]
+
+
+def _has_eval(folder: Path) -> bool | None:
+    """True: an eval source; False: a run without an eval table (the walk does not look inside it,
+    at its checkpoints); None: neither, look inside."""
+    if find_eval(folder, "") is not None:
+        return True
+    return False if _is_run(folder) else None
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -213,7 +206,7 @@ def training_front_figure(runs_dir: Path, name: str) -> go.Figure:
 
 def hypervolume_table(fronts: Fronts) -> tuple[pd.DataFrame, list[float]]:
     """Hypervolume of each run's points against one reference point shared by all of them: the
-    objectives' floors when every objective has one (`moodpo.evaluate.fixed_reference`)."""
+    objectives' floors when every objective has one (`moodpo.eval.evaluate.fixed_reference`)."""
     columns = ["run", "α", "eval", "points", "hypervolume"]
     if fronts.empty:
         return pd.DataFrame(columns=columns), []

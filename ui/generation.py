@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from moodpo.errors import MoodpoError
-from moodpo.policy import GenerationSettings
+from moodpo.sampling_settings import TEMPERATURE, GenerationSettings
 from moodpo.weights import validate_weights
 from ui.policies import PolicyStore
 from ui.settings import AppConfig
@@ -92,7 +92,7 @@ def _state(side: Side, objectives, weights: np.ndarray, prefix: str) -> dict:
 
 
 def steer(store: PolicyStore, config: AppConfig, policy: str, prompt: str, weights: Sequence[float], *,
-          seed=0, max_new_tokens=None, temperature=0.7,
+          seed=0, max_new_tokens=None, temperature=TEMPERATURE,
           on_load: Callable[[str], None] | None = None) -> Iterator[dict]:
     """Stream one response; yields {policy, objectives, weights, prefix, response, scores, status}.
 
@@ -147,7 +147,7 @@ def _zip_streams(streams: Sequence[Iterator[str]]) -> Iterator[list[str]]:
 
 
 def compare(store: PolicyStore, config: AppConfig, prompt: str, a: Side, b: Side, *, seed=0,
-            max_new_tokens=None, temperature=0.7,
+            max_new_tokens=None, temperature=TEMPERATURE,
             on_load: Callable[[str], None] | None = None) -> Iterator[dict]:
     """Stream two responses to one prompt with the same seed; yields {"a": state, "b": state, "objectives", "status"}.
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from moodpo.models import DEFAULT_MODEL
 from moodpo.policy import DEFAULT_OBJECTIVES
+from moodpo.sampling_settings import MAX_NEW_TOKENS
 
 # The MO-ODPO policy trained by this project and shipped in the repository (runs/shipped/).
 SHIPPED_POLICY = "shipped/help-concise/moodpo"
@@ -26,7 +27,7 @@ class AppConfig:
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     policy: str = "base"
     max_prompt_chars: int = 4000
-    max_new_tokens: int = 96
+    max_new_tokens: int = MAX_NEW_TOKENS
     max_new_tokens_limit: int = 512
     # Training runs started from the app that may go at once.
     max_runs: int = 1

@@ -26,6 +26,7 @@ from moodpo.config import TrainConfig, load_config
 from moodpo.errors import MoodpoError
 from moodpo.runs import (METRICS_FILE, checkpoints, find_runs, has_final_adapter, last_checkpoint_step, read_jsonl,
                          request_stop, stop_requested)
+from moodpo.weights import parse_alpha
 from ui.admin import check_training
 from ui.fronts import find_eval
 from ui.policies import read_run_config, resolve_under
@@ -58,18 +59,6 @@ class RunStatus:
     @property
     def active(self) -> bool:
         return self.state in ("starting", "training", "stopping")
-
-
-def parse_alpha(text) -> float | list[float]:
-    """'0.3' -> 0.3; '0.3, 1' -> [0.3, 1.0]; every value finite and > 0."""
-    parts = [p for p in str(text if text is not None else "").replace(",", " ").split() if p]
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        raise MoodpoError(f"alpha must be a number > 0 (or one per objective), got {text!r}") from None
-    if not values or any(not math.isfinite(v) or v <= 0 for v in values):
-        raise MoodpoError(f"alpha must be a number > 0 (or one per objective), got {text!r}")
-    return values[0] if len(values) == 1 else values
 
 
 def _whole(value, what: str, low: int = 0) -> int:

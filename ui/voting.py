@@ -27,8 +27,9 @@ import plotly.graph_objects as go
 
 from moodpo.conditioning import display_name
 from moodpo.errors import MoodpoError
-from moodpo.votes import DB_FILE, MAX_NAME_CHARS, OVERALL, Assignment, Study, VoteStore, question_text
-from moodpo.votestats import TABLE_TITLES
+from moodpo.human.votes import DB_FILE, MAX_NAME_CHARS, OVERALL, Assignment, Study, VoteStore, question_text
+from moodpo.human.votestats import TABLE_TITLES
+from moodpo.weights import split_values
 from ui.admin import check_admin
 from ui.figures import empty_figure
 from ui.generation import check_weights
@@ -288,16 +289,6 @@ def set_open(votes: VoteStore | None, config: AppConfig, password: str, study_id
     return votes.study(study_id)
 
 
-def parse_weights(text) -> list[float]:
-    """'0.7, 0.3' (or a list) -> [0.7, 0.3]; validated against the objectives by the caller."""
-    parts = text if isinstance(text, (list, tuple)) else str(text if text is not None else "").replace(",", " ").split()
-    try:
-        return [float(p) for p in parts]
-    except (TypeError, ValueError):
-        raise MoodpoError(f"weights must be numbers separated by commas, e.g. 0.7, 0.3; got {str(text)[:40]!r}") \
-            from None
-
-
 def study_config_path(config: AppConfig, name: str | None) -> Path:
     """A study config chosen in the app: a YAML file under <configs>/studies/, nowhere else."""
     if not name or not str(name).endswith((".yaml", ".yml")):
@@ -312,7 +303,7 @@ def create_from_config(votes: VoteStore, config: AppConfig, password: str, confi
                        name: str | None = None, on_wait: Callable[[float], None] | None = None) -> Study:
     """Generate, score and store a study from a YAML under configs/studies/ (minutes: it loads the
     study's policies and the scorers), exactly as `make-study` would; `name` overrides the config's."""
-    from moodpo.study import load_study_config, make_study
+    from moodpo.human.study import load_study_config, make_study
 
     check_admin(config, password)
     overrides = {"name": name.strip()} if isinstance(name, str) and name.strip() else None
@@ -330,8 +321,8 @@ def live_study(votes: VoteStore, store: PolicyStore, config: AppConfig, password
     study `name` (created, with one question per objective and overall, if it does not exist).
     Returns (study, pairs added)."""
     from moodpo.data import load_prompts
-    from moodpo.policy import GenerationSettings
-    from moodpo.study import generate_pairs
+    from moodpo.sampling_settings import GenerationSettings
+    from moodpo.human.study import generate_pairs
 
     check_admin(config, password)
     name = name.strip() if isinstance(name, str) else ""
@@ -349,13 +340,13 @@ def live_study(votes: VoteStore, store: PolicyStore, config: AppConfig, password
     if store.objectives(policy_b) != objectives:
         raise MoodpoError(f"the two policies steer different objectives ({', '.join(objectives)} vs "
                           f"{', '.join(store.objectives(policy_b))}); pick two that steer the same")
-    wa, wb = (check_weights(parse_weights(w), objectives).tolist() for w in (weights_a, weights_b))
+    wa, wb = (check_weights(split_values(w), objectives).tolist() for w in (weights_a, weights_b))
     existing = next((s for s in votes.studies() if s.name == name), None)
     if existing is not None and tuple(existing.objectives) != tuple(objectives):
         raise MoodpoError(f"study {name!r} is on {', '.join(existing.objectives)}; these policies steer "
                           f"{', '.join(objectives)}")
     prompts = load_prompts("builtin", "eval", limit=int(count), seed=int(seed))
-    settings = GenerationSettings(max_new_tokens=config.max_new_tokens, temperature=0.7, do_sample=True)
+    settings = GenerationSettings(max_new_tokens=config.max_new_tokens, do_sample=True)
 
     def generate() -> list[dict]:
         return generate_pairs(store.get(policy_a), wa, store.get(policy_b), wb, prompts, list(objectives),
@@ -380,7 +371,7 @@ def _votes_of(votes: VoteStore | None, study_id) -> pd.DataFrame:
 def results(votes: VoteStore | None, config: AppConfig, password: str, study_id) -> dict[str, pd.DataFrame]:
     """The unblinded report of one study (summary, win rates, Bradley-Terry, human vs reward model,
     inter-annotator agreement) plus its comments; tables are empty while it has no votes."""
-    from moodpo.votestats import report
+    from moodpo.human.votestats import report
 
     check_admin(config, password)
     frame = _votes_of(votes, study_id)
@@ -392,7 +383,7 @@ def results(votes: VoteStore | None, config: AppConfig, password: str, study_id)
 
 def results_figure(tables: Mapping[str, pd.DataFrame]) -> go.Figure:
     """Bradley-Terry strengths and win rates with their 95% intervals, or a blank figure that says why."""
-    from moodpo.votestats import report_figure
+    from moodpo.human.votestats import report_figure
 
     if "bradley_terry" not in tables or not len(tables["win_rates"]):
         return empty_figure("No votes yet")
@@ -409,7 +400,7 @@ def _slug(text: str) -> str:
 def export(votes: VoteStore | None, config: AppConfig, password: str, study_id, out_dir: Path) -> list[Path]:
     """The study's votes as CSV, JSONL and a zip of TRL preference datasets (one folder per question,
     `datasets.load_from_disk` each; ties and both-bad left out), written under out_dir."""
-    from moodpo.votes import export_csv, export_jsonl, export_preferences
+    from moodpo.human.votes import export_csv, export_jsonl, export_preferences
 
     check_admin(config, password)
     frame = _votes_of(votes, study_id)

@@ -39,7 +39,7 @@ import gradio as gr
 import pandas as pd
 
 from moodpo.errors import MoodpoError
-from moodpo.votes import CHOICES, MAX_COMMENT_CHARS, MAX_NAME_CHARS, VoteStore
+from moodpo.human.votes import CHOICES, MAX_COMMENT_CHARS, MAX_NAME_CHARS, VoteStore
 from ui import voting
 from ui.admin import check_admin
 from ui.errors import user_errors
@@ -98,6 +98,183 @@ class VoteTab:
     load_outputs: set
 
 
+@dataclass(frozen=True)
+class _VoteWidgets:
+    token: gr.BrowserState
+    shown: gr.State  # the blinded pair on screen: its vote id is fixed until it is answered
+    refresh: gr.Button
+    study: gr.Dropdown
+    identify_row: gr.Row
+    name: gr.Textbox
+    identify: gr.Button
+    who: gr.Markdown
+    forget: gr.Button
+    counter: gr.Markdown
+    pair_box: gr.Column
+    instructions: gr.Markdown
+    prompt: gr.Textbox
+    a: gr.Textbox
+    b: gr.Textbox
+    radios: list[gr.Radio]
+    comment: gr.Textbox
+    submit: gr.Button
+    skip: gr.Button
+    reveal: gr.Markdown
+    next_button: gr.Button
+    status: gr.Markdown
+
+    @property
+    def pair_outputs(self) -> set:
+        return {self.shown, self.pair_box, self.instructions, self.prompt, self.a, self.b, *self.radios, self.comment,
+                self.submit, self.skip, self.reveal, self.next_button, self.counter, self.status}
+
+    @property
+    def identity_outputs(self) -> set:
+        return {self.identify_row, self.who, self.forget}
+
+
+def _vote_layout(config: AppConfig) -> _VoteWidgets:
+    """The annotator's widgets (call inside gr.Tab)."""
+    # Rendered at the top level by attach_votes: inside a tab it would mount only when the tab
+    # opens, after the page-load event has read it.
+    token = gr.BrowserState(None, storage_key=STORAGE_KEY, secret=browser_secret(config.data_dir), render=False)
+    gr.Markdown(INTRO)
+    shown = gr.State(None)
+    refresh = gr.Button("↻ refresh", size="sm", render=False)
+    study = gr.Dropdown([], label="Study", buttons=[refresh], elem_id="vote-study",
+                        info="open studies; your progress is kept per study")
+    with gr.Row(visible=False) as identify_row:
+        name = gr.Textbox(label="Your name", max_length=MAX_NAME_CHARS, scale=3, elem_id="vote-name",
+                          placeholder="a name or nickname: it labels your votes")
+        identify = gr.Button("Start", variant="primary", scale=1, size="md", elem_id="vote-identify")
+    with gr.Row(equal_height=True):
+        who = gr.Markdown(elem_id="vote-who")
+        forget = gr.Button("Not you? Change name", size="sm", visible=False, elem_id="vote-forget")
+    counter = gr.Markdown(elem_id="vote-progress")
+    with gr.Column(visible=False) as pair_box:
+        instructions = gr.Markdown(visible=False, elem_id="vote-instructions", elem_classes=["instructions"])
+        prompt = gr.Textbox(label="Prompt", interactive=False, lines=2, max_lines=12, elem_id="vote-prompt")
+        with gr.Row():
+            a = gr.Textbox(label="A", interactive=False, lines=8, max_lines=30, elem_id="vote-a")
+            b = gr.Textbox(label="B", interactive=False, lines=8, max_lines=30, elem_id="vote-b")
+        radios = [gr.Radio(_choice_labels(), label=f"question {i + 1}", visible=False, elem_id=f"vote-q{i}")
+                  for i in range(MAX_QUESTIONS)]
+        comment = gr.Textbox(label="Comment (optional)", max_length=MAX_COMMENT_CHARS, lines=2,
+                             elem_id="vote-comment", info=f"up to {MAX_COMMENT_CHARS:,} characters")
+        with gr.Row():
+            submit = gr.Button("Submit vote", variant="primary", elem_id="vote-submit")
+            skip = gr.Button("Skip this pair", elem_id="vote-skip")
+        reveal = gr.Markdown(elem_id="vote-reveal")
+        next_button = gr.Button("Next pair →", variant="primary", visible=False, elem_id="vote-next")
+    status = gr.Markdown(elem_classes=["status-line"], elem_id="vote-status")
+    return _VoteWidgets(token, shown, refresh, study, identify_row, name, identify, who, forget, counter, pair_box,
+                        instructions, prompt, a, b, radios, comment, submit, skip, reveal, next_button, status)
+
+
+class _VoteEvents:
+    """The annotator's event handlers: values in, component updates out."""
+
+    def __init__(self, config: AppConfig, w: _VoteWidgets, lazy: voting.LazyVotes):
+        self.config, self.w, self.lazy = config, w, lazy
+
+    def show(self, item: dict | None, message: str = "") -> dict:
+        """Updates that put a blinded pair on screen, or say that nothing is left."""
+        w = self.w
+        if item is None:
+            return {w.shown: None, w.pair_box: gr.update(visible=False), w.counter: "", w.status: message or DONE,
+                    **{r: gr.update(visible=False, value=None) for r in w.radios},
+                    w.reveal: "", w.next_button: gr.update(visible=False)}
+        questions = item["questions"]
+        if len(questions) > MAX_QUESTIONS:
+            raise MoodpoError(f"this study asks {len(questions)} questions; the app shows at most {MAX_QUESTIONS}")
+        return {w.shown: item, w.pair_box: gr.update(visible=True),
+                w.instructions: gr.update(value=item["instructions"], visible=bool(item["instructions"])),
+                w.prompt: item["prompt"], w.a: item["a"], w.b: item["b"],
+                **{r: gr.update(visible=i < len(questions), value=None, interactive=True,
+                                label=questions[i]["text"] if i < len(questions) else None)
+                   for i, r in enumerate(w.radios)},
+                w.comment: gr.update(value="", interactive=True), w.submit: gr.update(visible=True, interactive=True),
+                w.skip: gr.update(visible=True), w.reveal: "", w.next_button: gr.update(visible=False),
+                w.counter: voting.progress_text(item["done"], item["total"]), w.status: message}
+
+    def identity(self, name_value: str | None) -> dict:
+        w = self.w
+        if name_value is None:
+            return {w.identify_row: gr.update(visible=True), w.who: "**Who are you?** Your name labels your votes.",
+                    w.forget: gr.update(visible=False)}
+        return {w.identify_row: gr.update(visible=False), w.who: f"Annotating as **{html.escape(name_value)}**",
+                w.forget: gr.update(visible=True)}
+
+    def current(self, study_id, token_value) -> dict:
+        """The annotator's pair in the chosen study (nothing if not identified or no study)."""
+        store_ = self.lazy.get()
+        if not study_id:
+            return self.show(None, "No open study yet: ask the organiser to create one." if not voting.open_studies(
+                store_) else "Choose a study.")
+        if voting.annotator(store_, token_value) is None:
+            return self.show(None, "Type your name and press Start.")
+        return self.show(voting.next_item(store_, study_id, token_value))
+
+    def on_load(self, token_value, invited: str | None = None):
+        """The page's first state: the annotator, and the study an invite link (`?study=`) names,
+        else the app's default study. A link to a study that is closed or unknown opens none, and
+        says why, rather than another study."""
+        store_ = self.lazy.get()
+        studies = voting.open_studies(store_)
+        invited_id, why = voting.invited_study(store_, invited)
+        chosen = None if why else invited_id or _default_study(store_, self.config, studies)
+        name_value = voting.annotator(store_, token_value)
+        out = {self.w.study: gr.update(choices=voting.study_choices(studies), value=chosen),
+               **self.identity(name_value)}
+        try:
+            out.update(self.current(chosen, token_value))
+        except MoodpoError as e:  # e.g. a study closed a moment ago: say so, but still load the page
+            out.update(self.show(None, html.escape(str(e))))
+        if why:
+            out.update(self.show(None, why))
+        if name_value is None and token_value:
+            out[self.w.token] = None  # a token this data folder does not know: forget it
+        return out
+
+    def start(self, name_value, study_id):
+        new_token = voting.register(self.lazy.get(create=True), name_value)
+        return {self.w.token: new_token, **self.identity(voting.annotator(self.lazy.get(), new_token)),
+                **self.current(study_id, new_token)}
+
+    def refresh_studies(self, study_id, token_value):
+        studies = voting.open_studies(self.lazy.get())
+        ids = [s["id"] for s in studies]
+        chosen = study_id if study_id in ids else (ids[0] if ids else None)
+        return {self.w.study: gr.update(choices=voting.study_choices(studies), value=chosen),
+                **self.current(chosen, token_value)}
+
+    def vote(self, item, token_value, comment_value, *values):
+        if not item:
+            raise MoodpoError("no pair on screen; choose a study")
+        w = self.w
+        questions = [q["key"] for q in item["questions"]]
+        answers = voting.answers_from(questions, values[:len(questions)])
+        store_ = voting.need(self.lazy.get())
+        result = voting.submit(store_, item["vote_id"], answers, comment_value)
+        objectives = store_.study(item["study"]).objectives
+        done, total = store_.progress(item["study"], token_value)
+        return {w.reveal: voting.reveal_markdown(result, result["recorded"], objectives),
+                w.submit: gr.update(visible=False), w.skip: gr.update(visible=False),
+                w.next_button: gr.update(visible=True), w.comment: gr.update(interactive=False),
+                **{r: gr.update(interactive=False) for r in w.radios},
+                w.counter: voting.progress_text(done, total), w.status: ""}
+
+    def pass_on(self, item, token_value):
+        if not item:
+            raise MoodpoError("no pair on screen; choose a study")
+        voting.skip(voting.need(self.lazy.get()), item["vote_id"])
+        return self.current(item["study"], token_value)
+
+    def forget_me(self):
+        return {self.w.token: None, self.w.name: "", **self.identity(None),
+                **self.show(None, "Type your name and press Start.")}
+
+
 def build_vote_tab(config: AppConfig, store: PolicyStore, votes: VoteStore | None = None,
                    *, generation_queue: str) -> VoteTab:
     """The Vote tab and its events (call inside gr.Tabs; then attach_votes at the top level).
@@ -105,163 +282,49 @@ def build_vote_tab(config: AppConfig, store: PolicyStore, votes: VoteStore | Non
     votes: the app's store (tests pass one); default <data>/votes.sqlite, opened when first needed.
     """
     lazy = voting.LazyVotes(config.data_dir, votes)
-    # Rendered at the top level by attach_votes: inside a tab it would mount only when the tab
-    # opens, after the page-load event has read it.
-    token = gr.BrowserState(None, storage_key=STORAGE_KEY, secret=browser_secret(config.data_dir), render=False)
     with gr.Tab("Vote", id=VOTE_TAB):
-        gr.Markdown(INTRO)
-        shown = gr.State(None)  # the blinded pair on screen: its vote id is fixed until it is answered
-        refresh = gr.Button("↻ refresh", size="sm", render=False)
-        study = gr.Dropdown([], label="Study", buttons=[refresh], elem_id="vote-study",
-                            info="open studies; your progress is kept per study")
-        with gr.Row(visible=False) as identify_row:
-            name = gr.Textbox(label="Your name", max_length=MAX_NAME_CHARS, scale=3, elem_id="vote-name",
-                              placeholder="a name or nickname: it labels your votes")
-            identify = gr.Button("Start", variant="primary", scale=1, size="md", elem_id="vote-identify")
-        with gr.Row(equal_height=True):
-            who = gr.Markdown(elem_id="vote-who")
-            forget = gr.Button("Not you? Change name", size="sm", visible=False, elem_id="vote-forget")
-        counter = gr.Markdown(elem_id="vote-progress")
-        with gr.Column(visible=False) as pair_box:
-            instructions = gr.Markdown(visible=False, elem_id="vote-instructions", elem_classes=["instructions"])
-            prompt = gr.Textbox(label="Prompt", interactive=False, lines=2, max_lines=12, elem_id="vote-prompt")
-            with gr.Row():
-                a = gr.Textbox(label="A", interactive=False, lines=8, max_lines=30, elem_id="vote-a")
-                b = gr.Textbox(label="B", interactive=False, lines=8, max_lines=30, elem_id="vote-b")
-            radios = [gr.Radio(_choice_labels(), label=f"question {i + 1}", visible=False, elem_id=f"vote-q{i}")
-                      for i in range(MAX_QUESTIONS)]
-            comment = gr.Textbox(label="Comment (optional)", max_length=MAX_COMMENT_CHARS, lines=2,
-                                 elem_id="vote-comment", info=f"up to {MAX_COMMENT_CHARS:,} characters")
-            with gr.Row():
-                submit = gr.Button("Submit vote", variant="primary", elem_id="vote-submit")
-                skip = gr.Button("Skip this pair", elem_id="vote-skip")
-            reveal = gr.Markdown(elem_id="vote-reveal")
-            next_button = gr.Button("Next pair →", variant="primary", visible=False, elem_id="vote-next")
-        status = gr.Markdown(elem_classes=["status-line"], elem_id="vote-status")
+        w = _vote_layout(config)
         if config.admin_password:
-            _admin_panel(config, store, lazy, study, generation_queue)
-
-    pair_outputs = {shown, pair_box, instructions, prompt, a, b, *radios, comment, submit, skip, reveal, next_button,
-                    counter, status}
-    identity_outputs = {identify_row, who, forget}
-
-    def show(item: dict | None, message: str = "") -> dict:
-        """Updates that put a blinded pair on screen, or say that nothing is left."""
-        if item is None:
-            return {shown: None, pair_box: gr.update(visible=False), counter: "", status: message or DONE,
-                    **{r: gr.update(visible=False, value=None) for r in radios},
-                    reveal: "", next_button: gr.update(visible=False)}
-        questions = item["questions"]
-        if len(questions) > MAX_QUESTIONS:
-            raise MoodpoError(f"this study asks {len(questions)} questions; the app shows at most {MAX_QUESTIONS}")
-        return {shown: item, pair_box: gr.update(visible=True),
-                instructions: gr.update(value=item["instructions"], visible=bool(item["instructions"])),
-                prompt: item["prompt"], a: item["a"], b: item["b"],
-                **{r: gr.update(visible=i < len(questions), value=None, interactive=True,
-                                label=questions[i]["text"] if i < len(questions) else None)
-                   for i, r in enumerate(radios)},
-                comment: gr.update(value="", interactive=True), submit: gr.update(visible=True, interactive=True),
-                skip: gr.update(visible=True), reveal: "", next_button: gr.update(visible=False),
-                counter: voting.progress_text(item["done"], item["total"]), status: message}
-
-    def identity(name_value: str | None) -> dict:
-        if name_value is None:
-            return {identify_row: gr.update(visible=True), who: "**Who are you?** Your name labels your votes.",
-                    forget: gr.update(visible=False)}
-        return {identify_row: gr.update(visible=False), who: f"Annotating as **{html.escape(name_value)}**",
-                forget: gr.update(visible=True)}
-
-    def current(study_id, token_value) -> dict:
-        """The annotator's pair in the chosen study (nothing if not identified or no study)."""
-        store_ = lazy.get()
-        if not study_id:
-            return show(None, "No open study yet: ask the organiser to create one." if not voting.open_studies(
-                store_) else "Choose a study.")
-        if voting.annotator(store_, token_value) is None:
-            return show(None, "Type your name and press Start.")
-        return show(voting.next_item(store_, study_id, token_value))
-
-    def on_load(token_value, invited: str | None = None):
-        """The page's first state: the annotator, and the study an invite link (`?study=`) names,
-        else the app's default study. A link to a study that is closed or unknown opens none, and
-        says why, rather than another study."""
-        store_ = lazy.get()
-        studies = voting.open_studies(store_)
-        invited_id, why = voting.invited_study(store_, invited)
-        chosen = None if why else invited_id or _default_study(store_, config, studies)
-        name_value = voting.annotator(store_, token_value)
-        out = {study: gr.update(choices=voting.study_choices(studies), value=chosen), **identity(name_value)}
-        try:
-            out.update(current(chosen, token_value))
-        except MoodpoError as e:  # e.g. a study closed a moment ago: say so, but still load the page
-            out.update(show(None, html.escape(str(e))))
-        if why:
-            out.update(show(None, why))
-        if name_value is None and token_value:
-            out[token] = None  # a token this data folder does not know: forget it
-        return out
-
-    @user_errors
-    def start(name_value, study_id):
-        new_token = voting.register(lazy.get(create=True), name_value)
-        return {token: new_token, **identity(voting.annotator(lazy.get(), new_token)), **current(study_id, new_token)}
-
-    for trigger in (identify.click, name.submit):
-        trigger(start, [name, study], {token, *identity_outputs, *pair_outputs}, **VOTE)
-
-    @user_errors
-    def change_study(study_id, token_value):
-        return current(study_id, token_value)
-
-    study.input(change_study, [study, token], pair_outputs, **VOTE)
-
-    @user_errors
-    def refresh_studies(study_id, token_value):
-        studies = voting.open_studies(lazy.get())
-        ids = [s["id"] for s in studies]
-        chosen = study_id if study_id in ids else (ids[0] if ids else None)
-        return {study: gr.update(choices=voting.study_choices(studies), value=chosen), **current(chosen, token_value)}
-
-    refresh.click(refresh_studies, [study, token], {study, *pair_outputs}, **VOTE)
-
-    @user_errors
-    def vote(item, token_value, comment_value, *values):
-        if not item:
-            raise MoodpoError("no pair on screen; choose a study")
-        questions = [q["key"] for q in item["questions"]]
-        answers = voting.answers_from(questions, values[:len(questions)])
-        store_ = voting.need(lazy.get())
-        result = voting.submit(store_, item["vote_id"], answers, comment_value)
-        objectives = store_.study(item["study"]).objectives
-        done, total = store_.progress(item["study"], token_value)
-        return {reveal: voting.reveal_markdown(result, result["recorded"], objectives),
-                submit: gr.update(visible=False), skip: gr.update(visible=False),
-                next_button: gr.update(visible=True), comment: gr.update(interactive=False),
-                **{r: gr.update(interactive=False) for r in radios},
-                counter: voting.progress_text(done, total), status: ""}
-
-    submit.click(vote, [shown, token, comment, *radios], pair_outputs, **VOTE)
-
-    @user_errors
-    def pass_on(item, token_value):
-        if not item:
-            raise MoodpoError("no pair on screen; choose a study")
-        voting.skip(voting.need(lazy.get()), item["vote_id"])
-        return current(item["study"], token_value)
-
-    skip.click(pass_on, [shown, token], pair_outputs, **VOTE)
-    next_button.click(user_errors(current), [study, token], pair_outputs, **VOTE)
-
-    def forget_me():
-        return {token: None, name: "", **identity(None), **show(None, "Type your name and press Start.")}
-
-    forget.click(forget_me, None, {token, name, *identity_outputs, *pair_outputs}, **VOTE)
-    return VoteTab(lazy, token, on_load, {study, token, *identity_outputs, *pair_outputs})
+            _admin_panel(config, store, lazy, w.study, generation_queue)
+    events = _VoteEvents(config, w, lazy)
+    pair_outputs, identity_outputs = w.pair_outputs, w.identity_outputs
+    for trigger in (w.identify.click, w.name.submit):
+        trigger(user_errors(events.start), [w.name, w.study], {w.token, *identity_outputs, *pair_outputs}, **VOTE)
+    w.study.input(user_errors(events.current), [w.study, w.token], pair_outputs, **VOTE)
+    w.refresh.click(user_errors(events.refresh_studies), [w.study, w.token], {w.study, *pair_outputs}, **VOTE)
+    w.submit.click(user_errors(events.vote), [w.shown, w.token, w.comment, *w.radios], pair_outputs, **VOTE)
+    w.skip.click(user_errors(events.pass_on), [w.shown, w.token], pair_outputs, **VOTE)
+    w.next_button.click(user_errors(events.current), [w.study, w.token], pair_outputs, **VOTE)
+    w.forget.click(events.forget_me, None, {w.token, w.name, *identity_outputs, *pair_outputs}, **VOTE)
+    return VoteTab(lazy, w.token, events.on_load, {w.study, w.token, *identity_outputs, *pair_outputs})
 
 
-def _admin_panel(config: AppConfig, store: PolicyStore, lazy: voting.LazyVotes, annotator_study: gr.Dropdown,
-                 generation_queue: str) -> None:
-    """Admin controls; built only when the app has an admin password. Each handler checks it."""
+@dataclass(frozen=True)
+class _AdminWidgets:
+    password: gr.Textbox
+    admin_study: gr.Dropdown
+    list_button: gr.Button
+    studies: gr.Dataframe
+    close: gr.Button
+    reopen: gr.Button
+    study_config: gr.Dropdown
+    config_name: gr.Textbox
+    create: gr.Button
+    live_inputs: list  # name, policy A, weights A, policy B, weights B, pairs, seed
+    live: gr.Button
+    admin_status: gr.Markdown
+    show_progress: gr.Button
+    progress_summary: gr.Markdown
+    per_annotator: gr.Dataframe
+    per_pair: gr.Dataframe
+    show_results: gr.Button
+    figure: gr.Plot
+    tables: dict[str, gr.Dataframe]
+    export: gr.Button
+    files: gr.File
+
+
+def _admin_layout(config: AppConfig) -> _AdminWidgets:
     policy_choices = [(c.label, c.value) for c in list_policies(config)]
     with gr.Accordion("Admin: studies, invite links, progress, results, exports", open=False, elem_id="vote-admin"):
         password = gr.Textbox(label="Admin password", type="password", elem_id="vote-admin-password",
@@ -310,32 +373,43 @@ def _admin_panel(config: AppConfig, store: PolicyStore, lazy: voting.LazyVotes, 
                   for key, label in voting.REPORT_LABELS.items()}
         export = gr.Button("Prepare downloads (CSV, JSONL, TRL dataset)", elem_id="vote-admin-export")
         files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="vote-admin-files")
+    return _AdminWidgets(password, admin_study, list_button, studies, close, reopen, study_config, config_name, create,
+                         [live_name, policy_a, weights_a, policy_b, weights_b, live_n, live_seed], live, admin_status,
+                         show_progress, progress_summary, per_annotator, per_pair, show_results, figure, tables,
+                         export, files)
+
+
+def _admin_panel(config: AppConfig, store: PolicyStore, lazy: voting.LazyVotes, annotator_study: gr.Dropdown,
+                 generation_queue: str) -> None:
+    """Admin controls; built only when the app has an admin password. Each handler checks it."""
+    w = _admin_layout(config)
 
     def listing(request: gr.Request | None, study_id=None, found=None) -> dict:
         found = voting.all_studies(lazy.get()) if found is None else found
         ids = [s.id for s in found]
         open_ = voting.open_studies(lazy.get())
-        return {studies: voting.studies_table(found, _page_url(request)),
-                admin_study: gr.update(choices=voting.admin_study_choices(found),
-                                       value=study_id if study_id in ids else (ids[-1] if ids else None)),
+        return {w.studies: voting.studies_table(found, _page_url(request)),
+                w.admin_study: gr.update(choices=voting.admin_study_choices(found),
+                                         value=study_id if study_id in ids else (ids[-1] if ids else None)),
                 annotator_study: gr.update(choices=voting.study_choices(open_))}
 
-    list_outputs = {studies, admin_study, annotator_study}
+    list_outputs = {w.studies, w.admin_study, annotator_study}
 
     @user_errors
     def list_studies(password_value, study_id, request: gr.Request):
         return listing(request, study_id, voting.admin_studies(lazy.get(), config, password_value))
 
-    list_button.click(list_studies, [password, admin_study], list_outputs, **ADMIN)
-    password.submit(list_studies, [password, admin_study], list_outputs, **ADMIN)
+    w.list_button.click(list_studies, [w.password, w.admin_study], list_outputs, **ADMIN)
+    w.password.submit(list_studies, [w.password, w.admin_study], list_outputs, **ADMIN)
 
-    for button, is_open in ((close, False), (reopen, True)):
+    for button, is_open in ((w.close, False), (w.reopen, True)):
         @user_errors
         def set_status(password_value, study_id, request: gr.Request, is_open=is_open):
             changed = voting.set_open(lazy.get(), config, password_value, study_id, is_open)
-            return {**listing(request, changed.id), admin_status: f"Study **{html.escape(changed.name)}** is {changed.status}."}
+            return {**listing(request, changed.id),
+                    w.admin_status: f"Study **{html.escape(changed.name)}** is {changed.status}."}
 
-        button.click(set_status, [password, admin_study], {*list_outputs, admin_status}, **ADMIN)
+        button.click(set_status, [w.password, w.admin_study], {*list_outputs, w.admin_status}, **ADMIN)
 
     @user_errors
     def create_study(password_value, config_file, name_value, request: gr.Request, progress=gr.Progress()):
@@ -343,11 +417,12 @@ def _admin_panel(config: AppConfig, store: PolicyStore, lazy: voting.LazyVotes, 
         made = voting.create_from_config(
             lazy.get(create=True), config, password_value, config_file, name_value,
             on_wait=lambda seconds: progress(None, desc=f"Generating and scoring pairs… {seconds:.0f} s"))
-        return {**listing(request, made.id), admin_status: f"Created **{html.escape(made.name)}** with {made.n_pairs} pairs."}
+        return {**listing(request, made.id),
+                w.admin_status: f"Created **{html.escape(made.name)}** with {made.n_pairs} pairs."}
 
     # make_study loads its own copies of the study's policies: one build at a time, beside generation.
-    create.click(create_study, [password, study_config, config_name], {*list_outputs, admin_status},
-                 api_visibility="private", concurrency_id=STUDY_QUEUE, concurrency_limit=1)
+    w.create.click(create_study, [w.password, w.study_config, w.config_name], {*list_outputs, w.admin_status},
+                   api_visibility="private", concurrency_id=STUDY_QUEUE, concurrency_limit=1)
 
     @user_errors
     def live_pairs(password_value, name_value, pa, wa, pb, wb, n, seed, request: gr.Request,
@@ -357,26 +432,31 @@ def _admin_panel(config: AppConfig, store: PolicyStore, lazy: voting.LazyVotes, 
             lazy.get(create=True), store, config, password_value, name_value, pa, wa, pb, wb, n, seed,
             on_wait=lambda seconds: progress(None, desc=f"Generating {int(n or 0)} pairs… {seconds:.0f} s"))
         return {**listing(request, made.id),
-                admin_status: f"Added {added} pairs to **{html.escape(made.name)}** ({made.n_pairs} in all)."}
+                w.admin_status: f"Added {added} pairs to **{html.escape(made.name)}** ({made.n_pairs} in all)."}
 
-    live.click(live_pairs, [password, live_name, policy_a, weights_a, policy_b, weights_b, live_n, live_seed],
-               {*list_outputs, admin_status}, api_visibility="private", concurrency_id=generation_queue,
-               concurrency_limit=1)
+    w.live.click(live_pairs, [w.password, *w.live_inputs], {*list_outputs, w.admin_status}, api_visibility="private",
+                 concurrency_id=generation_queue, concurrency_limit=1)
+    _admin_reports(config, lazy, w)
+
+
+def _admin_reports(config: AppConfig, lazy: voting.LazyVotes, w: _AdminWidgets) -> None:
+    """Progress, unblinded results and downloads of the chosen study."""
 
     @user_errors
     def study_progress(password_value, study_id):
         summary, annotators, coverage = voting.progress_tables(lazy.get(), config, password_value, study_id)
-        return {progress_summary: summary, per_annotator: annotators, per_pair: coverage}
+        return {w.progress_summary: summary, w.per_annotator: annotators, w.per_pair: coverage}
 
-    show_progress.click(study_progress, [password, admin_study], {progress_summary, per_annotator, per_pair}, **ADMIN)
+    w.show_progress.click(study_progress, [w.password, w.admin_study],
+                          {w.progress_summary, w.per_annotator, w.per_pair}, **ADMIN)
 
     @user_errors
     def results(password_value, study_id):
         report = voting.results(lazy.get(), config, password_value, study_id)
-        return {figure: voting.results_figure(report),
-                **{t: report.get(key, pd.DataFrame()).round(3) for key, t in tables.items()}}
+        return {w.figure: voting.results_figure(report),
+                **{t: report.get(key, pd.DataFrame()).round(3) for key, t in w.tables.items()}}
 
-    show_results.click(results, [password, admin_study], {figure, *tables.values()}, **ADMIN)
+    w.show_results.click(results, [w.password, w.admin_study], {w.figure, *w.tables.values()}, **ADMIN)
 
     exports = tempfile.TemporaryDirectory(prefix="moodpo-votes-")  # removed when the process ends
 
@@ -386,7 +466,7 @@ def _admin_panel(config: AppConfig, store: PolicyStore, lazy: voting.LazyVotes, 
         out_dir = Path(tempfile.mkdtemp(dir=exports.name))
         return [str(p) for p in voting.export(lazy.get(), config, password_value, study_id, out_dir)]
 
-    export.click(downloads, [password, admin_study], [files], **ADMIN)
+    w.export.click(downloads, [w.password, w.admin_study], [w.files], **ADMIN)
 
 
 def _page_url(request: gr.Request | None) -> str | None:

@@ -16,7 +16,7 @@ class Objective:
     `floor` is the worst score the objective can give (0.0 for a score in [0, 1]), or None when
     it has none (a reward model's logit). When every objective of an evaluation has a floor, the
     floors are its hypervolume reference point, fixed whatever systems are compared
-    (`moodpo.evaluate.fixed_reference`).
+    (`moodpo.eval.evaluate.fixed_reference`).
     """
 
     name: str = ""

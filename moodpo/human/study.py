@@ -26,8 +26,9 @@ import numpy as np
 from moodpo.config import option, read_yaml
 from moodpo.data import SPLITS, Prompt, filter_categories, load_prompts
 from moodpo.errors import MoodpoError
-from moodpo.votes import MAX_INSTRUCTIONS_CHARS, MAX_NAME_CHARS, OVERALL, Study, VoteError, VoteStore
-from moodpo.weights import validate_weights
+from moodpo.sampling_settings import MAX_NEW_TOKENS, TEMPERATURE, TOP_P
+from moodpo.human.votes import MAX_INSTRUCTIONS_CHARS, MAX_NAME_CHARS, OVERALL, Study, VoteError, VoteStore
+from moodpo.weights import split_values, validate_weights
 
 
 @dataclass
@@ -48,9 +49,9 @@ class StudyConfig:
     categories: list[str] | None = option(None, "only prompts of these categories, e.g. everyday borderline")
     comparisons: list[dict] = option([], "list of {a: SYSTEM, b: SYSTEM}, SYSTEM = {policy: SPEC, weights: [...], "
                                      "name: LABEL (optional, default SPEC)}; YAML only")
-    max_new_tokens: int = option(96, "longest response in tokens")
-    temperature: float = option(0.7, "sampling temperature")
-    top_p: float = option(0.95, "nucleus sampling threshold")
+    max_new_tokens: int = option(MAX_NEW_TOKENS, "longest response in tokens")
+    temperature: float = option(TEMPERATURE, "sampling temperature")
+    top_p: float = option(TOP_P, "nucleus sampling threshold")
     greedy: bool = option(False, "greedy decoding instead of sampling")
     seed: int = option(0, "generation seed (every policy gets the same draws)")
     batch_size: int = option(16, "responses per generate call")
@@ -107,7 +108,7 @@ class StudyConfig:
                 raise MoodpoError(f"{where}, {key}: policy must be a run folder, checkpoint, soups set or base:MODEL")
             weights = side["weights"]
             if isinstance(weights, str):
-                weights = weights.replace(",", " ").split()
+                weights = split_values(weights)
             if not isinstance(weights, (list, tuple)):
                 raise MoodpoError(f"{where}, {key}: weights must be a list, e.g. [0.7, 0.3]")
             try:
@@ -221,7 +222,7 @@ def select_prompts(spec: StudyConfig) -> list[Prompt]:
 
 
 def _generation_settings(spec: StudyConfig):
-    from moodpo.policy import GenerationSettings
+    from moodpo.sampling_settings import GenerationSettings
 
     return GenerationSettings(max_new_tokens=spec.max_new_tokens, temperature=spec.temperature, top_p=spec.top_p,
                               do_sample=not spec.greedy)
@@ -231,7 +232,7 @@ def _generate(policy, weights: Sequence[Sequence[float]], prompts: Sequence[Prom
               batch_size: int, bar=None) -> list[list[str]]:
     """Responses [G][P] of one policy to every prompt at every weight vector, in batched generate
     calls (weight-major), batch b seeded with batch_seed(seed, b) as in evaluation."""
-    from moodpo.evaluate import batch_seed
+    from moodpo.eval.evaluate import batch_seed
 
     rows = [(g, p) for g in range(len(weights)) for p in range(len(prompts))]
     out = [[""] * len(prompts) for _ in weights]

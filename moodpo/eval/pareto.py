@@ -441,6 +441,19 @@ def interior_share(
     Draws whose corner gap falls below `tol` on one of those edges are left out. Weight rows are
     normalised onto the simplex and rows with the same weights are averaged, as in `steerability`.
     """
+    scores, w, names = _check_interior_inputs(weights, per_prompt_scores, objectives, tol)
+    _check_boot(n_boot, level)
+    grid, avg = _grid_average(w)
+    per_prompt = avg @ scores                                     # (P, G', K)
+    mean = per_prompt.mean(axis=0)                                # (G', K)
+    counts = _resample_counts(len(scores), n_boot, seed)
+    boot = np.tensordot(counts, per_prompt, axes=1) / len(scores)  # (n_boot, G', K)
+    return {name: _edge_share(grid, mean[:, k], boot[:, :, k], k, tol=tol, level=level)
+            for k, name in enumerate(names)}
+
+
+def _check_interior_inputs(weights, per_prompt_scores, objectives, tol: float):
+    """interior_share's inputs checked: (scores (P, G, K), weights (G, K) on the simplex, names)."""
     scores = np.asarray(per_prompt_scores, dtype=float)
     if scores.ndim != 3:
         raise MoodpoError(f"per_prompt_scores must have shape (P, G, K), got {scores.shape}")
@@ -457,36 +470,33 @@ def interior_share(
         raise MoodpoError(f"got {len(names)} objective names for {k_obj} objectives")
     if not tol >= 0:
         raise MoodpoError(f"tol must be >= 0, got {tol}")
-    _check_boot(n_boot, level)
+    return scores, w, names
 
-    grid, avg = _grid_average(w)
-    per_prompt = avg @ scores                                     # (P, G', K)
-    mean = per_prompt.mean(axis=0)                                # (G', K)
-    counts = _resample_counts(len(scores), n_boot, seed)
-    boot = np.tensordot(counts, per_prompt, axes=1) / len(scores)  # (n_boot, G', K)
 
-    out = {}
-    for k, name in enumerate(names):
-        edges = [c for m in range(k_obj) if m != k and (c := _edge_coefficients(grid, k, m)) is not None]
-        nan = float("nan")
-        if not edges:
-            out[name] = {"share": nan, "lo": nan, "hi": nan, "corner_gap": nan, "n_edges": 0}
-            continue
-        coef = np.stack(edges)                                    # (E, 4, G')
-        middle, span = coef[:, 2] - coef[:, 1], coef[:, 3] - coef[:, 0]
-        gap = span @ mean[:, k]                                   # (E,)
-        use = np.abs(gap) >= tol
-        share = float(np.mean((middle[use] @ mean[:, k]) / gap[use])) if use.any() else nan
-        lo = hi = nan
-        if use.any():
-            b_gap = boot[:, :, k] @ span[use].T                   # (n_boot, E')
-            b_mid = boot[:, :, k] @ middle[use].T
-            ok = np.abs(b_gap) >= tol
-            b_share = np.divide(b_mid, b_gap, out=np.full_like(b_gap, np.nan), where=ok)
-            lo, hi = (float(x) for x in _percentiles(b_share.mean(axis=1), level))
-        out[name] = {"share": share, "lo": lo, "hi": hi, "corner_gap": float(gap.mean()),
-                     "n_edges": int(use.sum())}
-    return out
+def _edge_share(grid: np.ndarray, mean: np.ndarray, boot: np.ndarray, k: int, *, tol: float, level: float) -> dict:
+    """Objective k's interior share over the edges (e_m, e_k) the grid covers (see interior_share).
+
+    grid (G', K) distinct weights; mean (G',) objective k's mean score at each; boot (n_boot, G')
+    the same means over resampled prompts.
+    """
+    k_obj = grid.shape[1]
+    edges = [c for m in range(k_obj) if m != k and (c := _edge_coefficients(grid, k, m)) is not None]
+    nan = float("nan")
+    if not edges:
+        return {"share": nan, "lo": nan, "hi": nan, "corner_gap": nan, "n_edges": 0}
+    coef = np.stack(edges)                                        # (E, 4, G')
+    middle, span = coef[:, 2] - coef[:, 1], coef[:, 3] - coef[:, 0]
+    gap = span @ mean                                             # (E,)
+    use = np.abs(gap) >= tol
+    share = float(np.mean((middle[use] @ mean) / gap[use])) if use.any() else nan
+    lo = hi = nan
+    if use.any():
+        b_gap = boot @ span[use].T                                # (n_boot, E')
+        b_mid = boot @ middle[use].T
+        ok = np.abs(b_gap) >= tol
+        b_share = np.divide(b_mid, b_gap, out=np.full_like(b_gap, np.nan), where=ok)
+        lo, hi = (float(x) for x in _percentiles(b_share.mean(axis=1), level))
+    return {"share": share, "lo": lo, "hi": hi, "corner_gap": float(gap.mean()), "n_edges": int(use.sum())}
 
 
 def adherence_spread(per_prompt_scores, weights) -> dict:

@@ -27,16 +27,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moodpo.checkpoint import load_checkpoint, save_checkpoint, save_final
+from moodpo.train.checkpoint import load_checkpoint, save_checkpoint, save_final
 from moodpo.conditioning import build_prefix
 from moodpo.config import (TrainConfig, load_run_config, parse_category_repeats, parse_extra_responses,
                            parse_guide_openers)
 from moodpo.errors import MoodpoError
 from moodpo.fastgen import FastSampler
 from moodpo.fastgen import supports as fastgen_supports
-from moodpo.loss import dpo_loss
+from moodpo.train.loss import dpo_loss
 from moodpo.models import add_lora, autocast_dtype, cast_frozen_linears, load_model, load_tokenizer, resolve_model
-from moodpo.pairs import (SCALARISATIONS, build_pool, row_prompts, select_pairs, soft_targets, spread_weights,
+from moodpo.train.pairs import (SCALARISATIONS, build_pool, row_prompts, select_pairs, soft_targets, spread_weights,
                           weight_dependent)
 from moodpo.runs import (CONFIG_FILE, METRICS_FILE, TRACKER_DIR, append_jsonl, checkpoints, clear_stop,
                          rewrite_jsonl_before, stop_requested)
@@ -206,8 +206,8 @@ class Trainer:
     Callbacks get each step's metrics dict; `should_stop()` is polled between steps (the UI's
     stop button); a `STOP` file in the run folder does the same for a background process.
     `evaluate(trainer)` runs every `eval_every` steps (the CLI passes
-    `moodpo.evaluate.append_training_eval`); without it there is no in-training eval.
-    `scalarise` (default: the config's `scalarisation`) and `select_pairs` (`moodpo.pairs`) turn
+    `moodpo.eval.evaluate.append_training_eval`); without it there is no in-training eval.
+    `scalarise` (default: the config's `scalarisation`) and `select_pairs` (`moodpo.train.pairs`) turn
     each prompt's candidates' rewards into its pair; a recipe passes its own.
     """
 
@@ -376,7 +376,7 @@ class Trainer:
             k = changed[0]
             raise MoodpoError(f"cannot resume {self.run_dir}: {k} is {mine[k]!r} but the run used {saved.get(k)!r}")
 
-    # ----- checkpoints (moodpo.checkpoint) ----------------------------------------------------
+    # ----- checkpoints (moodpo.train.checkpoint) ----------------------------------------------------
 
     def _unwrapped(self):
         return self.accelerator.unwrap_model(self.model)

@@ -25,7 +25,7 @@ from pathlib import Path
 from moodpo.cards import write_card
 from moodpo.config import TrainConfig
 from moodpo.errors import MoodpoError
-from moodpo.evaluate import sanitize
+from moodpo.eval.evaluate import sanitize
 from moodpo.runs import SOUPS_FILE, checkpoints, has_final_adapter, read_state
 from moodpo.weights import one_hot
 
@@ -72,7 +72,7 @@ def train_soups(config: TrainConfig, out_dir: str | Path | None = None, **traine
     ones resume from their last checkpoint and missing ones start fresh; with config.overwrite
     every member starts over. soups.json is written only when every member finished.
     """
-    from moodpo.trainer import Trainer
+    from moodpo.train.trainer import Trainer
 
     out = Path(out_dir or config.output_dir)
     if out.exists() and not out.is_dir():

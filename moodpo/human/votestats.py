@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from moodpo.errors import MoodpoError
-from moodpo.pareto import bootstrap_ci
-from moodpo.votes import OUTCOMES
+from moodpo.eval.pareto import bootstrap_ci
+from moodpo.human.votes import OUTCOMES
 
 _SCORE = {"a": 1.0, "b": 0.0, "tie": 0.5}
 

@@ -23,7 +23,7 @@ eval.csv, eval.jsonl   one row per weight point, the eval table of `moodpo.plots
     alpha             float  the run's Dirichlet alpha (null for base, soups, per-objective alpha)
     decline_rate, echo_rate, degenerate_rate
                       float  share of the responses at this weight that decline, restate the prompt
-                             or are degenerate (`moodpo.audit`; never used in training)
+                             or are degenerate (`moodpo.eval.audit`; never used in training)
 generations.jsonl      one line per response:
     system, prompt_id, prompt, category, sample (0..S-1), weights {objective: w},
     response, scores {objective: raw score}, length (tokens),
@@ -37,12 +37,12 @@ summary.json           system, kind, source, objectives, objective_versions {obj
         so evaluations on the same objectives are comparable; else the worst mean minus 10% of
         the span of this evaluation's own points, comparable across systems only in `compare`);
         reference says which, in one line.
-    steerability {objective: {spearman, monotone_fraction, n_steps}}  (moodpo.pareto.steerability)
+    steerability {objective: {spearman, monotone_fraction, n_steps}}  (moodpo.eval.pareto.steerability)
     interior_share {objective: {share, lo, hi, corner_gap, n_edges}}: the share of the
         corner-to-corner change of the objective's mean score made between weights 0.25 and 0.75
         on it (0.5 a straight trade-off, about 0 a switch at a corner; NaN when the objective
         barely moves between the corners or the grid has fewer than 4 points per edge), with a
-        95% bootstrap interval over prompts  (moodpo.pareto.interior_share)
+        95% bootstrap interval over prompts  (moodpo.eval.pareto.interior_share)
     adherence_spread {mean_scalarised_var, per_weight: [{weights, scalarised_mean,
         scalarised_var, objective_std {objective: std}}]}  (variance across prompts at fixed w)
     length {mean, per_weight: [{weights, length}]}
@@ -50,7 +50,7 @@ summary.json           system, kind, source, objectives, objective_versions {obj
         front recomputed with each objective's linear dependence on length removed (fit over
         all responses), both hypervolumes against one reference point covering both fronts.
     audit {rules, per_weight: [{weights, category ("all" first), n, decline_rate, echo_rate,
-        degenerate_rate, answered_rate, mean_tokens}]}  (moodpo.audit.audit_table)
+        degenerate_rate, answered_rate, mean_tokens}]}  (moodpo.eval.audit.audit_table)
 front.html             interactive plotly front (2 objectives) or pairwise projections (3+).
 
 `append_training_eval` appends the eval-table rows (with `step`) of a small grid to
@@ -74,14 +74,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from moodpo.audit import FLAGS as AUDIT_FLAGS, rate_column
+from moodpo.eval.audit import FLAGS as AUDIT_FLAGS, rate_column
 from moodpo.data import Prompt
 from moodpo.errors import MoodpoError
-from moodpo.pareto import (adherence_spread, bootstrap_ci, front_dominance, hypervolume, interior_share,
+from moodpo.eval.pareto import (adherence_spread, bootstrap_ci, front_dominance, hypervolume, interior_share,
                            length_controlled, paired_bootstrap, reference_point, steerability)
-from moodpo.policy import GenerationSettings, Policy
+from moodpo.policy import Policy
 from moodpo.runs import (EVAL_DIR, EVAL_LOG, FRONT_FILE, GENERATIONS_FILE, SUMMARY_FILE, TABLE_CSV, TABLE_JSONL,
                          atomic_write, jsonable, jsonl_text, rewrite_jsonl_before)
+from moodpo.sampling_settings import GenerationSettings
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +125,15 @@ class EvalResult:
 
     @cached_property
     def audit(self) -> dict[str, np.ndarray]:
-        """The audit flags of every response (`moodpo.audit`): {flag: bool (P, G, S)}."""
-        from moodpo.audit import audit_flags
+        """The audit flags of every response (`moodpo.eval.audit`): {flag: bool (P, G, S)}."""
+        from moodpo.eval.audit import audit_flags
 
         prompts, responses = self.flat_texts()
         return {k: v.reshape(self.sample_lengths.shape) for k, v in audit_flags(prompts, responses).items()}
 
     def audit_rows(self) -> list[dict]:
-        """Audit rates per weight point and prompt category ("all" first), `moodpo.audit.audit_table`."""
-        from moodpo.audit import audit_table
+        """Audit rates per weight point and prompt category ("all" first), `moodpo.eval.audit.audit_table`."""
+        from moodpo.eval.audit import audit_table
 
         p_n, g_n, s_n = self.sample_lengths.shape
         weight_index = np.broadcast_to(np.arange(g_n)[None, :, None], (p_n, g_n, s_n)).ravel()
@@ -314,7 +315,7 @@ def fixed_reference(objectives: Sequence[str], point_sets: Sequence[np.ndarray] 
     In this order: `ref` (K finite numbers) when given; the objectives' floors when every one has
     a floor (`Objective.floor`), fixed, so a system's hypervolume does not depend on which others
     it is compared with; else the worst mean score minus 10% of the span over `point_sets` (each
-    system's mean points, (G, K); `moodpo.pareto.reference_point`), which does, and the line
+    system's mean points, (G, K); `moodpo.eval.pareto.reference_point`), which does, and the line
     says so.
     """
     k = len(objectives)
@@ -491,7 +492,7 @@ def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None =
     Every hypervolume is against one reference point from `fixed_reference(objectives, points,
     ref)`: `ref` when given, else the objectives' floors, else derived from the systems' mean
     points (then it depends on which systems are compared). Intervals are 95% percentile
-    bootstrap intervals from `moodpo.pareto.paired_bootstrap`: n_boot draws of prompts (seeded),
+    bootstrap intervals from `moodpo.eval.pareto.paired_bootstrap`: n_boot draws of prompts (seeded),
     each draw the same prompts for every system, on the prompts and weights all systems share.
 
     Table columns: system, points, hypervolume (of the system's mean points), hv_lo, hv_hi (its
@@ -501,42 +502,23 @@ def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None =
     this system's front against the first's), first_dominated (fraction of the first system's
     front this one strictly dominates), steer_<objective> (Spearman of weight and score),
     mono_<objective> (monotone fraction), interior_<objective> (interior share, see
-    `moodpo.pareto.interior_share`), win_rate, win_lo, win_hi (this system over the first on
+    `moodpo.eval.pareto.interior_share`), win_rate, win_lo, win_hi (this system over the first on
     the weighted reward at matched prompts and weights, ties half, interval from the same
     draws; NaN for the first), length, and the audit rates over the whole grid and at the worst
     weight point (decline_rate, max_decline_rate, echo_rate, max_echo_rate, degenerate_rate,
-    max_degenerate_rate; `moodpo.audit`). Objectives must have one definition version across
+    max_degenerate_rate; `moodpo.eval.audit`). Objectives must have one definition version across
     the systems (MoodpoError otherwise). details: objectives, reference_point, reference (where
     it came from), length_controlled_reference_point, and paired {prompts, weights, n_boot,
     seed}: how many prompts and weights the paired draws used.
     """
     if not results:
         raise MoodpoError("nothing to compare")
+    results = _aligned(results)
     objectives = results[0].objectives
-    for r in results[1:]:
-        if sorted(r.objectives) != sorted(objectives):
-            raise MoodpoError(f"cannot compare {r.system} (objectives {r.objectives}) with {results[0].system} "
-                              f"(objectives {objectives}): evaluate both on the same objectives")
-    results = [_reorder(r, objectives) for r in results]
-    _check_versions(results)
     names = _unique_names(list(names) if names else [r.system for r in results])
     points = [r.points for r in results]
     ref, ref_source = fixed_reference(objectives, points, ref)
-    shared, shared_weights = matched(*results)
-    p_n, g_n = shared[0].shape[:2]
-    first_prompts, first_weights = [p.id for p in results[0].prompts], _weight_keys(results[0].weights)
-    for r, name in zip(results[1:], names[1:]):
-        if [p.id for p in r.prompts] != first_prompts or _weight_keys(r.weights) != first_weights:
-            log.warning("%s was evaluated on other prompts or weights than %s: hypervolumes use each system's own, "
-                        "intervals, differences and win rates only the %d prompts and %d weights all systems share",
-                        name, names[0], p_n, g_n)
-    nan = np.full(len(results), np.nan)
-    paired = {key: nan for key in ("hv_lo", "hv_hi", "hv_diff", "hv_diff_lo", "hv_diff_hi", "win_rate", "win_lo",
-                                   "win_hi")}
-    if p_n and g_n:
-        paired = paired_bootstrap(shared, shared_weights, ref, n_boot=n_boot, seed=seed)
-    else:
-        log.warning("the systems share no prompt and weight: no intervals, differences or win rates")
+    paired, p_n, g_n = _paired_measures(results, names, ref, n_boot=n_boot, seed=seed)
     lc = length_controlled_points(results)
     lc_ref = reference_point(*lc)
     rows = []
@@ -546,32 +528,77 @@ def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None =
         for key in ("hv_diff", "hv_diff_lo", "hv_diff_hi"):
             row[key] = float(paired[key][i]) if i else float("nan")
         row["hv_length_controlled"] = hypervolume(lc[i], lc_ref)
-        if i == 0:
-            row.update(vs_first="-", first_dominated=float("nan"))
-        else:
-            dom = front_dominance(points[i], points[0])
-            row["vs_first"] = {"A dominates": "dominates", "B dominates": "dominated"}.get(dom["verdict"], "neither")
-            row["first_dominated"] = dom["frac_b_dominated_by_a"]
-        steer = steerability(r.weights, points[i], objectives)
-        interior = interior_share(r.weights, r.scores, objectives, n_boot=n_boot, seed=seed)
-        for o in objectives:
-            row[f"steer_{o}"] = steer[o]["spearman"]
-            row[f"mono_{o}"] = steer[o]["monotone_fraction"]
-            row[f"interior_{o}"] = interior[o]["share"]
+        row.update(_against_first(points[i], points[0]) if i else {"vs_first": "-", "first_dominated": float("nan")})
+        row.update(_steering_columns(r, points[i], n_boot=n_boot, seed=seed))
         for key in ("win_rate", "win_lo", "win_hi"):
             row[key] = float(paired[key][i]) if i else float("nan")
         row["length"] = float(r.lengths.mean())
-        for flag, values in r.audit.items():
-            if flag in AUDIT_FLAGS:
-                # The whole grid, and the worst weight point: a policy that degenerates at one corner.
-                per_weight = values.mean(axis=(0, 2))
-                row[rate_column(flag)] = float(values.mean())
-                row[f"max_{rate_column(flag)}"] = float(per_weight.max())
+        row.update(_audit_columns(r))
         rows.append(row)
     details = {"objectives": objectives, "reference_point": ref, "reference": ref_source,
                "length_controlled_reference_point": lc_ref,
                "paired": {"prompts": p_n, "weights": g_n, "n_boot": n_boot, "seed": seed}}
     return pd.DataFrame(rows), jsonable(details)
+
+
+def _aligned(results: Sequence[EvalResult]) -> list[EvalResult]:
+    """The results with the first's objective order, after checking they share objectives and versions."""
+    objectives = results[0].objectives
+    for r in results[1:]:
+        if sorted(r.objectives) != sorted(objectives):
+            raise MoodpoError(f"cannot compare {r.system} (objectives {r.objectives}) with {results[0].system} "
+                              f"(objectives {objectives}): evaluate both on the same objectives")
+    results = [_reorder(r, objectives) for r in results]
+    _check_versions(results)
+    return results
+
+
+def _paired_measures(results: Sequence[EvalResult], names: list[str], ref, *, n_boot: int,
+                     seed: int) -> tuple[dict[str, np.ndarray], int, int]:
+    """paired_bootstrap on the prompts and weights all systems share (NaN when they share none):
+    (measures, each of shape (S,); shared prompts; shared weights)."""
+    shared, shared_weights = matched(*results)
+    p_n, g_n = shared[0].shape[:2]
+    first_prompts, first_weights = [p.id for p in results[0].prompts], _weight_keys(results[0].weights)
+    for r, name in zip(results[1:], names[1:]):
+        if [p.id for p in r.prompts] != first_prompts or _weight_keys(r.weights) != first_weights:
+            log.warning("%s was evaluated on other prompts or weights than %s: hypervolumes use each system's own, "
+                        "intervals, differences and win rates only the %d prompts and %d weights all systems share",
+                        name, names[0], p_n, g_n)
+    if p_n and g_n:
+        return paired_bootstrap(shared, shared_weights, ref, n_boot=n_boot, seed=seed), p_n, g_n
+    log.warning("the systems share no prompt and weight: no intervals, differences or win rates")
+    nan = np.full(len(results), np.nan)
+    keys = ("hv_lo", "hv_hi", "hv_diff", "hv_diff_lo", "hv_diff_hi", "win_rate", "win_lo", "win_hi")
+    return {key: nan for key in keys}, p_n, g_n
+
+
+def _against_first(points: np.ndarray, first: np.ndarray) -> dict:
+    dom = front_dominance(points, first)
+    return {"vs_first": {"A dominates": "dominates", "B dominates": "dominated"}.get(dom["verdict"], "neither"),
+            "first_dominated": dom["frac_b_dominated_by_a"]}
+
+
+def _steering_columns(r: EvalResult, points: np.ndarray, *, n_boot: int, seed: int) -> dict:
+    steer = steerability(r.weights, points, r.objectives)
+    interior = interior_share(r.weights, r.scores, r.objectives, n_boot=n_boot, seed=seed)
+    row = {}
+    for o in r.objectives:
+        row[f"steer_{o}"] = steer[o]["spearman"]
+        row[f"mono_{o}"] = steer[o]["monotone_fraction"]
+        row[f"interior_{o}"] = interior[o]["share"]
+    return row
+
+
+def _audit_columns(r: EvalResult) -> dict:
+    row = {}
+    for flag, values in r.audit.items():
+        if flag in AUDIT_FLAGS:
+            # The whole grid, and the worst weight point: a policy that degenerates at one corner.
+            per_weight = values.mean(axis=(0, 2))
+            row[rate_column(flag)] = float(values.mean())
+            row[f"max_{rate_column(flag)}"] = float(per_weight.max())
+    return row
 
 
 def _check_versions(results: Sequence[EvalResult]) -> None:

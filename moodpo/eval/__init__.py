@@ -1,0 +1,1 @@
+"""Evaluation: weight-grid sweeps, comparisons, the Pareto measures and the response audit."""

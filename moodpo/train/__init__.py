@@ -1,0 +1,1 @@
+"""Training: the online MO-ODPO loop, its pairs, loss and checkpoints, and the Rewarded Soups baseline."""
