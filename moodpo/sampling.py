@@ -195,6 +195,31 @@ def sample_after_openers(model, tokenizer, rollout: Rollout, prompt_rows: Sequen
     return ids, mask, [t.strip() for t in texts]
 
 
+class ReferenceLogps:
+    """The frozen reference's log-probs of a rollout's responses, (N,), behind one call, whichever
+    holds the reference: the fast path's snapshot (`sampler`, a `moodpo.fastgen.FastSampler` taken
+    with its adapters off), a frozen full copy (`model`), or the policy itself with its LoRA adapter
+    disabled (`peft_model`, TRL's `with model.disable_adapter():`). The trainer picks once."""
+
+    def __init__(self, *, sampler=None, model=None, peft_model=None, autocast: torch.dtype | None = None):
+        if sum(x is not None for x in (sampler, model, peft_model)) != 1:
+            raise ValueError("give exactly one of sampler, model and peft_model")
+        self.sampler, self.model, self.peft_model, self.autocast = sampler, model, peft_model, autocast
+
+    @torch.no_grad()
+    def __call__(self, rollout: Rollout) -> torch.Tensor:
+        args = (rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids, rollout.completion_mask)
+        if self.sampler is not None:
+            return self.sampler.sequence_logps(*args)
+        model = self.model if self.model is not None else self.peft_model
+        device = next(model.parameters()).device
+        with torch.autocast(device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+            if self.model is not None:
+                return sequence_logps(model, *args)
+            with model.disable_adapter():
+                return sequence_logps(model, *args)
+
+
 def distinct_prompts(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor):
     """The distinct rows of left-padded prompts: ids (U, P), mask (U, P) and rows (N,), row i's index.
 

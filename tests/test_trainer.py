@@ -454,7 +454,6 @@ def test_guided_candidates_begin_with_an_opener_and_join_the_pool(tiny_model_dir
 
 
 def test_multi_weight_pool_pairs_carry_their_own_prefixes(tiny_model_dir, tmp_path, monkeypatch):
-
     config = tiny_config(tiny_model_dir, tmp_path / "run", pool_weights=3, loss_type="soft",
                          scalarisation="tchebycheff", max_steps=1)
     trainer = Trainer(config, show_progress=False)

@@ -40,8 +40,8 @@ from moodpo.train.pairs import (SCALARISATIONS, build_pool, row_prompts, select_
                           weight_dependent)
 from moodpo.runs import (CONFIG_FILE, METRICS_FILE, TRACKER_DIR, append_jsonl, checkpoints, clear_stop,
                          rewrite_jsonl_before, stop_requested)
-from moodpo.sampling import (Rollout, add_extra_responses, append_responses, encode_prompts, eos_token_ids,
-                             prompt_table, sample_after_openers, sample_responses, sequence_logps)
+from moodpo.sampling import (ReferenceLogps, Rollout, add_extra_responses, append_responses, encode_prompts,
+                             eos_token_ids, prompt_table, sample_after_openers, sample_responses, sequence_logps)
 from moodpo.weights import WeightSampler
 
 log = logging.getLogger(__name__)
@@ -328,6 +328,11 @@ class Trainer:
             dtype = self.autocast or torch.float32
             self.sampler = FastSampler(self._unwrapped(), dtype=dtype)
             self.ref_sampler = FastSampler(self.ref_model or self._unwrapped(), dtype=dtype, adapters=False)
+        # Reference log-probs through one call, whichever of the three holds the reference.
+        self.ref_logps = ReferenceLogps(
+            sampler=self.ref_sampler, autocast=self.autocast,
+            model=self.ref_model if self.ref_sampler is None else None,
+            peft_model=self._unwrapped() if self.ref_sampler is None and self.ref_model is None else None)
 
     def _encode_extra_responses(self) -> dict[str, tuple[str, list[int]]]:
         """category -> (text, token ids ending in EOS) for `extra_responses`, checked against max_new_tokens."""
@@ -409,21 +414,7 @@ class Trainer:
 
     def pair_logps(self, pairs: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
         """Policy log-probs (with grad) and reference log-probs of each response, both (N,)."""
-        return self.policy_logps(pairs), self._ref_logps(pairs)
-
-    def _ref_logps(self, rollout: Rollout) -> torch.Tensor:
-        """Reference log-probs, (N,): the fast path's frozen snapshot, the full copy without LoRA,
-        else the policy with its adapter disabled."""
-        if self.ref_sampler is not None:
-            return self.ref_sampler.sequence_logps(rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
-                                                   rollout.completion_mask)
-        with torch.no_grad(), self._autocast():
-            if self.ref_model is not None:
-                return sequence_logps(self.ref_model, rollout.prompt_ids, rollout.prompt_mask,
-                                      rollout.completion_ids, rollout.completion_mask)
-            with self._unwrapped().disable_adapter():
-                return sequence_logps(self._unwrapped(), rollout.prompt_ids, rollout.prompt_mask,
-                                      rollout.completion_ids, rollout.completion_mask)
+        return self.policy_logps(pairs), self.ref_logps(pairs)
 
     def _autocast(self):
         device_type = self.accelerator.device.type
@@ -587,7 +578,7 @@ class Trainer:
         pairs = self.build_pairs(rollout, prompts, weights, pool, chosen, rejected)
         pair_weight = torch.as_tensor(keep, dtype=torch.float32, device=acc.device)
         num_pairs = acc.reduce(pair_weight.sum(), "sum")
-        ref_logps = self._ref_logps(pairs)
+        ref_logps = self.ref_logps(pairs)
         self.replay.append((pairs, ref_logps, pair_weight, num_pairs,
                             None if targets is None else torch.as_tensor(targets, dtype=torch.float32)))
         first, last_loss, finite = self.run_updates()
