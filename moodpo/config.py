@@ -231,15 +231,23 @@ def parse_category_repeats(items: list[str]) -> dict[str, int]:
     return out
 
 
-def parse_extra_responses(items: list[str]) -> dict[str, str]:
-    """{"harmful": "I'm sorry, ..."} from ["harmful=I'm sorry, ..."], with a one-line error for a malformed item."""
-    out: dict[str, str] = {}
+def _category_items(items: list[str], field_name: str, example: str) -> list[tuple[str, str]]:
+    """[(category, text), ...] from ["category=text", ...], with a one-line error for a malformed item."""
+    out = []
     for item in items:
         name, sep, text = str(item).partition("=")
         name, text = name.strip(), text.strip()
         if not sep or not name or not text:
-            raise MoodpoError(f"extra_responses item {item!r} must be category=text, e.g. "
-                              "\"harmful=I'm sorry, but I can't help with that.\" ('*' for any category)")
+            raise MoodpoError(f"{field_name} item {item!r} must be {example} ('*' for any category)")
+        out.append((name, text))
+    return out
+
+
+def parse_extra_responses(items: list[str]) -> dict[str, str]:
+    """{"harmful": "I'm sorry, ..."} from ["harmful=I'm sorry, ..."]: one response a category."""
+    out: dict[str, str] = {}
+    for name, text in _category_items(items, "extra_responses",
+                                      "category=text, e.g. \"harmful=I'm sorry, but I can't help with that.\""):
         if name in out:
             raise MoodpoError(f"extra_responses names {name!r} twice; give one response a category")
         out[name] = text
@@ -250,12 +258,7 @@ def parse_guide_openers(items: list[str]) -> dict[str, list[str]]:
     """{"harmful": ["I can't help with that", ...]} from ["harmful=I can't help with that", ...]; a category may
     appear more than once."""
     out: dict[str, list[str]] = {}
-    for item in items:
-        name, sep, text = str(item).partition("=")
-        name, text = name.strip(), text.strip()
-        if not sep or not name or not text:
-            raise MoodpoError(f"guide_openers item {item!r} must be category=opener, e.g. "
-                              "\"harmful=I can't help with that\" ('*' for any category)")
+    for name, text in _category_items(items, "guide_openers", "category=opener, e.g. \"harmful=I can't help with that\""):
         out.setdefault(name, []).append(text)
     return out
 
