@@ -155,6 +155,16 @@ def left_pad_rows(rows: Sequence[torch.Tensor], pad_token_id: int) -> tuple[torc
     return ids, mask
 
 
+def right_pad_rows(rows: Sequence[torch.Tensor], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (ids, mask), (N, max length), of N 1-d token id tensors: responses."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_token_id, dtype=rows[0].dtype, device=rows[0].device)
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=rows[0].device)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)], mask[i, :len(r)] = r, 1
+    return ids, mask
+
+
 def prompt_table(tables: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_token_id: int
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded prompt tables (ids (N_i, P_i), mask (N_i, P_i)) stacked into one (sum N_i, max P_i)."""
@@ -186,11 +196,7 @@ def sample_after_openers(model, tokenizer, rollout: Rollout, prompt_rows: Sequen
                                       top_p=top_p, top_k=top_k, autocast=autocast, sampler=sampler)
     responses = [torch.cat([torch.as_tensor(o, dtype=tail.dtype, device=device), tail[j][tail_mask[j] > 0]])
                  for j, o in enumerate(openers)]
-    width = max(len(r) for r in responses)
-    ids = torch.full((len(responses), width), tokenizer.pad_token_id, dtype=tail.dtype, device=device)
-    mask = torch.zeros((len(responses), width), dtype=tail_mask.dtype, device=device)
-    for j, r in enumerate(responses):
-        ids[j, :len(r)], mask[j, :len(r)] = r, 1
+    ids, mask = right_pad_rows(responses, tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
     return ids, mask, [t.strip() for t in texts]
 
@@ -312,12 +318,8 @@ def add_extra_responses(rollout: Rollout, extra: dict[str, tuple[str, list[int]]
     if not rows:
         return rollout, extra_rows
     extra_rows[rows] = len(rollout.texts) + np.arange(len(rows))
-    width = max(len(ids) for _, ids in found)
     device = rollout.completion_ids.device
-    extra_ids = torch.full((len(rows), width), pad_token_id, dtype=rollout.completion_ids.dtype, device=device)
-    extra_mask = torch.zeros((len(rows), width), dtype=rollout.completion_mask.dtype, device=device)
-    for j, (_, ids) in enumerate(found):
-        extra_ids[j, :len(ids)] = torch.as_tensor(ids, device=device)
-        extra_mask[j, :len(ids)] = 1
+    extra_ids, extra_mask = right_pad_rows([torch.as_tensor(ids, dtype=rollout.completion_ids.dtype, device=device)
+                                            for _, ids in found], pad_token_id)
     return append_responses(rollout, np.asarray(rows) * num_samples, extra_ids, extra_mask,
                             [text for text, _ in found], pad_token_id=pad_token_id), extra_rows
