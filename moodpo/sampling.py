@@ -144,24 +144,15 @@ def generate_ids(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask: torch.
     return completion_ids, mask, [t.strip() for t in texts]
 
 
-def left_pad_rows(rows: Sequence[torch.Tensor], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded (ids, mask), (N, max length), of N 1-d token id tensors."""
+def pad_rows(rows: Sequence[torch.Tensor], pad_token_id: int, *, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask), (N, max length), of N 1-d token id tensors, padded on `side`: "left" for prompts,
+    "right" for responses."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_token_id, dtype=rows[0].dtype, device=rows[0].device)
     mask = torch.zeros((len(rows), width), dtype=torch.long, device=rows[0].device)
     for i, r in enumerate(rows):
-        if len(r):
-            ids[i, -len(r):], mask[i, -len(r):] = r, 1
-    return ids, mask
-
-
-def right_pad_rows(rows: Sequence[torch.Tensor], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded (ids, mask), (N, max length), of N 1-d token id tensors: responses."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_token_id, dtype=rows[0].dtype, device=rows[0].device)
-    mask = torch.zeros((len(rows), width), dtype=torch.long, device=rows[0].device)
-    for i, r in enumerate(rows):
-        ids[i, :len(r)], mask[i, :len(r)] = r, 1
+        span = slice(width - len(r), width) if side == "left" else slice(0, len(r))
+        ids[i, span], mask[i, span] = r, 1
     return ids, mask
 
 
@@ -169,7 +160,7 @@ def prompt_table(tables: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_token_
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded prompt tables (ids (N_i, P_i), mask (N_i, P_i)) stacked into one (sum N_i, max P_i)."""
     rows = [ids[i][mask[i] > 0] for ids, mask in tables for i in range(len(ids))]
-    return left_pad_rows(rows, pad_token_id)
+    return pad_rows(rows, pad_token_id, side="left")
 
 
 @torch.no_grad()
@@ -189,14 +180,14 @@ def sample_after_openers(model, tokenizer, rollout: Rollout, prompt_rows: Sequen
     rows = [torch.cat([rollout.prompt_ids[r][rollout.prompt_mask[r] > 0],
                        torch.as_tensor(o, dtype=rollout.prompt_ids.dtype, device=device)])
             for r, o in zip(prompt_rows, openers, strict=True)]
-    prompt_ids, prompt_mask = left_pad_rows(rows, tokenizer.pad_token_id)
+    prompt_ids, prompt_mask = pad_rows(rows, tokenizer.pad_token_id, side="left")
     longest = max(len(o) for o in openers)
     tail, tail_mask, _ = generate_ids(model, tokenizer, prompt_ids, prompt_mask,
                                       max_new_tokens=max(1, max_new_tokens - longest), temperature=temperature,
                                       top_p=top_p, top_k=top_k, autocast=autocast, sampler=sampler)
     responses = [torch.cat([torch.as_tensor(o, dtype=tail.dtype, device=device), tail[j][tail_mask[j] > 0]])
                  for j, o in enumerate(openers)]
-    ids, mask = right_pad_rows(responses, tokenizer.pad_token_id)
+    ids, mask = pad_rows(responses, tokenizer.pad_token_id, side="right")
     texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
     return ids, mask, [t.strip() for t in texts]
 
@@ -319,7 +310,7 @@ def add_extra_responses(rollout: Rollout, extra: dict[str, tuple[str, list[int]]
         return rollout, extra_rows
     extra_rows[rows] = len(rollout.texts) + np.arange(len(rows))
     device = rollout.completion_ids.device
-    extra_ids, extra_mask = right_pad_rows([torch.as_tensor(ids, dtype=rollout.completion_ids.dtype, device=device)
-                                            for _, ids in found], pad_token_id)
+    extra_ids, extra_mask = pad_rows([torch.as_tensor(ids, dtype=rollout.completion_ids.dtype, device=device)
+                                      for _, ids in found], pad_token_id, side="right")
     return append_responses(rollout, np.asarray(rows) * num_samples, extra_ids, extra_mask,
                             [text for text, _ in found], pad_token_id=pad_token_id), extra_rows
