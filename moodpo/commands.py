@@ -216,7 +216,8 @@ def _compare(paths, out, names=None, legend_title="system", ref=None):
     print(format_table(table))
     point = ", ".join(f"{o}={v:.4g}" for o, v in zip(details["objectives"], details["reference_point"]))
     print(f"hypervolume reference point ({point}): {details['reference']}")
-    print(f"reference point and overlaid fronts: {Path(out) / 'compare.json'}, {Path(out) / 'compare.html'}")
+    print(f"reference point and overlaid fronts: {Path(out) / 'compare.json'}, {Path(out) / 'compare.html'}; "
+          f"declines by prompt category: {Path(out) / 'declines.html'}")
     return table
 
 
@@ -601,7 +602,7 @@ def _add_compare_command(sub: argparse._SubParsersAction) -> None:
                        description="Each argument is an eval folder or a run folder with eval/. The first is the "
                                    "reference system for dominance and win rates.")
     p.add_argument("runs", nargs="+", help="eval folders or run folders holding eval/")
-    p.add_argument("--out", default="compare", help="folder for compare.csv, compare.json and compare.html")
+    p.add_argument("--out", default="compare", help="folder for compare.csv, compare.json, compare.html and declines.html")
     p.add_argument("--names", nargs="+", default=None, help="system names, one per run")
     p.add_argument("--ref", nargs="+", default=None, metavar="V",
                    help="hypervolume reference point, one value per objective (default: the objectives' floors "

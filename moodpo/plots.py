@@ -267,6 +267,56 @@ def curves_figure(
     return fig
 
 
+def wilson_interval(k: np.ndarray, n: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of k successes in n trials, elementwise; (lo, hi) in [0, 1]."""
+    k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    p = np.divide(k, n, out=np.zeros_like(k), where=n > 0)
+    denom = 1.0 + z * z / np.maximum(n, 1)
+    centre = (p + z * z / (2 * np.maximum(n, 1))) / denom
+    half = z * np.sqrt(p * (1 - p) / np.maximum(n, 1) + z * z / (4 * np.maximum(n, 1) ** 2)) / denom
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+
+
+def decline_figure(df: pd.DataFrame, weight: str, *, title: str | None = None) -> go.Figure:
+    """Share of responses declined against the weight on one objective: a panel per prompt
+    category, a line per system, 95% Wilson intervals.
+
+    df: one row per (system, weight point, category) with columns ``system``, ``category``,
+    ``n`` (responses), ``decline_rate`` and ``w_<weight>``: the audit rows of each evaluation
+    (`EvalResult.audit_rows`). Rows of category "all" are left out when others exist. With more
+    than two objectives, the points that share a value of ``w_<weight>`` are pooled.
+    """
+    column = f"w_{weight}"
+    missing = [c for c in ("system", "category", "n", "decline_rate", column) if c not in df.columns]
+    if missing:
+        raise MoodpoError(f"decline_figure needs the columns {', '.join(missing)}")
+    if (df["category"] != "all").any():
+        df = df[df["category"] != "all"]
+    df = df.assign(k=df["decline_rate"] * df["n"])
+    pooled = df.groupby(["category", "system", column], sort=False)[["k", "n"]].sum().reset_index()
+    categories = list(pd.unique(pooled["category"]))
+    colors = {s: _PALETTE[i % len(_PALETTE)] for i, s in enumerate(pd.unique(pooled["system"]))}
+    fig = make_subplots(rows=1, cols=len(categories), shared_yaxes=True, subplot_titles=categories)
+    for col, category in enumerate(categories, start=1):
+        for system, group in pooled[pooled["category"] == category].groupby("system", sort=False):
+            group = group.sort_values(column)
+            rate = group["k"] / group["n"]
+            lo, hi = wilson_interval(group["k"], group["n"])
+            fig.add_trace(go.Scatter(
+                x=group[column], y=rate, mode="lines+markers", name=str(system), legendgroup=str(system),
+                showlegend=col == 1, line=dict(color=colors[system]),
+                error_y=dict(type="data", symmetric=False, array=hi - rate, arrayminus=rate - lo, thickness=1),
+                customdata=np.c_[group["k"], group["n"]],
+                hovertemplate=(f"{system}<br>{category}, w_{weight} %{{x:.2f}}<br>declined %{{y:.0%}} "
+                               "(%{customdata[0]:.0f} of %{customdata[1]:.0f})<extra></extra>"),
+            ), row=1, col=col)
+        fig.update_xaxes(title_text=f"weight on {weight}", range=[-0.05, 1.05], row=1, col=col)
+    fig.update_yaxes(title_text="declined", range=[-0.03, 1.03], tickformat=".0%", row=1, col=1)
+    fig.update_layout(title=title, template="plotly_white", height=380, width=max(520, 300 * len(categories)),
+                      legend_title_text="system")
+    return fig
+
+
 def write_html(fig: go.Figure, path: str | os.PathLike) -> Path:
     """Write fig as a standalone HTML file with plotly.js inlined (opens offline); returns path.
 

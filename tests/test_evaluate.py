@@ -189,6 +189,7 @@ def test_soups_and_compare(tiny_model_dir, run_dir, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "needs 2 values" in err and "\n" not in err
     assert (tmp_path / "cmp" / "compare.html").stat().st_size > 1000
+    assert "Declined, by prompt category" in (tmp_path / "cmp" / "declines.html").read_text()
 
 
 def test_sweep_trains_evaluates_and_compares(tiny_model_dir, tmp_path, capsys):

@@ -8,9 +8,11 @@ import pytest
 from moodpo.errors import MoodpoError
 from moodpo.plots import (
     curves_figure,
+    decline_figure,
     eval_objectives,
     pairwise_figures,
     pareto_figure,
+    wilson_interval,
     write_html,
 )
 
@@ -179,3 +181,31 @@ def test_latest_step_keeps_systems_without_steps():
     df = pd.DataFrame({"system": ["run", "run", "base", "base"], "step": [1, 2, None, None]})
     kept = _latest_step(df)
     assert kept["system"].tolist() == ["run", "base", "base"]
+
+
+def test_wilson_interval_known_values():
+    lo, hi = wilson_interval(np.array([0, 5, 10]), np.array([10, 10, 10]))
+    # Known values for n = 10 at z = 1.96: 0/10 -> [0, 0.278], 5/10 -> [0.237, 0.763], 10/10 -> [0.722, 1].
+    assert np.allclose(lo, [0.0, 0.2366, 0.7225], atol=1e-3) and np.allclose(hi, [0.2775, 0.7634, 1.0], atol=1e-3)
+    lo, hi = wilson_interval(np.array([0]), np.array([0]))
+    assert lo[0] == 0.0 and hi[0] <= 1.0
+
+
+def test_decline_figure_pools_weights_and_draws_a_panel_per_category():
+    rows = []
+    for system, rate in (("moodpo", 0.5), ("base", 0.0)):
+        for w in (0.0, 0.5, 1.0):
+            rows.append({"system": system, "category": "all", "n": 20, "decline_rate": rate, "w_harm": w})
+            for category, n in (("harmful", 4), ("everyday", 16)):
+                rows.append({"system": system, "category": category, "n": n, "decline_rate": rate * w,
+                             "w_harm": w, "w_help": 1 - w})
+    # A third objective's points sharing w_harm = 1 are pooled: 2 of 4 and 4 of 4 -> 6 of 8.
+    rows.append({"system": "moodpo", "category": "harmful", "n": 4, "decline_rate": 1.0, "w_harm": 1.0})
+    fig = decline_figure(pd.DataFrame(rows), "harm")
+    names = [(t.name, t.xaxis) for t in fig.data]
+    assert names == [("moodpo", "x"), ("base", "x"), ("moodpo", "x2"), ("base", "x2")]  # "all" left out
+    harmful = fig.data[0]
+    assert list(harmful.x) == [0.0, 0.5, 1.0] and np.allclose(harmful.y, [0.0, 0.25, 0.75])
+    assert harmful.error_y.array[-1] > 0 and [a.text for a in fig.layout.annotations] == ["harmful", "everyday"]
+    with pytest.raises(MoodpoError, match="w_conciseness"):
+        decline_figure(pd.DataFrame(rows), "conciseness")

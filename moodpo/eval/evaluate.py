@@ -656,7 +656,20 @@ def write_compare(results: Sequence[EvalResult], out_dir: str | Path, names: Seq
     if fig is not None:
         fig.update_layout(legend_title_text=legend_title)
         write_html(fig, out / "compare.html")
+    write_html(declines_figure(results, table["system"], details["objectives"]), out / "declines.html")
     return table, details
+
+
+def declines_figure(results: Sequence[EvalResult], names: Sequence[str], objectives: Sequence[str]):
+    """Decline rate per prompt category against the weight on the last objective, one line per
+    system (`moodpo.plots.decline_figure`), from each evaluation's audit."""
+    from moodpo.plots import decline_figure
+
+    rows = [{"system": name, **{f"w_{o}": w for o, w in row.pop("weights").items()}, **row}
+            for r, name in zip(results, names) for row in r.audit_rows()]
+    last = objectives[-1]
+    return decline_figure(pd.DataFrame(rows), last,
+                          title=f"Declined, by prompt category, against the weight on {last}")
 
 
 def format_table(table: pd.DataFrame) -> str:
