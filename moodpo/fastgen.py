@@ -98,6 +98,7 @@ class FastSampler:
             return weight
 
         self.device = inner.embed_tokens.weight.device
+        self.inv_freq = self.inv_freq.to(self.device)  # positions live on the model's device (CUDA too)
         self.embed = inner.embed_tokens.weight.detach().float()
         self.layers = []
         for layer in inner.layers:

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-PERFORMANCE = ["train_throughput.py", "generate.py", "eval_sweep.py", "cold_start.py"]
+PERFORMANCE = ["train_throughput.py", "generate.py", "eval_sweep.py", "cold_start.py", "gpu_check.py"]
 
 
 def run_script(name: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -30,6 +30,16 @@ def test_help_parses(name):
 def test_bad_flag_is_a_usage_error():
     out = run_script("train_throughput.py", "--steps", "many")
     assert out.returncode == 2 and "invalid int value" in out.stderr
+
+
+def test_gpu_check_without_cuda_says_so_in_one_line():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the check would run for minutes")
+    out = run_script("gpu_check.py", "--tokens", "4")
+    assert out.returncode == 1 and out.stdout == ""
+    assert len(out.stderr.strip().splitlines()) == 1 and "no CUDA device" in out.stderr
 
 
 def test_throughput_worker_answers_then_ends_quietly_when_the_parent_goes(monkeypatch):
