@@ -94,20 +94,18 @@ def _trl(gradient_checkpointing: bool):
     return step
 
 
-def worker(kind: str, conn) -> None:
-    import logging
-    import warnings
-
-    import torch
+def serve(step, conn) -> None:
+    """Answer the parent's commands until it sends None or goes away (a closed pipe ends the loop
+    quietly: the parent may stop early, after an error or Ctrl-C)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    warnings.filterwarnings("ignore")
-    logging.disable(logging.WARNING)
-    torch.manual_seed(0)
-    step = {"ours": lambda: _ours(True), "ours-plain": lambda: _ours(False),
-            "trl": lambda: _trl(False), "trl-gc": lambda: _trl(True)}[kind]()
-    conn.send(("ready", peak_rss_gb()))
-    while (msg := conn.recv()) is not None:
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg is None:
+            return
         command, prompts = msg
         if command == "flops":
             with FlopCounterMode(display=False) as counter:
@@ -119,12 +117,33 @@ def worker(kind: str, conn) -> None:
         conn.send((time.perf_counter() - start, metrics.get("time/generate"), peak_rss_gb()))
 
 
+def worker(kind: str, conn) -> None:
+    import logging
+    import warnings
+
+    import torch
+
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    torch.manual_seed(0)
+    try:
+        step = {"ours": lambda: _ours(True), "ours-plain": lambda: _ours(False),
+                "trl": lambda: _trl(False), "trl-gc": lambda: _trl(True)}[kind]()
+        conn.send(("ready", peak_rss_gb()))
+        serve(step, conn)
+    except (BrokenPipeError, KeyboardInterrupt):
+        pass  # the parent went away or was interrupted; it reports what it has
+    finally:
+        conn.close()
+
+
 class Contender:
     def __init__(self, kind: str):
         self.kind, self.times, self.generate, self.rss = kind, [], [], 0.0
         self.conn, child = mp.Pipe()
         self.process = mp.get_context("spawn").Process(target=worker, args=(kind, child), daemon=True)
         self.process.start()
+        child.close()  # the worker holds the other end; if it dies, recv() here raises instead of waiting
         _, self.rss = self.conn.recv()
 
     def step(self, prompts, record: bool = True) -> float:
@@ -141,8 +160,17 @@ class Contender:
         return self.conn.recv()
 
     def close(self) -> None:
-        self.conn.send(None)
-        self.process.join(timeout=30)
+        """Ask the worker to stop and wait for it; a worker that does not stop within 30 s is ended."""
+        if self.process.is_alive():
+            try:
+                self.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=10)
+        self.conn.close()
 
     @property
     def pairs_per_second(self) -> float:
@@ -164,24 +192,27 @@ def main() -> None:
     print(f"machine: {machine()}; bf16 matmul peak {peak:.0f} GFLOP/s", flush=True)
 
     kinds = ["ours", "trl"] + (["ours-plain"] if args.plain else [])
-    contenders = [Contender(k) for k in kinds]
-    warm = next(batches)
-    for c in contenders:
-        print(f"{c.kind}: warm-up step {c.step(warm, record=False):.1f} s", flush=True)
-    flops = {c.kind: c.flops(next(batches)) for c in contenders}
-    for i in range(args.steps):
-        batch = next(batches)
+    contenders, gc = [], None
+    try:  # the workers are closed on every way out, so a good run ends without their tracebacks
+        for kind in kinds:
+            contenders.append(Contender(kind))
+        warm = next(batches)
         for c in contenders:
-            print(f"round {i + 1} {c.kind}: {c.step(batch):.1f} s", flush=True)
-
-    gc = None
-    if args.trl_gc_steps:
+            print(f"{c.kind}: warm-up step {c.step(warm, record=False):.1f} s", flush=True)
+        flops = {c.kind: c.flops(next(batches)) for c in contenders}
+        for i in range(args.steps):
+            batch = next(batches)
+            for c in contenders:
+                print(f"round {i + 1} {c.kind}: {c.step(batch):.1f} s", flush=True)
         for c in contenders:
             c.close()
-        gc = Contender("trl-gc")  # no warm-up step: its first step also loads the scorers (a few s of ~160)
-        for _ in range(args.trl_gc_steps):
-            print(f"trl with gradient checkpointing: {gc.step(next(batches)):.1f} s", flush=True)
-        gc.close()
+        if args.trl_gc_steps:
+            gc = Contender("trl-gc")  # no warm-up step: its first step also loads the scorers (a few s of ~160)
+            for _ in range(args.trl_gc_steps):
+                print(f"trl with gradient checkpointing: {gc.step(next(batches)):.1f} s", flush=True)
+    finally:
+        for c in contenders + ([gc] if gc is not None else []):
+            c.close()
 
     print(f"\n{'trainer':<34}{'s/step':>8}{'generate s':>12}{'pairs/s':>9}{'GFLOP/s':>9}{'peak GB':>9}")
     for c in contenders:

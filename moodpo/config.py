@@ -113,6 +113,9 @@ class TrainConfig:
     per_device_train_batch_size: int = option(8, "prompts per micro-batch per process")
     gradient_accumulation_steps: int = option(1, "micro-batches whose gradients add up to one optimizer update: a step "
                                              "takes per_device_train_batch_size x this many prompts per process")
+    max_pairs_per_micro_batch: int = option(16, "most pairs through the policy at once: a step's pairs are sorted by "
+                                            "length into at least gradient_accumulation_steps micro-batches of at "
+                                            "most this many, each padded only to its own longest prompt and response")
     max_steps: int = option(100, "optimizer steps")
     precision: str = option("auto", "auto (bf16 autocast where the hardware has bf16), bf16 or fp32")
     fast_path: bool = option(True, "Llama models: sample and score the reference with moodpo.fastgen, and keep the "
@@ -185,7 +188,7 @@ class TrainConfig:
                 bad(f"{name} must be a positive number, got {value}")
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_steps", "max_new_tokens",
                      "max_prompt_tokens", "lora_r", "eval_grid", "eval_prompts", "updates_per_step", "logging_steps",
-                     "pool_weights"):
+                     "pool_weights", "max_pairs_per_micro_batch"):
             if getattr(self, name) < 1:
                 bad(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("warmup_steps", "save_steps", "eval_every", "min_new_tokens", "top_k", "save_total_limit",

@@ -9,16 +9,30 @@ run in `dtype`. Sampling follows transformers' order (temperature, top-k, top-p,
 from the resulting distribution); EOS is masked before `min_new_tokens`; finished rows are padded.
 
 Only plain Llama layouts are supported (`supports()`); anything else falls back to `generate`.
+
+`compile=True` runs each decode step as one compiled graph (`torch.compile`, inductor; on CPU it
+needs a C++ compiler): the KV cache and the key mask have static shapes (the cache length rounded
+up to a multiple of `STATIC_LENGTH`) and the new keys are written at a slot given as a tensor, so
+one graph serves every step of every call with the same batch size and cache length. A shape
+compiles once per process (tens of seconds on 2 CPU cores; inductor's on-disk cache makes later
+processes faster); if compilation fails the sampler warns once and decodes eagerly.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from moodpo.sampling import completion_logps, distinct_prompts
+
+log = logging.getLogger(__name__)
+
+# With compile=True the KV cache length is rounded up to a multiple of this, so calls whose prompts
+# differ a little in length reuse one compiled decode step.
+STATIC_LENGTH = 64
 
 
 def _unwrap(model):
@@ -55,16 +69,61 @@ def _weight(module, adapters: bool = True) -> torch.Tensor:
     return weight
 
 
+def _rms(h: torch.Tensor, weight: torch.Tensor, eps: float, dtype: torch.dtype) -> torch.Tensor:
+    """RMSNorm in float32, cast to the matmul dtype."""
+    return (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps) * weight).to(dtype)
+
+
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return (x * cos + rotated * sin).to(dtype)
+
+
+def _decode_step(weights, cache: list[tuple[torch.Tensor, torch.Tensor]], token: torch.Tensor,
+                 position: torch.Tensor, slot: torch.Tensor, keys_mask: torch.Tensor, inv_freq: torch.Tensor, *,
+                 heads: int, kv_heads: int, head_dim: int, eps: float, dtype: torch.dtype) -> torch.Tensor:
+    """One decode step with static shapes, the graph `compile=True` compiles: logits (B, V) of the
+    next token after `token` (B, 1) at `position` (B, 1), its keys and values written into every
+    layer's cache (B, kv_heads, L, head_dim) at `slot` (1,); keys_mask (B, L) the keys each row sees.
+
+    The same computation as `FastSampler._forward` for one token, except that attention runs over
+    all L cache slots (unwritten ones masked) instead of the first start + 1, so no shape changes
+    from step to step. weights: (embed, layers, norm, lm_head) of the snapshot, passed as inputs
+    so that a refreshed snapshot reuses the compiled graph.
+    """
+    embed, layers, norm, lm_head = weights
+    b = token.shape[0]
+    freqs = position.float()[..., None] * inv_freq                                  # (B, 1, hd/2)
+    emb = torch.cat([freqs, freqs], dim=-1)[:, None]                                 # (B, 1, 1, hd)
+    cos, sin = emb.cos(), emb.sin()
+    mask = keys_mask[:, None, None, :]                                               # (B, 1, 1, L)
+    h = F.embedding(token, embed)                                                    # (B, 1, D) float32
+    for (w_in, w_qkv, w_o, w_post, w_gu, w_down), (k_cache, v_cache) in zip(layers, cache):
+        qkv = _rms(h, w_in, eps, dtype) @ w_qkv
+        qh, kh, vh = qkv.split([heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], dim=-1)
+        qh = _rope(qh.view(b, 1, heads, head_dim).transpose(1, 2).float(), cos, sin, dtype)
+        k_cache.index_copy_(2, slot, _rope(kh.view(b, 1, kv_heads, head_dim).transpose(1, 2).float(), cos, sin, dtype))
+        v_cache.index_copy_(2, slot, vh.view(b, 1, kv_heads, head_dim).transpose(1, 2))
+        attn = F.scaled_dot_product_attention(qh, k_cache, v_cache, attn_mask=mask, enable_gqa=heads != kv_heads)
+        h = h + (attn.transpose(1, 2).reshape(b, 1, heads * head_dim) @ w_o).float()
+        gate, up = (_rms(h, w_post, eps, dtype) @ w_gu).chunk(2, dim=-1)
+        h = h + ((F.silu(gate) * up) @ w_down).float()
+    return (_rms(h, norm, eps, dtype)[:, -1] @ lm_head).float()
+
+
 class FastSampler:
     """Samples from a (possibly LoRA-wrapped) Llama model; call `refresh()` after its weights change.
 
     With `adapters=False` it snapshots the base model under the adapters: the DPO reference.
+    With `compile=True` each decode step of `generate` runs as one compiled graph (module docstring).
     """
 
-    def __init__(self, model, dtype: torch.dtype = torch.bfloat16, *, adapters: bool = True):
+    def __init__(self, model, dtype: torch.dtype = torch.bfloat16, *, adapters: bool = True, compile: bool = False):
         if not supports(model):
             raise ValueError("FastSampler supports Llama-architecture models only")
         self.model, self.dtype, self.adapters = model, dtype, adapters
+        self._compiled = torch.compile(_decode_step, dynamic=False) if compile else None
         cfg = _unwrap(model).config
         self.num_heads, self.num_kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -98,6 +157,7 @@ class FastSampler:
             return weight
 
         self.device = inner.embed_tokens.weight.device
+        self.inv_freq = self.inv_freq.to(self.device)  # positions live on the model's device (CUDA too)
         self.embed = inner.embed_tokens.weight.detach().float()
         self.layers = []
         for layer in inner.layers:
@@ -113,13 +173,34 @@ class FastSampler:
         self.norm = inner.norm.weight.detach().float()
         self.lm_head = fused(lm_head)
 
+    @property
+    def compiled(self) -> bool:
+        """True while decode steps run compiled (compile=True and compilation has not failed)."""
+        return self._compiled is not None
+
     def _rms(self, h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps) * weight).to(self.dtype)
+        return _rms(h, weight, self.eps, self.dtype)
 
     def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        half = x.shape[-1] // 2
-        rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-        return (x * cos + rotated * sin).to(self.dtype)
+        return _rope(x, cos, sin, self.dtype)
+
+    def _step(self, token: torch.Tensor, position: torch.Tensor, slot: int, keys_mask: torch.Tensor,
+              cache: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """`_decode_step` on this snapshot, compiled where it can be: logits (B, V)."""
+        args = ((self.embed, self.layers, self.norm, self.lm_head), cache, token, position,
+                torch.tensor([slot], device=self.device), keys_mask, self.inv_freq)
+        kwargs = dict(heads=self.num_heads, kv_heads=self.num_kv_heads, head_dim=self.head_dim, eps=self.eps,
+                      dtype=self.dtype)
+        if self._compiled is not None:
+            try:
+                return self._compiled(*args, **kwargs)
+            except Exception as e:  # no C++ compiler, an unsupported op, ...: decode eagerly from now on
+                log.warning("compiling the decode step failed (%s: %s); decoding without compilation",
+                            type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+                self._compiled = None
+        # The step is idempotent (it writes the same keys to the same slot), so a failed compiled
+        # call can be run again eagerly.
+        return _decode_step(*args, **kwargs)
 
     def _new_cache(self, rows: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         shape = (rows, self.num_kv_heads, length, self.head_dim)
@@ -206,6 +287,9 @@ class FastSampler:
         device = self.device
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device).bool()
         total = p + max_new_tokens
+        static = self._compiled is not None
+        if static:  # one compiled step serves every call whose cache rounds up to the same length
+            total = -(-total // STATIC_LENGTH) * STATIC_LENGTH
         keys_mask = torch.zeros(b, total, dtype=torch.bool, device=device)
         keys_mask[:, :p] = attention_mask
         next_position = attention_mask.long().sum(-1, keepdim=True)                 # (B, 1)
@@ -236,7 +320,10 @@ class FastSampler:
             if t + 1 == max_new_tokens or bool(done.all()):
                 break
             keys_mask[:, p + t] = True
-            logits = self._logits(self._forward(token[:, None], next_position + t, p + t, keys_mask, cache)[:, -1])
+            if static:
+                logits = self._step(token[:, None], next_position + t, p + t, keys_mask, cache)
+            else:
+                logits = self._logits(self._forward(token[:, None], next_position + t, p + t, keys_mask, cache)[:, -1])
         if streamer is not None:
             streamer.end()
         return out[:, :steps]

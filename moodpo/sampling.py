@@ -43,6 +43,16 @@ class Rollout:
     def select(self, rows: torch.Tensor | Sequence[int]) -> "Rollout":
         return self.pair(rows, rows)
 
+    def trimmed(self) -> "Rollout":
+        """The same rows without the columns that are padding in every row: the leading ones of the
+        (left-padded) prompts and the trailing ones of the (right-padded) responses. Positions follow
+        the masks, so log-probs do not change; a forward pass costs less."""
+        p = int(self.prompt_mask.sum(-1).max())
+        c = max(int(self.completion_mask.sum(-1).max()), 1)
+        start = self.prompt_ids.shape[1] - p
+        return Rollout(self.prompt_ids[:, start:], self.prompt_mask[:, start:], self.completion_ids[:, :c],
+                       self.completion_mask[:, :c], self.texts)
+
 
 def chat_texts(tokenizer, prompts: Sequence[str], prefixes: Sequence[str | None], max_prompt_tokens: int | None = None) -> list[str]:
     """Render (prompt, prefix) pairs with the tokenizer's chat template, ready for generation.

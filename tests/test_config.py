@@ -79,6 +79,7 @@ def test_every_config_file_loads():
     (dict(report_to="mlflow"), "report_to must be one of none, tensorboard, wandb, trackio"),
     (dict(gradient_accumulation_steps=0), "gradient_accumulation_steps must be >= 1"),
     (dict(logging_steps=0), "logging_steps must be >= 1"),
+    (dict(max_pairs_per_micro_batch=0), "max_pairs_per_micro_batch must be >= 1"),
 ])
 def test_new_fields_are_validated(values, match):
     with pytest.raises(MoodpoError, match=match):

@@ -56,6 +56,49 @@ def test_greedy_tokens_equal_transformers_generate(lora_model, tok, min_new_toke
 
 
 @pytest.mark.parametrize("adapters", [True, False])
+def greedy(sampler, tok, ids, mask, **kw):
+    return sampler.generate(ids, mask, max_new_tokens=24, eos_token_ids=eos_token_ids(sampler.model, tok),
+                            pad_token_id=tok.pad_token_id, do_sample=False, **kw)
+
+
+def test_a_failed_compilation_falls_back_to_the_same_tokens(lora_model, tok):
+    """The static-shape decode step (what compile=True compiles), run eagerly after a failed compile."""
+    ids, mask = encode_prompts(tok, PROMPTS + PROMPTS[:1], PREFIXES + PREFIXES[:1])
+    expected = greedy(FastSampler(lora_model, dtype=torch.float32), tok, ids, mask, min_new_tokens=12)
+    sampler = FastSampler(lora_model, dtype=torch.float32)
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("no C++ compiler")
+
+    sampler._compiled = broken
+    assert sampler.compiled
+    assert torch.equal(greedy(sampler, tok, ids, mask, min_new_tokens=12), expected)
+    assert calls == [1] and not sampler.compiled        # tried once, then eager for good
+
+
+@pytest.mark.compile
+def test_compiled_decode_step_gives_the_same_greedy_tokens(lora_model, tok):
+    import shutil
+
+    if not (shutil.which("g++") or shutil.which("c++")):
+        pytest.skip("inductor's CPU backend needs a C++ compiler")
+    ids, mask = encode_prompts(tok, PROMPTS + PROMPTS[:1], PREFIXES + PREFIXES[:1])
+    eos = eos_token_ids(lora_model, tok)
+    config = generation_config(tok, eos, max_new_tokens=24, do_sample=False)
+    expected = lora_model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, ids.shape[1]:]
+    sampler = FastSampler(lora_model, dtype=torch.float32, compile=True)
+    assert torch.equal(greedy(sampler, tok, ids, mask), expected)
+    assert sampler.compiled
+    # a refreshed snapshot and other rows of the same shapes reuse the graph
+    sampler.refresh()
+    flipped_ids, flipped_mask = ids.flip(0), mask.flip(0)
+    assert torch.equal(greedy(sampler, tok, flipped_ids, flipped_mask),
+                       greedy(FastSampler(lora_model, dtype=torch.float32), tok, flipped_ids, flipped_mask))
+    assert sampler.compiled
+
+
 def test_sequence_logps_equal_the_plain_forward(lora_model, tok, adapters):
     torch.manual_seed(0)
     rollout = sample_responses(lora_model, tok, PROMPTS, PREFIXES, num_samples=2, max_new_tokens=10)

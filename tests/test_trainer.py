@@ -312,13 +312,18 @@ def test_replay_updates_draw_past_steps_pairs(tiny_model_dir, tmp_path):
     trainer.replay = Replay(maxlen=trainer.replay.maxlen)
     assert trainer.train().status == "finished"
     assert len(used) == 4 * 4 and len(trainer.replay) == 2
+
+    def same(update, pairs):  # an update sees its pairs sorted by length and trimmed: the same responses
+        return sorted(update.texts) == sorted(pairs.texts)
+
     for step in range(4):
         updates = used[4 * step: 4 * step + 4]
-        assert updates[0] is new_pairs[step]                      # the first update: the step's new pairs
+        assert same(updates[0], new_pairs[step])                  # the first update: the step's new pairs
         window = new_pairs[max(0, step - 1): step + 1]            # the replay: the last two steps' pairs
-        assert all(any(u is w for w in window) for u in updates[1:])
+        assert all(any(same(u, w) for w in window) for u in updates[1:])
     # later updates do draw the previous step's pairs again
-    assert any(u is new_pairs[step - 1] for step in range(1, 4) for u in used[4 * step + 1: 4 * step + 4])
+    assert any(same(u, new_pairs[step - 1]) and not same(u, new_pairs[step])
+               for step in range(1, 4) for u in used[4 * step + 1: 4 * step + 4])
 
 
 @pytest.mark.parametrize("overrides, msg", [
@@ -402,6 +407,98 @@ def test_gradient_accumulation_gives_the_full_batchs_gradient(tiny_model_dir, tm
     assert any(g.abs().sum() > 0 for g in grads["one batch"])
     for a, b in zip(grads["one batch"], grads["two micro-batches"], strict=True):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)
+
+
+def test_micro_batches_sort_by_length_and_respect_both_bounds():
+    from moodpo.train.trainer import micro_batches
+
+    lengths = np.array([50, 10, 40, 20, 30, 60, 5])
+    batches = micro_batches(lengths, min_batches=1, max_size=3)
+    assert [lengths[b].tolist() for b in batches] == [[5, 10, 20], [30, 40], [50, 60]]
+    assert len(micro_batches(lengths, min_batches=5, max_size=16)) == 5
+    assert sorted(np.concatenate(micro_batches(lengths, min_batches=4, max_size=2)).tolist()) == list(range(7))
+    assert [b.tolist() for b in micro_batches(np.array([3, 3]), min_batches=4, max_size=16)] == [[0], [1]]
+
+
+def ragged_pairs(tokenizer, m: int = 5):
+    """m hand-made pairs (chosen rows 0..m-1, rejected rows m..2m-1) of different prompt and response
+    lengths, left- and right-padded to the longest of all."""
+    from moodpo.sampling import Rollout, encode_prompts, pad_rows
+
+    prompts = ["Hi", "Write a long poem about the sea, its tides, its storms and its quiet mornings at dawn.",
+               "How do airplanes fly?", "Tell me a story about a dragon who could not breathe fire, please.",
+               "Why?"][:m]
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, [None] * m)
+    texts = [f"{'word ' * (1 + 3 * i)}end" for i in range(m)] + [f"{'no ' * (8 - i)}." for i in range(m)]
+    rows = [torch.tensor(tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
+            for t in texts]
+    completion_ids, completion_mask = pad_rows(rows, tokenizer.pad_token_id, side="right")
+    return Rollout(torch.cat([prompt_ids, prompt_ids]), torch.cat([prompt_mask, prompt_mask]), completion_ids,
+                   completion_mask, texts)
+
+
+def test_trimmed_drops_only_padding_columns(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from moodpo.sampling import sequence_logps
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    pairs = ragged_pairs(tokenizer)
+    short = pairs.select([0, 2, 5, 7])                       # two short prompts, none of the longest responses
+    trimmed = short.trimmed()
+    assert trimmed.prompt_ids.shape[1] == short.prompt_mask.sum(-1).max() < short.prompt_ids.shape[1]
+    assert trimmed.completion_ids.shape[1] == short.completion_mask.sum(-1).max() < short.completion_ids.shape[1]
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    with torch.no_grad():
+        full = sequence_logps(model, short.prompt_ids, short.prompt_mask, short.completion_ids, short.completion_mask)
+        cut = sequence_logps(model, trimmed.prompt_ids, trimmed.prompt_mask, trimmed.completion_ids,
+                             trimmed.completion_mask)
+    torch.testing.assert_close(cut, full, rtol=1e-5, atol=1e-4)
+
+
+def test_length_sorted_trimmed_micro_batches_give_the_full_padding_gradient(tiny_model_dir, tmp_path):
+    """The update in micro-batches of 2 pairs, sorted by length and trimmed, against one plain pass over
+    all pairs padded to the longest, in the pairs' own order: the same losses and the same gradient."""
+    from moodpo.sampling import sequence_logps
+    from moodpo.train.loss import dpo_loss
+
+    trainer = Trainer(tiny_config(tiny_model_dir, tmp_path / "run", max_pairs_per_micro_batch=2,
+                                  max_grad_norm=1e6), show_progress=False)
+    model = trainer._unwrapped()
+    with torch.no_grad():  # a non-zero adapter, so every LoRA matrix gets a gradient
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.2)
+    trainer.sampler.refresh()
+    pairs = ragged_pairs(trainer.tokenizer)
+    m = len(pairs.texts) // 2
+    ref_logps = trainer.ref_logps(pairs)
+    pair_weight = torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0])       # one tie, weight 0
+    num_pairs = pair_weight.sum()
+
+    logps = sequence_logps(model, pairs.prompt_ids, pairs.prompt_mask, pairs.completion_ids, pairs.completion_mask)
+    losses, _, _ = dpo_loss(logps[:m], logps[m:], ref_logps[:m], ref_logps[m:], beta=trainer.config.beta)
+    ((losses * pair_weight).sum() / num_pairs).backward()
+    expected = [p.grad.detach().clone() for p in trainer.params]
+    trainer.optimizer.zero_grad(set_to_none=True)
+
+    widths, grads = [], []
+    real_logps, real_step = trainer.policy_logps, trainer.optimizer.step
+    trainer.policy_logps = lambda batch: widths.append(
+        (len(batch.texts), batch.prompt_ids.shape[1] + batch.completion_ids.shape[1])) or real_logps(batch)
+    trainer.optimizer.step = lambda *a, **k: grads.extend(p.grad.detach().clone() for p in trainer.params) or \
+        real_step(*a, **k)
+    update = trainer.update(pairs, ref_logps, pair_weight, num_pairs)
+
+    full_width = pairs.prompt_ids.shape[1] + pairs.completion_ids.shape[1]
+    assert [rows for rows, _ in widths] == [4, 4, 2]                 # 2, 2 and 1 pairs, chosen + rejected
+    assert widths[0][1] < widths[-1][1] <= full_width               # shortest first, each trimmed
+    assert sum(rows * width for rows, width in widths) < 2 * m * full_width
+    torch.testing.assert_close(update.losses, losses.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(update.policy_logps, logps.detach(), rtol=1e-5, atol=1e-4)
+    assert any(g.abs().sum() > 0 for g in expected)
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
 
 def test_logging_steps_and_report_to_tensorboard(tiny_model_dir, tmp_path):

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 TRACKER_PROJECT = "moodpo"
 # Fields that may change when a run is resumed; anything else must match the saved config.
 RESUMABLE_FIELDS = {"max_steps", "resume", "overwrite", "save_steps", "save_total_limit", "eval_every",
-                    "eval_grid", "eval_prompts", "logging_steps", "report_to"}
+                    "eval_grid", "eval_prompts", "logging_steps", "report_to", "max_pairs_per_micro_batch"}
 
 
 def lr_factor(step: int, *, warmup_steps: int, max_steps: int, schedule: str) -> float:
@@ -75,6 +75,16 @@ def _check_tracker(report_to: str) -> None:
 def _tracker_config(config: TrainConfig) -> dict:
     """The config as trackers take hyperparameters: scalars and strings only (lists and None as text)."""
     return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in config.to_dict().items()}
+
+
+def micro_batches(lengths: np.ndarray, *, min_batches: int, max_size: int) -> list[np.ndarray]:
+    """Pair indices (m,) split into micro-batches of similar length: at least `min_batches`, each of
+    at most `max_size` pairs, shortest first. lengths: (m,) tokens of each pair (prompt plus its
+    longer response). Each micro-batch is padded only to its own longest row, so sorting first
+    puts little compute into padding; the gradients add up to the same update in any order."""
+    order = np.argsort(lengths, kind="stable")
+    count = max(min_batches, -(-len(lengths) // max_size))
+    return [rows for rows in np.array_split(order, count) if len(rows)]
 
 
 def repeat_categories(prompts: Sequence, repeats: dict[str, int]) -> list:
@@ -422,7 +432,9 @@ class Trainer:
 
     def update(self, pairs: Rollout, ref_logps: torch.Tensor, pair_weight: torch.Tensor, num_pairs: torch.Tensor,
                targets: torch.Tensor | None = None) -> Update:
-        """One optimizer update on m pairs, its gradient summed over `gradient_accumulation_steps` micro-batches.
+        """One optimizer update on m pairs, its gradient summed over micro-batches (`micro_batches`:
+        sorted by length, at least `gradient_accumulation_steps`, at most `max_pairs_per_micro_batch`
+        pairs each, each trimmed to its own longest prompt and response).
 
         pairs, ref_logps: 2m rows, the chosen responses first, then the rejected ones in the same
         order; pair_weight: (m,) 1 for a kept pair, 0 for a tie; num_pairs: kept pairs over all
@@ -430,15 +442,18 @@ class Trainer:
         """
         c, acc = self.config, self.accelerator
         m = len(pair_weight)
-        micro_batches = [rows for rows in np.array_split(np.arange(m), c.gradient_accumulation_steps) if len(rows)]
+        completions = pairs.lengths.view(2, m).max(0).values                # the longer response of each pair
+        lengths = (pairs.prompt_mask[:m].sum(-1) + completions).cpu().numpy()
+        batches = micro_batches(lengths, min_batches=c.gradient_accumulation_steps,
+                                max_size=c.max_pairs_per_micro_batch)
         out, finite = [], True
-        for j, rows in enumerate(micro_batches):
+        for j, rows in enumerate(batches):
             index = torch.as_tensor(np.concatenate([rows, rows + m]), device=ref_logps.device)
             k = len(rows)
             # Only the last micro-batch's backward all-reduces the accumulated gradient under DDP.
-            sync = j == len(micro_batches) - 1
+            sync = j == len(batches) - 1
             with contextlib.nullcontext() if sync else acc.no_sync(self.model):
-                policy_logps = self.policy_logps(pairs if len(micro_batches) == 1 else pairs.select(index.cpu()))
+                policy_logps = self.policy_logps(pairs.select(index.cpu()).trimmed())
                 ref = ref_logps[index]
                 losses, chosen_rewards, rejected_rewards = dpo_loss(
                     policy_logps[:k], policy_logps[k:], ref[:k], ref[k:], beta=c.beta, loss_type=c.loss_type,
@@ -459,7 +474,10 @@ class Trainer:
                 self.optimizer.step()
         # A non-finite loss or gradient never reaches the weights: the update is skipped and logged.
         self.optimizer.zero_grad(set_to_none=True)
-        losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps = (torch.cat(t) for t in zip(*out))
+        # Back to the pairs' own order (the micro-batches ran sorted by length).
+        inverse = torch.as_tensor(np.argsort(np.concatenate(batches)))
+        losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps = (
+            torch.cat(t)[inverse.to(t[0].device)] for t in zip(*out))
         return Update(losses, chosen_rewards, rejected_rewards, torch.cat([chosen_logps, rejected_logps]),
                       grad_norm, finite)
 

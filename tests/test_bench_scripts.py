@@ -1,0 +1,71 @@
+"""The performance benchmarks start, parse their flags and shut down cleanly, without timing anything."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+PERFORMANCE = ["train_throughput.py", "generate.py", "eval_sweep.py", "cold_start.py", "gpu_check.py"]
+
+
+def run_script(name: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCH / name), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+@pytest.mark.parametrize("name", PERFORMANCE)
+def test_help_parses(name):
+    out = run_script(name, "--help")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage:")
+
+
+def test_bad_flag_is_a_usage_error():
+    out = run_script("train_throughput.py", "--steps", "many")
+    assert out.returncode == 2 and "invalid int value" in out.stderr
+
+
+def test_gpu_check_without_cuda_says_so_in_one_line():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the check would run for minutes")
+    out = run_script("gpu_check.py", "--tokens", "4")
+    assert out.returncode == 1 and out.stdout == ""
+    assert len(out.stderr.strip().splitlines()) == 1 and "no CUDA device" in out.stderr
+
+
+def test_throughput_worker_answers_then_ends_quietly_when_the_parent_goes(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import train_throughput
+
+    parent, child = mp.Pipe()
+    seen = []
+    thread = threading.Thread(target=train_throughput.serve,
+                              args=(lambda prompts: seen.append(prompts) or {"time/generate": 0.5}, child))
+    thread.start()
+    parent.send(("step", ["hello"]))
+    seconds, generate, rss = parent.recv()
+    assert seen == [["hello"]] and generate == 0.5 and seconds >= 0 and rss > 0
+    parent.close()  # no stop message: the pipe closing must end the loop, not raise EOFError
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_throughput_worker_stops_on_none(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import train_throughput
+
+    parent, child = mp.Pipe()
+    thread = threading.Thread(target=train_throughput.serve, args=(lambda prompts: {}, child))
+    thread.start()
+    parent.send(None)
+    thread.join(timeout=10)
+    assert not thread.is_alive()
