@@ -15,7 +15,9 @@ needs a C++ compiler): the KV cache and the key mask have static shapes (the cac
 up to a multiple of `STATIC_LENGTH`) and the new keys are written at a slot given as a tensor, so
 one graph serves every step of every call with the same batch size and cache length. A shape
 compiles once per process (tens of seconds on 2 CPU cores; inductor's on-disk cache makes later
-processes faster); if compilation fails the sampler warns once and decodes eagerly.
+processes faster); if compilation fails the sampler warns once and decodes eagerly. Greedy tokens
+match the eager path in float32; in bf16 inductor fuses the norms and casts differently, and on
+SmolLM2-135M the tokens were seen to diverge within 32 (docs/training.md).
 """
 
 from __future__ import annotations

@@ -55,7 +55,6 @@ def test_greedy_tokens_equal_transformers_generate(lora_model, tok, min_new_toke
     assert torch.equal(got, expected)
 
 
-@pytest.mark.parametrize("adapters", [True, False])
 def greedy(sampler, tok, ids, mask, **kw):
     return sampler.generate(ids, mask, max_new_tokens=24, eos_token_ids=eos_token_ids(sampler.model, tok),
                             pad_token_id=tok.pad_token_id, do_sample=False, **kw)
@@ -99,6 +98,7 @@ def test_compiled_decode_step_gives_the_same_greedy_tokens(lora_model, tok):
     assert sampler.compiled
 
 
+@pytest.mark.parametrize("adapters", [True, False])
 def test_sequence_logps_equal_the_plain_forward(lora_model, tok, adapters):
     torch.manual_seed(0)
     rollout = sample_responses(lora_model, tok, PROMPTS, PREFIXES, num_samples=2, max_new_tokens=10)
