@@ -87,11 +87,17 @@ def generate(model, tokenizer, config: TrainConfig, prompts: Sequence[str], pref
 
 def fine_tune(model, tokenizer, rows: list[dict], config: TrainConfig, run_dir, *, max_steps: int, offset: int,
               stage: str) -> int:
-    """max_steps steps of TRL's SFTTrainer on rows (loss on the completion only); returns the steps done."""
+    """max_steps steps of TRL's SFTTrainer on rows (loss on the completion only); returns the steps done.
+
+    Each call is a fresh TRL trainer (and optimizer); only the first fine-tune warms up, since
+    transformers' warm-up starts at a learning rate of 0 and an online round's first step would do nothing.
+    """
     from datasets import Dataset
 
     trl = require_trl()
-    args = trl.SFTConfig(**trl_args(config, run_dir, max_steps=max_steps), completion_only_loss=True, packing=False,
+    warmup = config.warmup_steps if offset == 0 else 0
+    args = trl.SFTConfig(**trl_args(config, run_dir, max_steps=max_steps, warmup_steps=warmup),
+                         completion_only_loss=True, packing=False,
                          max_length=config.max_prompt_tokens + config.max_new_tokens + 64)
     trainer = trl.SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                              callbacks=[RunCallback(run_dir, offset=offset, stage=stage)])
