@@ -156,3 +156,20 @@ def test_missing_trl_says_how_to_install(tiny_model_dir, tmp_path, monkeypatch, 
     assert main(["train-rl", "--model_name_or_path", tiny_model_dir, "--output_dir", str(tmp_path / "r")]) == 2
     assert "pip install trl==1.16.0" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_the_moodpo_trainer_refuses_another_method(tmp_path):
+    from moodpo.train.trainer import Trainer
+
+    with pytest.raises(MoodpoError, match="train"):
+        Trainer(load_config(overrides={"method": "ric", "output_dir": str(tmp_path / "r")}))
+    assert not (tmp_path / "r").exists()
+
+
+def test_soups_configs_say_soups():
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent / "configs"
+    assert load_config(root / "soups.yaml").method == "soups"
+    assert load_config(root / "baselines" / "ric.yaml").method == "ric"
+    assert load_config(root / "baselines" / "rl.yaml").method == "rl"
