@@ -27,11 +27,14 @@ class Parser(argparse.ArgumentParser):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from moodpo.commands import train_baseline
     from moodpo.config import load_config
     from moodpo.eval.evaluate import append_training_eval
     from moodpo.train.trainer import train
 
     config = load_config(args.config, overrides(args))
+    if config.method != "moodpo":
+        return train_baseline(config)
     result = train(config, evaluate=append_training_eval)
     last = result.metrics[-1] if result.metrics else {}
     summary = ", ".join(f"{k}={last[k]:.3f}" for k in ("loss", "rewards/accuracies", "pairs_per_second") if k in last)
@@ -62,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("train", help="train a steerable policy with MO-ODPO",
-                       description="Train with MO-ODPO. Values come from --config, then --field overrides.")
+                       description="Train with MO-ODPO, or the baseline the config's method names. Values "
+                                   "come from --config, then --field overrides.")
     p.add_argument("--config", help="YAML file with config fields (see configs/)")
     add_config_fields(p)
     p.set_defaults(func=cmd_train)

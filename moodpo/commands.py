@@ -3,6 +3,7 @@
     python -m moodpo eval --run runs/default [--grid 11] [--prompts eval] [--limit N] [--out DIR]
     python -m moodpo eval --run base:smollm2-135m --objectives helpfulness harmlessness
     python -m moodpo train-soups --config configs/soups.yaml [--field value ...]
+    python -m moodpo train-ric --config configs/baselines/ric.yaml    (train-rl: configs/baselines/rl.yaml)
     python -m moodpo card runs/shipped [RUN ...]      (model cards of every adapter under each folder)
     python -m moodpo compare runs/default runs/soups runs/base-smollm2-135m [--out compare] [--ref V V]
     python -m moodpo sweep --config configs/default.yaml --alpha 0.3 1 3 [--grid 11] [--limit N]
@@ -197,15 +198,33 @@ def _config_and_overrides(args, skip=()):
     return load_config(args.config, overrides(args, skip=skip))
 
 
-def cmd_train_soups(args: argparse.Namespace) -> int:
-    from moodpo.train.baselines import train_soups
-    from moodpo.eval.evaluate import append_training_eval
+def train_baseline(config) -> int:
+    """Train the baseline config.method names (soups, ric or rl); returns the exit code."""
+    if config.method == "soups":
+        from moodpo.eval.evaluate import append_training_eval
+        from moodpo.train.baselines import train_soups
 
-    config = _config_and_overrides(args)
-    meta = train_soups(config, evaluate=append_training_eval)
-    runs = ", ".join(f"{o} -> {d}" for o, d in meta["runs"].items())
-    print(f"soups {meta['status']}: {config.output_dir} ({runs})")
-    return 130 if meta["status"] == "interrupted" else 0
+        meta = train_soups(config, evaluate=append_training_eval)
+        runs = ", ".join(f"{o} -> {d}" for o, d in meta["runs"].items())
+        print(f"soups {meta['status']}: {config.output_dir} ({runs})")
+        return 130 if meta["status"] == "interrupted" else 0
+    if config.method == "ric":
+        from moodpo.train.ric import train_ric as method_train
+    elif config.method == "rl":
+        from moodpo.train.rl import train_rl as method_train
+    else:
+        raise MoodpoError(f"{config.method} is not a baseline; train it with `python -m moodpo train`")
+    result = method_train(config)
+    print(f"{config.method} {result.status} at step {result.step}: {result.run_dir}")
+    return 0
+
+
+def cmd_train_method(args: argparse.Namespace) -> int:
+    """train-soups, train-ric, train-rl: the config with its method set by the command."""
+    from moodpo.cli_args import overrides
+    from moodpo.config import load_config
+
+    return train_baseline(load_config(args.config, {**overrides(args, skip=("method",)), "method": args.method}))
 
 
 def _compare(paths, out, names=None, legend_title="system", ref=None):
@@ -586,15 +605,27 @@ def _add_card_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_card)
 
 
-def _add_train_soups_command(sub: argparse._SubParsersAction) -> None:
+BASELINE_COMMANDS = {
+    "soups": ("train a Rewarded Soups baseline: one adapter per objective",
+              "Train one adapter per objective (one-hot fixed weights) into --output_dir, then write soups.json there."),
+    "ric": ("train a Rewards-in-Context baseline (needs trl)",
+            "Sample a pool from the base model, score it, and fine-tune a LoRA adapter (TRL's SFTTrainer) on responses "
+            "with their scores in the system message; optional online rounds. See docs/baselines.md."),
+    "rl": ("train a prompt-conditioned RL baseline (needs trl)",
+           "MO-ODPO's weight prefix and scalarised reward, optimised with TRL's GRPOTrainer on a LoRA adapter. "
+           "See docs/baselines.md."),
+}
+
+
+def _add_baseline_commands(sub: argparse._SubParsersAction) -> None:
     from moodpo.cli_args import add_config_fields
 
-    p = sub.add_parser("train-soups", help="train a Rewarded Soups baseline: one adapter per objective",
-                       description="Train one adapter per objective (one-hot fixed weights) into --output_dir, "
-                                   "then write soups.json there.")
-    p.add_argument("--config", help="YAML file with config fields (see configs/)")
-    add_config_fields(p)
-    p.set_defaults(func=cmd_train_soups)
+    for method, (help_text, description) in BASELINE_COMMANDS.items():
+        p = sub.add_parser(f"train-{method}", help=help_text, description=description + " The config's method is "
+                           f"set to {method}.")
+        p.add_argument("--config", help="YAML file with config fields (see configs/)")
+        add_config_fields(p, skip=("method",))
+        p.set_defaults(func=cmd_train_method, method=method)
 
 
 def _add_compare_command(sub: argparse._SubParsersAction) -> None:
@@ -667,7 +698,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_eval_command(sub)
     _add_rescore_command(sub)
     _add_card_command(sub)
-    _add_train_soups_command(sub)
+    _add_baseline_commands(sub)
     _add_compare_command(sub)
     _add_sweep_command(sub)
     _add_steer_report_command(sub)

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from moodpo.conditioning import SCORE_ITEM, SCORE_MAPPINGS, SCORE_TEMPLATE, build_score_prefix
 from moodpo.errors import MoodpoError
 from moodpo.train.loss import LOSS_TYPES
 from moodpo.models import DEFAULT_MODEL
@@ -29,6 +30,7 @@ from moodpo.weights import resolve_alpha, validate_weights
 
 
 REPORT_TO = ("none", "tensorboard", "wandb", "trackio")
+METHODS = ("moodpo", "soups", "ric", "rl")
 # Field names from before moodpo took TRL's names for the same concepts -> today's names.
 RENAMED = {"model": "model_name_or_path", "run_dir": "output_dir", "batch_size": "per_device_train_batch_size",
            "num_samples": "num_generations", "save_every": "save_steps", "keep_checkpoints": "save_total_limit",
@@ -45,6 +47,9 @@ def option(default, help: str, **kw):
 @dataclass
 class TrainConfig:
     # what to train
+    method: str = option("moodpo", "what `python -m moodpo train` trains: moodpo (MO-ODPO), soups (Rewarded Soups), "
+                         "ric (Rewards-in-Context) or rl (prompt-conditioned GRPO); train-soups, train-ric and "
+                         "train-rl set it")
     model_name_or_path: str = option(DEFAULT_MODEL, "policy: 'smollm2-135m' (embedded, offline), a .gguf file, a local "
                                                 "folder or a hub id")
     objectives: list[str] = option(["helpfulness", "harmlessness"],
@@ -70,7 +75,8 @@ class TrainConfig:
     norm_mean: list[float] | None = option(None, "means for normalization=fixed, one per objective")
     norm_std: list[float] | None = option(None, "standard deviations for normalization=fixed, one per objective")
     # on-policy sampling
-    num_generations: int = option(2, "responses sampled per prompt (n >= 2); chosen = best, rejected = worst")
+    num_generations: int = option(2, "responses sampled per prompt (n >= 2); chosen = best, rejected = worst (ric: "
+                                  "the base model's pool; rl: the GRPO group)")
     max_new_tokens: int = option(64, "longest response in tokens")
     min_new_tokens: int = option(0, "shortest response in tokens (benchmarks force a length with it)")
     temperature: float = option(1.0, "sampling temperature")
@@ -94,6 +100,22 @@ class TrainConfig:
                             "instead of 1, so near-ties teach small steps")
     soft_tau: float = option(0.5, "temperature of the soft loss' targets, in normalised reward units")
     beta: float = option(0.1, "KL strength of the DPO loss")
+    # the TRL baselines: Rewards-in-Context (method ric) and prompt-conditioned RL (method rl)
+    ric_pool_prompts: int | None = option(None, "ric: training prompts the base model answers num_generations times "
+                                          "for the offline pool (None: all)")
+    ric_mapping: str = option("linf", "ric: weights -> desired scores at inference: linf (the paper's: the largest "
+                              "weight asks for its best score, the others min(K w, 1) of their range), l2 or linear")
+    ric_score_template: str = option(SCORE_TEMPLATE, "ric: the system message; {scores} is replaced by the score items")
+    ric_score_item: str = option(SCORE_ITEM, "ric: one score item; {Name}, {name} and {score} (the pool-normalised "
+                                 "score, rounded to 0.1) are available")
+    ric_online_rounds: int = option(0, "ric: online augmentation rounds after the offline fine-tune: sample at "
+                                    "desired scores, keep the responses above ric_online_quantile, fine-tune again")
+    ric_online_samples: int = option(64, "ric: responses generated per online round")
+    ric_online_steps: int = option(8, "ric: fine-tuning steps per online round (max_steps is the offline fine-tune)")
+    ric_online_quantile: float = option(0.7, "ric: an online response is kept when one of its scores reaches this "
+                                        "quantile of that objective's scores in the round (the authors' 0.7)")
+    rl_beta: float = option(0.04, "rl: KL coefficient of GRPO against the base (the adapter disabled); 0 skips the "
+                            "reference pass")
     # model update
     lora: bool = option(True, "train a LoRA adapter (false: full fine-tuning with a frozen copy as reference)")
     lora_r: int = option(16, "LoRA rank")
@@ -150,6 +172,7 @@ class TrainConfig:
         alphas = resolve_alpha(self.alpha, k).tolist()
         if isinstance(self.alpha, list) and len(self.alpha) == 1:
             self.alpha = self.alpha[0]
+        self._check_method(k)
         if self.weight_mode not in ("dirichlet", "fixed"):
             bad(f"weight_mode must be dirichlet or fixed, got {self.weight_mode!r}")
         if self.weight_mode == "fixed":
@@ -188,11 +211,11 @@ class TrainConfig:
                 bad(f"{name} must be a positive number, got {value}")
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_steps", "max_new_tokens",
                      "max_prompt_tokens", "lora_r", "eval_grid", "eval_prompts", "updates_per_step", "logging_steps",
-                     "pool_weights", "max_pairs_per_micro_batch"):
+                     "pool_weights", "max_pairs_per_micro_batch", "ric_online_samples", "ric_online_steps"):
             if getattr(self, name) < 1:
                 bad(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("warmup_steps", "save_steps", "eval_every", "min_new_tokens", "top_k", "save_total_limit",
-                     "replay_steps"):
+                     "replay_steps", "ric_online_rounds"):
             if getattr(self, name) < 0:
                 bad(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.replay_steps and self.updates_per_step < 2:
@@ -207,6 +230,27 @@ class TrainConfig:
         self.category_repeats = [f"{name}={count}" for name, count in parse_category_repeats(self.category_repeats).items()]
         if self.resume and self.overwrite:
             bad("choose one of resume and overwrite")
+
+    def _check_method(self, k: int) -> None:
+        """The method and the fields of the TRL baselines (ric_*, rl_*)."""
+        def bad(msg):
+            raise MoodpoError(msg)
+
+        if self.method not in METHODS:
+            bad(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.method in ("ric", "rl") and not self.lora:
+            bad(f"method {self.method} trains a LoRA adapter; set lora true")
+        if self.method in ("ric", "rl") and self.resume:
+            bad(f"method {self.method} cannot resume a run; start it again with --overwrite")
+        if self.ric_mapping not in SCORE_MAPPINGS:
+            bad(f"ric_mapping must be one of {', '.join(SCORE_MAPPINGS)}, got {self.ric_mapping!r}")
+        build_score_prefix(self.objectives, [0.0] * k, template=self.ric_score_template, item=self.ric_score_item)
+        if self.ric_pool_prompts is not None and self.ric_pool_prompts < 1:
+            bad(f"ric_pool_prompts must be >= 1 (or None: all), got {self.ric_pool_prompts}")
+        if not 0 < self.ric_online_quantile < 1:
+            bad(f"ric_online_quantile must be between 0 and 1, got {self.ric_online_quantile}")
+        if not math.isfinite(self.rl_beta) or self.rl_beta < 0:
+            bad(f"rl_beta must be >= 0, got {self.rl_beta}")
 
     @property
     def num_objectives(self) -> int:

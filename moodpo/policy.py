@@ -7,7 +7,9 @@ Rewarded Soups set, behind one interface that evaluation and the app share.
     policy = load_policy("base:smollm2-135m", objectives=["helpfulness", "harmlessness"])
 
 MO-ODPO and the base model condition on the weights through the system prefix, so one batched
-`generate` serves any mix of weight vectors. Rewarded Soups conditions through the parameters
+`generate` serves any mix of weight vectors. The TRL baselines (Rewards-in-Context, conditioned
+RL) are run folders too; a `conditioning.json` there says how weights become their system
+message (`moodpo.conditioning.Conditioning`), and `Policy.prefix` applies it. Rewarded Soups conditions through the parameters
 (Rame et al., 2023): theta(w) = theta_0 + sum_k w_k * B_k A_k, i.e. peft's "cat" combination of
 the per-objective LoRA adapters, so it generates one weight vector at a time.
 """
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moodpo.conditioning import build_prefix
+from moodpo.conditioning import Conditioning, build_prefix
 from moodpo.config import TrainConfig, load_run_config
 from moodpo.errors import MoodpoError
 from moodpo.models import DEFAULT_MODEL, autocast_dtype, load_adapter, load_model, load_tokenizer
@@ -49,6 +51,8 @@ class Policy:
     source: str = ""
     prefix_template: str = TrainConfig.prefix_template
     prefix_item: str = TrainConfig.prefix_item
+    # From the run's conditioning.json; None: the weight prefix of prefix_template and prefix_item.
+    conditioning: Conditioning | None = None
     step: int | None = None
     alpha: float | list[float] | None = None
     soup_adapters: list[str] = field(default_factory=list)
@@ -71,8 +75,10 @@ class Policy:
 
     def prefix(self, weights: Sequence[float]) -> str:
         """The exact system message the model sees for these weights (validated and normalised)."""
-        return build_prefix(self.objectives, self.check_weights(weights), template=self.prefix_template,
-                            item=self.prefix_item)
+        w = self.check_weights(weights)
+        if self.conditioning is not None:
+            return self.conditioning.prefix(self.objectives, w)
+        return build_prefix(self.objectives, w, template=self.prefix_template, item=self.prefix_item)
 
     def _use_weights(self, weights: np.ndarray) -> None:
         """Soups: activate the adapter mix for these weights, rounded to WEIGHT_STEP.
@@ -138,8 +144,7 @@ class Policy:
 
     def _generate(self, prompts, weights, settings, num_samples) -> list[str]:
         """Sample for rows that share one adapter state (soups: one weight vector, already in use)."""
-        prefixes = [build_prefix(self.objectives, w, template=self.prefix_template, item=self.prefix_item)
-                    for w in weights]
+        prefixes = [self.prefix(w) for w in weights]
         rollout = sample_responses(self.model, self.tokenizer, prompts, prefixes, num_samples=num_samples,
                                    max_new_tokens=settings.max_new_tokens, min_new_tokens=settings.min_new_tokens,
                                    temperature=settings.temperature,
@@ -342,5 +347,5 @@ def load_policy(spec: str, *, objectives: Sequence[str] | None = None, model: st
     label = run_dir.name if kind == "run" else f"{run_dir.name}@{step}"
     return Policy(name=label, kind="moodpo", objectives=list(config.objectives), model=net,
                   tokenizer=load_tokenizer(base), base_model=base, source=str(path),
-                  prefix_template=config.prefix_template, prefix_item=config.prefix_item, step=step,
-                  alpha=config.alpha, precision=precision)
+                  prefix_template=config.prefix_template, prefix_item=config.prefix_item,
+                  conditioning=Conditioning.load(run_dir), step=step, alpha=config.alpha, precision=precision)

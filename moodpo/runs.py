@@ -13,6 +13,8 @@ are written so that a reader (the app, a second process) never sees half of one.
     <run>/adapter/              the final adapter, with step.json (a shipped run has no checkpoints)
     <run>/STOP                  touched to stop a background run after its current step
     <run>/runs/                 tracker logs (TensorBoard)
+    <run>/conditioning.json     how weights become the system message, for runs not conditioned by the
+                                config's weight prefix (Rewards-in-Context: desired scores)
     <soups>/soups.json          a Rewarded Soups set: its objectives and one member run folder each
 
 Only the standard library, numpy and this package's errors: the vote store writes through it
@@ -49,6 +51,7 @@ ADAPTER_FILE = "adapter_config.json"  # peft's; a folder with it holds a LoRA ad
 STOP_FILE = "STOP"
 TRACKER_DIR = "runs"
 SOUPS_FILE = "soups.json"
+CONDITIONING_FILE = "conditioning.json"
 # How deep under a runs folder runs are looked for (runs/sweep/alpha-0.3 is depth 2).
 MAX_DEPTH = 3
 

@@ -47,7 +47,7 @@ def member_configs(config: TrainConfig, out_dir: str | Path) -> dict[str, TrainC
     """One config per objective: the given config with one-hot fixed weights and its own output_dir."""
     out = Path(out_dir)
     folders = soup_run_dirs(config.objectives)
-    return {obj: dataclasses.replace(config, weight_mode="fixed",
+    return {obj: dataclasses.replace(config, method="moodpo", weight_mode="fixed",
                                      fixed_weights=one_hot(k, config.num_objectives).tolist(),
                                      output_dir=str(out / folders[obj]))
             for k, obj in enumerate(config.objectives)}

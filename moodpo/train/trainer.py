@@ -230,6 +230,9 @@ class Trainer:
 
         from moodpo.objectives import RewardNormalizer, get_objective
 
+        if config.method != "moodpo":
+            raise MoodpoError(f"the MO-ODPO trainer does not train method {config.method}; "
+                              "`python -m moodpo train` trains every method")
         self.config = config
         self.callbacks = list(callbacks)
         self.should_stop = should_stop or (lambda: False)
