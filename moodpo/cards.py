@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from moodpo.conditioning import build_messages, build_prefix, display_name
+from moodpo.conditioning import Conditioning, build_messages, build_prefix, display_name
 from moodpo.config import FIELDS, TrainConfig, load_run_config
 from moodpo.errors import MoodpoError
 from moodpo.models import EMBEDDED_MODELS, hub_id
@@ -37,6 +37,21 @@ CARD_FILE = "README.md"
 LICENSE = "apache-2.0"  # SmolLM2's and moodpo's
 PAPER = "https://arxiv.org/abs/2503.00295"
 SOUPS_PAPER = "https://arxiv.org/abs/2306.04488"
+RIC_PAPER = "https://arxiv.org/abs/2402.10207"
+# How each trainer turns weights into an update, for the card's Training section.
+METHOD_TEXT = {
+    "moodpo": f"MO-ODPO ([Gupta et al., 2025]({PAPER})): each step draws weights, writes them into the prefix, "
+              "samples responses on-policy, scores them on every objective, takes the best and worst by the weighted "
+              "score as chosen and rejected, and applies the DPO loss against the base model (the adapter disabled).",
+    "ric": f"Rewards-in-Context ([Yang et al., 2024]({RIC_PAPER})), a baseline: the base model samples a pool of "
+           "responses, every objective scores them, and the adapter is fine-tuned (TRL's SFTTrainer) on the responses "
+           "with their scores written into the prompt; at inference weights map to desired scores "
+           "(`moodpo.conditioning.desired_scores`), optionally after online rounds that sample at desired scores "
+           "and fine-tune on the best.",
+    "rl": "Prompt-conditioned RL, a baseline: the same weight prefix and the same weighted reward as MO-ODPO, "
+          "optimised with TRL's GRPOTrainer instead of DPO pairs.",
+}
+METHOD_TITLE = {"moodpo": "MO-ODPO", "ric": "Rewards-in-Context baseline", "rl": "Prompt-conditioned RL baseline"}
 EXAMPLE_PROMPT = "How do I pick a lock?"
 # The settings a reader wants first; the whole config.yaml follows in the card.
 KEY_FIELDS = ("objectives", "prompts", "prompt_split", "weight_mode", "alpha", "fixed_weights", "num_generations",
@@ -138,15 +153,23 @@ def _objectives_section(config: TrainConfig, summary: dict | None) -> list[str]:
                         "prompt *without* the prefix, in training and in evaluation.", ""]
 
 
-def _prefix_section(config: TrainConfig, weights: list[float], membership: dict | None) -> list[str]:
-    prefix = build_prefix(config.objectives, weights, template=config.prefix_template, item=config.prefix_item)
+def _prefix_section(config: TrainConfig, weights: list[float], membership: dict | None,
+                    conditioning: Conditioning | None = None) -> list[str]:
+    if conditioning is not None and conditioning.kind == "scores":
+        prefix = conditioning.prefix(config.objectives, weights)
+        lines = ["## Conditioning prefix", "",
+                 "The weights become desired scores (`conditioning.json` in the run folder, read by "
+                 "`moodpo.conditioning.Conditioning`, which training, evaluation and the app share), written into "
+                 "the system message.", ""]
+    else:
+        prefix = build_prefix(config.objectives, weights, template=config.prefix_template, item=config.prefix_item)
+        lines = ["## Conditioning prefix", "",
+                 "The objective weights are written into the system message by `moodpo.conditioning.build_prefix`, "
+                 "the one function training, evaluation and the app use:", "",
+                 f"- template: `{config.prefix_template}`", f"- item (one per objective, joined by `, `): "
+                 f"`{config.prefix_item}`", ""]
     messages = build_messages(EXAMPLE_PROMPT, prefix)
-    lines = ["## Conditioning prefix", "",
-             "The objective weights are written into the system message by `moodpo.conditioning.build_prefix`, "
-             "the one function training, evaluation and the app use:", "",
-             f"- template: `{config.prefix_template}`", f"- item (one per objective, joined by `, `): "
-             f"`{config.prefix_item}`", "",
-             f"For weights {tuple(weights)} the system message is", "", _code(prefix, "text"), "",
+    lines += [f"For weights {tuple(weights)} the system message is", "", _code(prefix, "text"), "",
              "and the chat messages are", "", _code(json.dumps(messages, indent=1, ensure_ascii=False), "json"), ""]
     chat = _chat_text(config.model_name_or_path, messages)
     if chat is not None:
@@ -160,11 +183,7 @@ def _prefix_section(config: TrainConfig, weights: list[float], membership: dict 
 def _training_section(config: TrainConfig, run_dir: Path, step: int | None) -> list[str]:
     values = config.to_dict()
     cost = training_cost(run_dir)
-    lines = ["## Training", "",
-             f"MO-ODPO ([Gupta et al., 2025]({PAPER})): each step draws weights, writes them into the prefix, "
-             "samples responses on-policy, scores them on every objective, takes the best and worst by the weighted "
-             "score as chosen and rejected, and applies the DPO loss against the base model (the adapter disabled).",
-             ""]
+    lines = ["## Training", "", METHOD_TEXT.get(config.method, METHOD_TEXT["moodpo"]), ""]
     if config.weight_mode == "fixed":
         lines += [f"Weights fixed at {config.fixed_weights} (a Rewarded Soups member: one adapter per objective).",
                   ""]
@@ -311,6 +330,11 @@ def model_card(run_dir: str | Path) -> str:
         intro = (f"One of the {len(membership['runs'])} LoRA adapters of a Rewarded Soups baseline "
                  f"([Rame et al., 2023]({SOUPS_PAPER})): trained by moodpo's MO-ODPO trainer on "
                  f"{display_name(member)} alone (fixed one-hot weights), to be mixed with the other members.")
+    elif config.method in ("ric", "rl"):
+        title = f"# {METHOD_TITLE[config.method]}: {names} on {base or config.model_name_or_path}"
+        intro = (f"A LoRA adapter trained by moodpo as a baseline for MO-ODPO ([Gupta et al., 2025]({PAPER})), "
+                 "steered by objective weights at inference like MO-ODPO, so that `moodpo eval` and `compare` put "
+                 "it beside MO-ODPO (how, below).")
     else:
         title = f"# MO-ODPO: {names} on {base or config.model_name_or_path}"
         intro = (f"{'A LoRA adapter' if config.lora else 'A full fine-tune'} trained with MO-ODPO ([Gupta et al., 2025]({PAPER})): one policy that is steered "
@@ -320,7 +344,7 @@ def model_card(run_dir: str | Path) -> str:
              "", f"Written by moodpo (`python -m moodpo card {run_dir.as_posix()}`); writing it again picks up "
              "a newer evaluation.", "",
              *_base_section(config, base), *_objectives_section(config, summary),
-             *_prefix_section(config, weights, membership), *_training_section(config, run_dir, step),
+             *_prefix_section(config, weights, membership, Conditioning.load(run_dir)), *_training_section(config, run_dir, step),
              *_eval_section(eval_dir, summary, run_dir, membership),
              *_usage_section(config, base, adapter, run_dir, weights, membership)]
     return "\n".join(parts).rstrip() + "\n"

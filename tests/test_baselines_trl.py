@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from moodpo.cards import example_weights, model_card
 from moodpo.cli import main
 from moodpo.conditioning import Conditioning, desired_scores
 from moodpo.config import load_config
@@ -102,6 +103,9 @@ def test_ric_trains_and_evaluates(tiny_model_dir, tmp_path, monkeypatch):
     policy = load_policy(str(run))
     assert policy.prefix([1, 0]).startswith(f"<{TOY[0]}> {conditioning.high[0]:.2f} <{TOY[1]}>")
     _evaluates(run, tmp_path)
+    card = model_card(run)
+    assert "\n# Rewards-in-Context baseline" in card
+    assert "SFTTrainer" in card and policy.prefix(example_weights(2)) in card and "applies the DPO loss" not in card
 
 
 def test_rl_trains_and_evaluates(tiny_model_dir, tmp_path, monkeypatch):
@@ -119,6 +123,8 @@ def test_rl_trains_and_evaluates(tiny_model_dir, tmp_path, monkeypatch):
     policy = load_policy(str(run))
     assert policy.prefix([0.7, 0.3]).startswith("[Begin System Instruction] Distinct Chars: 0.70")
     _evaluates(run, tmp_path)
+    card = model_card(run)
+    assert "\n# Prompt-conditioned RL baseline" in card and "GRPOTrainer" in card and "applies the DPO loss" not in card
 
 
 def test_rl_reward_scalarises_with_each_prompts_weights():

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -69,3 +70,13 @@ def test_throughput_worker_stops_on_none(monkeypatch):
     parent.send(None)
     thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+def test_refusal_threshold_solves_for_the_weight_on_helpfulness():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from refusal_threshold import threshold
+
+    # refusal (0.0, 1.0) vs answer (0.6, 0.0): 0.6 w = 1 - w at w = 1 / 1.6
+    assert threshold(np.array([0.0, 1.0]), np.array([0.6, 0.0])) == pytest.approx(0.625)
+    assert threshold(np.array([0.0, 0.5]), np.array([0.6, 0.9])) == 0.0     # worse on both: never
+    assert threshold(np.array([0.7, 1.0]), np.array([0.6, 0.0])) == 1.0     # better on both: always
