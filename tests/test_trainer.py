@@ -242,10 +242,14 @@ def test_mirror_weights_repeat_each_prompt_with_the_weights_reversed(tiny_model_
     trainer.train_step = spy
     paired = []
     real_pair = trainer_module.Rollout.pair
+    # Rollout.select(rows) is pair(rows, rows): the update's micro-batches, not the pairing under test.
     monkeypatch.setattr(trainer_module.Rollout, "pair",
-                        lambda self, prompt_rows, completion_rows: paired.append((list(prompt_rows), list(completion_rows)))
+                        lambda self, prompt_rows, completion_rows: (
+                            prompt_rows is not completion_rows
+                            and paired.append((list(prompt_rows), list(completion_rows))))
                         or real_pair(self, prompt_rows, completion_rows))
     assert trainer.train().status == "finished"
+    assert paired
     n, h = config.num_generations, 2
     for prompt_rows, completion_rows in paired:   # chosen rows, then rejected rows
         assert prompt_rows == [0, n, 2 * n, 3 * n] * 2
