@@ -13,7 +13,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-PERFORMANCE = ["train_throughput.py", "generate.py", "eval_sweep.py", "cold_start.py", "gpu_check.py"]
+SCRIPTS = ["train_throughput.py", "generate.py", "eval_sweep.py", "cold_start.py", "gpu_check.py",
+               "compiled_decode.py", "refusal_threshold.py"]
 
 
 def run_script(name: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -21,7 +22,7 @@ def run_script(name: str, *args: str, timeout: int = 120) -> subprocess.Complete
                           timeout=timeout, cwd=ROOT)
 
 
-@pytest.mark.parametrize("name", PERFORMANCE)
+@pytest.mark.parametrize("name", SCRIPTS)
 def test_help_parses(name):
     out = run_script(name, "--help")
     assert out.returncode == 0, out.stderr
