@@ -16,7 +16,8 @@ import torch
 import yaml
 
 from moodpo.cli import main
-from moodpo.config import load_config
+from moodpo.config import load_config, load_run_config
+from moodpo.errors import MoodpoError
 from moodpo.runs import checkpoints
 from moodpo.train.trainer import Trainer
 
@@ -100,6 +101,19 @@ def test_resume_continues_the_same_run(tiny_model_dir, tmp_path):
     wa = load_file(tmp_path / "a" / "adapter" / "adapter_model.safetensors")
     wb = load_file(tmp_path / "b" / "adapter" / "adapter_model.safetensors")
     assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+
+
+def test_a_moved_run_folder_resumes_where_it_is(tiny_model_dir, tmp_path):
+    seen = []
+    Trainer(tiny_config(tiny_model_dir, tmp_path / "old", max_steps=2, save_steps=1), callbacks=[seen.append],
+            should_stop=lambda: len(seen) >= 1, show_progress=False).train()
+    (tmp_path / "old").rename(tmp_path / "new")
+    resumed = Trainer(tiny_config(tiny_model_dir, tmp_path / "new", max_steps=2, save_steps=1, resume=True),
+                      show_progress=False).train()
+    assert resumed.status == "finished" and [m["step"] for m in resumed.metrics] == [2]
+    assert load_run_config(tmp_path / "new").output_dir == str(tmp_path / "new")
+    with pytest.raises(MoodpoError, match="beta"):
+        Trainer(tiny_config(tiny_model_dir, tmp_path / "new", max_steps=3, beta=0.5, resume=True), show_progress=False)
 
 
 def test_stop_saves_a_checkpoint(tiny_model_dir, tmp_path):

@@ -49,8 +49,10 @@ log = logging.getLogger(__name__)
 # The project name that accelerate's trackers log under (a W&B or Trackio project, a TensorBoard folder).
 TRACKER_PROJECT = "moodpo"
 # Fields that may change when a run is resumed; anything else must match the saved config.
+# output_dir is where the run lives now: a run folder moved or copied elsewhere resumes there.
 RESUMABLE_FIELDS = {"max_steps", "resume", "overwrite", "save_steps", "save_total_limit", "eval_every",
-                    "eval_grid", "eval_prompts", "logging_steps", "report_to", "max_pairs_per_micro_batch"}
+                    "eval_grid", "eval_prompts", "logging_steps", "report_to", "max_pairs_per_micro_batch",
+                    "output_dir"}
 
 
 def lr_factor(step: int, *, warmup_steps: int, max_steps: int, schedule: str) -> float:
