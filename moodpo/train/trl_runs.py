@@ -1,5 +1,5 @@
 """What the baselines trained with TRL share (Rewards-in-Context in `ric.py`, prompt-conditioned RL
-in `rl.py`): the run folder, the training prompts, LoRA, TRL's arguments from a `TrainConfig`, and
+in `rl.py`): the run folder, the training prompts, TRL's arguments from a `TrainConfig`, and
 a callback that writes `metrics.jsonl` and obeys the STOP file.
 
 A run folder of a TRL baseline is an ordinary run folder, so `moodpo eval`, `compare` and the app
@@ -64,13 +64,6 @@ def training_prompts(config: TrainConfig) -> list:
 
     prompts = load_prompts(config.prompts, config.prompt_split, limit=config.max_prompts, seed=config.seed)
     return repeat_categories(prompts, parse_category_repeats(config.category_repeats))
-
-
-def lora_config(config: TrainConfig):
-    from peft import LoraConfig
-
-    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=list(config.lora_target_modules), task_type="CAUSAL_LM")
 
 
 def trl_args(config: TrainConfig, run_dir: Path, **overrides) -> dict:
