@@ -14,7 +14,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 SCRIPTS = ["train_throughput.py", "generate.py", "eval_sweep.py", "cold_start.py", "gpu_check.py",
-               "compiled_decode.py", "refusal_threshold.py"]
+               "compiled_decode.py", "refusal_threshold.py", "five_systems.py"]
 
 
 def run_script(name: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -81,3 +81,29 @@ def test_refusal_threshold_solves_for_the_weight_on_helpfulness():
     assert threshold(np.array([0.0, 1.0]), np.array([0.6, 0.0])) == pytest.approx(0.625)
     assert threshold(np.array([0.0, 0.5]), np.array([0.6, 0.9])) == 0.0     # worse on both: never
     assert threshold(np.array([0.7, 1.0]), np.array([0.6, 0.0])) == 1.0     # better on both: always
+
+
+def test_five_systems_reuses_only_an_evaluation_made_the_same_way(tmp_path):
+    import json
+
+    sys.path.insert(0, str(BENCH))
+    from five_systems import EVAL_ARGS, reused
+
+    run = tmp_path / "run"
+    (run / "eval").mkdir(parents=True)
+    (run / "metrics.jsonl").write_text('{"step": 1, "time/step": 10.5}\n{"step": 2, "time/step": 4.5}\n')
+    summary = {"kind": "moodpo", "source": str(run), "objectives": ["helpfulness", "harmlessness"], "grid": 11,
+               "prompts": {"split": "eval", "categories": ["everyday", "safety", "borderline", "harmful"]},
+               "settings": {"max_new_tokens": 48}, "samples_per_prompt": 2, "seed": 0, "wall_seconds": 60.0}
+    (run / "eval" / "summary.json").write_text(json.dumps(summary))
+    row = reused("moodpo", run / "eval")
+    assert row["train"] == {"wall_s": 15.0} and row["eval"] == {"wall_s": 60.0} and row["generated"] == 768
+    assert "--grid 11" in " ".join(EVAL_ARGS)
+    summary["grid"] = 5
+    (run / "eval" / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(SystemExit, match="--grid 5"):
+        reused("moodpo", run / "eval")
+    with pytest.raises(SystemExit, match="no summary.json"):
+        reused("moodpo", tmp_path)
+    out = run_script("five_systems.py", "--dry-run", "--reuse", f"soups={run / 'eval'}")
+    assert out.returncode != 0 and "error: --reuse soups=" in out.stderr and "Traceback" not in out.stderr
