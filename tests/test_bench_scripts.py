@@ -14,7 +14,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 SCRIPTS = ["train_throughput.py", "generate.py", "eval_sweep.py", "cold_start.py", "gpu_check.py",
-               "compiled_decode.py", "refusal_threshold.py", "five_systems.py"]
+               "compiled_decode.py", "refusal_threshold.py", "five_systems.py",
+           "cost_curves.py"]
 
 
 def run_script(name: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -107,3 +108,31 @@ def test_five_systems_reuses_only_an_evaluation_made_the_same_way(tmp_path):
         reused("moodpo", tmp_path)
     out = run_script("five_systems.py", "--dry-run", "--reuse", f"soups={run / 'eval'}")
     assert out.returncode != 0 and "error: --reuse soups=" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cost_curves_growth_finds_the_exponent_and_where_per_unit_cost_rises():
+    sys.path.insert(0, str(BENCH))
+    from cost_curves import growth
+
+    linear = growth([1, 2, 4, 8], [3.0, 6.0, 12.0, 24.0])
+    assert linear == {"exponent": 1.0, "superlinear_from": None}
+    flat_then_steep = growth([1, 2, 4, 8, 16], [4.0, 4.0, 4.0, 8.0, 40.0])
+    assert flat_then_steep["superlinear_from"] == 16 and 0 < flat_then_steep["exponent"] < 1
+    assert growth([4], [1.0]) == {"exponent": None, "superlinear_from": None}
+
+
+def test_cost_curves_figure_has_a_panel_per_axis_and_skips_failed_points():
+    sys.path.insert(0, str(BENCH))
+    from cost_curves import AXES, CENTRE, figure
+
+    points = []
+    for axis, values in AXES.items():
+        for v in values:
+            point = {**CENTRE, axis: v, "axis": axis}
+            points.append({**point, "error": "boom"} if v == values[0] else
+                          {**point, "time/generate": 1.0 * v, "time/score": 0.1, "time/update": 2.0, "time/step": 3.1 + v,
+                           "peak_gb": 1.5})
+    fig = figure(points)
+    assert len(fig.data) == 5 * len(AXES)
+    assert all(len(trace.x) == len(AXES[axis]) - 1 for trace, axis in
+               zip(fig.data, [a for a in AXES for _ in range(5)]))
