@@ -41,12 +41,17 @@ def test_the_app_opens_on_a_shipped_policy():
     assert (RUNS / SHIPPED_POLICY / "config.yaml").is_file() and (RUNS / SHIPPED_POLICY / "adapter").is_dir()
 
 
+# help-harm also holds the paper's other two baselines (bench/five_systems.py, docs/baselines.md)
+BASELINES = {"help-harm": {"ric/eval": "Rewards-in-Context", "rl/eval": "Conditioned RL"}}
+
+
 @pytest.mark.parametrize("folder", SETS, ids=[p.name for p in SETS])
 def test_each_shipped_set_compares_moodpo_soups_and_base(folder):
     names = {p.relative_to(folder).as_posix() for p in EVALS if folder in p.parents}
-    assert names == {"moodpo/eval", "soups/eval", "base"}
+    extra = BASELINES.get(folder.name, {})
+    assert names == {"moodpo/eval", "soups/eval", "base", *extra}
     compare = json.loads((folder / "compare" / "compare.json").read_text())
-    assert [s["system"] for s in compare["systems"]] == ["MO-ODPO", "Rewarded Soups", "Prompted base"]
+    assert [s["system"] for s in compare["systems"]] == ["MO-ODPO", "Rewarded Soups", *extra.values(), "Prompted base"]
     summaries = [json.loads((folder / n / "summary.json").read_text()) for n in sorted(names)]
     # Same prompts, grid, seed, samples and generation settings for every system.
     same = ("prompts", "grid", "seed", "samples_per_prompt", "batch_size", "settings", "objectives")
