@@ -33,6 +33,7 @@ QUICK = {"batch": [2, 8, 16], "samples": [2, 4], "tokens": [16, 64, 128]}
 STAGES = ("time/generate", "time/score", "time/update")
 # what one unit of each axis is: cost per prompt, per sample, per new token
 UNITS = {"batch": "prompt", "samples": "sample", "tokens": "new token"}
+TITLES = {"batch": "prompts a step", "samples": "samples a prompt", "tokens": "new tokens a sample"}
 
 
 def measure(point: dict, steps: int, conn) -> None:
@@ -125,7 +126,7 @@ def figure(points: list[dict]):
         fig.add_trace(go.Scatter(x=xs, y=[p["peak_gb"] for p in rows], mode="lines+markers", name="peak GB",
                                  showlegend=col == 1, line={"color": "#9467bd"}), row=2, col=col)
         for row in (1, 2):
-            fig.update_xaxes(type="log", tickvals=xs, title_text=f"{axis} ({UNITS[axis]}s)" if row == 2 else None,
+            fig.update_xaxes(type="log", tickvals=xs, title_text=TITLES[axis] if row == 2 else None,
                              row=row, col=col)
     fig.update_yaxes(rangemode="tozero")
     c = CENTRE
