@@ -24,7 +24,7 @@ import torch
 from moodpo.conditioning import Conditioning, build_messages, build_prefix
 from moodpo.config import TrainConfig
 from moodpo.errors import MoodpoError
-from moodpo.models import add_lora, load_model, load_tokenizer, resolve_model
+from moodpo.models import add_lora_from_config, load_model, load_tokenizer, resolve_model
 from moodpo.objectives import RewardNormalizer, get_objective, score_all
 from moodpo.runs import stop_requested
 from moodpo.train.trainer import TrainResult
@@ -76,8 +76,7 @@ def train_rl(config: TrainConfig, objectives=None) -> TrainResult:
     run = start_run(config)
     torch.manual_seed(config.seed)
     tokenizer = load_tokenizer(config.model_name_or_path)
-    model = add_lora(load_model(config.model_name_or_path), r=config.lora_r, alpha=config.lora_alpha,
-                     dropout=config.lora_dropout, target_modules=list(config.lora_target_modules))
+    model = add_lora_from_config(load_model(config.model_name_or_path), config)
     per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps
     rows = rl_rows(config, prompts, config.max_steps * per_step)
     normalizer = RewardNormalizer(num_objectives=config.num_objectives, mode=config.normalization,
