@@ -217,6 +217,12 @@ def add_lora(model, *, r: int = 16, alpha: int = 32, dropout: float = 0.0,
         raise MoodpoError(f"LoRA target modules {target_modules} not found in the model: {e}") from None
 
 
+def add_lora_from_config(model, config):
+    """`add_lora` with the run config's lora_r, lora_alpha, lora_dropout and lora_target_modules."""
+    return add_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
+                    target_modules=list(config.lora_target_modules))
+
+
 def cast_frozen_linears(model, dtype: torch.dtype) -> int:
     """Store frozen linear weights in the autocast dtype; returns how many were cast.
 

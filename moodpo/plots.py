@@ -229,13 +229,15 @@ def pairwise_figures(
 
 
 def curves_figure(
-    metrics_df: pd.DataFrame, keys: Sequence[str], *, title: str | None = None
+    metrics_df: pd.DataFrame, keys: Sequence[str], *, title: str | None = None, by: str | None = None
 ) -> go.Figure:
     """Training curves over ``step``: one stacked subplot and one trace per key, shared x axis.
 
     metrics_df: rows of metrics.jsonl. Rows missing a key are skipped for that key; a key that
     was not logged yet gets an empty trace, so a live figure keeps its layout as metrics arrive.
-    Without a ``step`` column the row number is used.
+    Without a ``step`` column the row number is used. ``by``: a column that splits the rows into
+    one trace per value in each subplot, coloured and named by the value (a Rewarded Soups set's
+    members, each counting its own steps).
     """
     keys = list(keys)
     if not keys:
@@ -246,22 +248,27 @@ def curves_figure(
     steps = metrics_df["step"] if "step" in metrics_df.columns else pd.Series(
         np.arange(len(metrics_df)), index=metrics_df.index
     )
+    groups = list(metrics_df.groupby(by, sort=False)) if by and by in metrics_df.columns else [(None, metrics_df)]
     for i, key in enumerate(keys):
-        values = metrics_df[key] if key in metrics_df.columns else pd.Series(dtype=float)
-        values = pd.to_numeric(values, errors="coerce").dropna()
-        fig.add_trace(
-            go.Scatter(
-                x=steps.loc[values.index],
-                y=values,
-                mode="lines",
-                name=key,
-                showlegend=False,
-                line=dict(color=_PALETTE[i % len(_PALETTE)]),
-                hovertemplate=f"step %{{x}}<br>{key}: %{{y:.4g}}<extra></extra>",
-            ),
-            row=i + 1,
-            col=1,
-        )
+        for g, (group, rows) in enumerate(groups):
+            values = rows[key] if key in rows.columns else pd.Series(dtype=float)
+            values = pd.to_numeric(values, errors="coerce").dropna()
+            label = key if group is None else str(group)
+            hover = "" if group is None else f"{label}<br>"
+            fig.add_trace(
+                go.Scatter(
+                    x=steps.loc[values.index],
+                    y=values,
+                    mode="lines",
+                    name=label,
+                    legendgroup=label,
+                    showlegend=group is not None and i == 0,
+                    line=dict(color=_PALETTE[(i if group is None else g) % len(_PALETTE)]),
+                    hovertemplate=f"{hover}step %{{x}}<br>{key}: %{{y:.4g}}<extra></extra>",
+                ),
+                row=i + 1,
+                col=1,
+            )
     fig.update_xaxes(title_text="step", row=len(keys), col=1)
     fig.update_layout(title=title, template="plotly_white", height=max(300, 220 * len(keys)))
     return fig

@@ -127,6 +127,35 @@ def test_rl_trains_and_evaluates(tiny_model_dir, tmp_path, monkeypatch):
     assert "\n# Prompt-conditioned RL baseline" in card and "GRPOTrainer" in card and "applies the DPO loss" not in card
 
 
+def test_rl_mirror_weights_repeat_each_steps_prompts_with_the_weights_reversed(tiny_model_dir, tmp_path, monkeypatch):
+    import trl
+
+    from moodpo.train import rl
+
+    class Built(Exception):
+        pass
+
+    def spy(**kwargs):
+        raise Built(kwargs)
+
+    monkeypatch.setattr(trl, "GRPOTrainer", spy)
+    config = tiny_config(tiny_model_dir, tmp_path / "rl", "rl", mirror_weights=True, per_device_train_batch_size=4,
+                         alpha=0.5)
+    with pytest.raises(Built) as built:
+        rl.train_rl(config)
+    kwargs = built.value.args[0]
+    rows = kwargs["train_dataset"].to_list()
+    assert kwargs["args"].per_device_train_batch_size == 4 * config.num_generations   # 4 prompt rows a step
+    assert len(rows) == config.max_steps * 4                                          # TRL takes them in order
+    for step in (rows[:4], rows[4:]):
+        first, second = step[:2], step[2:]
+        assert [r["user_prompt"] for r in first] == [r["user_prompt"] for r in second]
+        for a, b in zip(first, second):
+            assert b["weights"] == pytest.approx(a["weights"][::-1]) and a["weights"] != pytest.approx([0.5, 0.5])
+            assert a["prompt"] != b["prompt"]                                        # the prefix says the weights
+    assert {r["user_prompt"] for r in rows[:2]}.isdisjoint(r["user_prompt"] for r in rows[4:6])
+
+
 def test_rl_reward_scalarises_with_each_prompts_weights():
     from moodpo.objectives import RewardNormalizer
     from moodpo.train.rl import weighted_reward

@@ -153,6 +153,15 @@ def test_curves_figure_one_subplot_per_key():
     assert [a.text for a in fig.layout.annotations] == ["loss", "rewards/margins", "objective/kl"]
 
 
+def test_curves_figure_by_member_one_named_trace_each():
+    metrics = pd.DataFrame([{"step": 1, "loss": 0.7, "member": "a"}, {"step": 2, "loss": 0.6, "member": "a"},
+                            {"step": 1, "loss": 0.5, "member": "b"}])
+    fig = curves_figure(metrics, ["loss", "objective/kl"], by="member")
+    assert [(t.name, list(t.x)) for t in fig.data] == [("a", [1, 2]), ("b", [1]), ("a", []), ("b", [])]
+    assert [t.showlegend for t in fig.data] == [True, True, False, False]
+    assert len(curves_figure(metrics.drop(columns="member"), ["loss"], by="member").data) == 1
+
+
 def test_curves_figure_without_step_column_and_empty_frame():
     fig = curves_figure(pd.DataFrame({"loss": [1.0, 0.5]}), ["loss"])
     assert list(fig.data[0].x) == [0, 1]

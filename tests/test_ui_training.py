@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from moodpo.errors import MoodpoError
 from ui.policies import list_policies
 from ui.settings import AppConfig
+from ui.train_tab import run_view
 from ui.training import TAB_EVAL_EVERY, TrainingManager
 
 QUICK = """\
@@ -46,6 +48,37 @@ def wait_for(condition, timeout: float = 240, every: float = 0.5):
             return
         time.sleep(every)
     raise AssertionError("timed out")
+
+
+def test_a_soups_set_shows_its_members_progress(tmp_path):
+    """A soups set's members write the metrics (<run>/<objective>/metrics.jsonl), one after another;
+    the set's own folder has none. A stand-in for python sleeps while the test writes them."""
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "soups.yaml").write_text("method: soups\nobjectives: [helpfulness, conciseness]\n")
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nexec sleep 60\n")
+    fake.chmod(0o755)
+    manager = TrainingManager(AppConfig(runs_dir=tmp_path / "runs", configs_dir=configs), python=str(fake))
+    run = tmp_path / "runs" / "set"
+    try:
+        manager.start("soups", "set", "1", 3, ["helpfulness", "conciseness"])
+        assert manager.status("set").state == "starting"
+        for member, steps in (("helpfulness", 3), ("conciseness", 1)):
+            (run / member).mkdir(parents=True)
+            (run / member / "metrics.jsonl").write_text(
+                "".join(json.dumps({"step": s, "loss": 0.7 - s / 10}) + "\n" for s in range(1, steps + 1)))
+        status = manager.status("set")
+        assert status.state == "training" and (status.step, status.max_steps) == (4, 6)
+        assert "member 2 of 2 (conciseness) · step 1 / 3 · loss 0.600" in status.message
+        assert list(manager.metrics("set")["member"]) == ["helpfulness"] * 3 + ["conciseness"]
+        text, _, curves, _ = run_view(manager.config, manager, "set")
+        assert "member 2 of 2" in text
+        assert [t.name for t in curves.data if t.showlegend] == ["helpfulness", "conciseness"]
+    finally:
+        manager.shutdown()
+    (run / "soups.json").write_text("{}")
+    assert manager.status("set").state == "finished"
 
 
 def test_a_run_trains_in_the_background_and_becomes_a_policy(trainer):

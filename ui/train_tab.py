@@ -56,7 +56,7 @@ def run_view(config: AppConfig, trainer: TrainingManager, name: str | None) -> t
     exists = (config.runs_dir / name).exists()
     metrics = trainer.metrics(name) if exists else pd.DataFrame()
     keys = [*CURVE_KEYS, *[k for k in metrics.columns if k.startswith("objectives/") and k.endswith("/mean")]]
-    figure = (curves_figure(metrics, keys) if len(metrics) else
+    figure = (curves_figure(metrics, keys, by="member") if len(metrics) else
               empty_figure("Loss and reward curves appear once the run logs its first step"))
     return (f"**{html.escape(name)}** · {state.state} · {html.escape(state.message)}",
             progress_html(state.step, state.max_steps or 1, f"{state.step} / {state.max_steps}"), figure,

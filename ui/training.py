@@ -2,7 +2,8 @@
 
 The app never trains inside a UI event. It writes the resolved config next to a log file in
 `<runs>/.logs/`, starts the CLI on it, and from then on reads only what the trainer writes:
-`<run>/config.yaml`, `<run>/metrics.jsonl`, checkpoints and the final adapter. Stopping writes
+`<run>/config.yaml`, `<run>/metrics.jsonl`, checkpoints and the final adapter (a Rewarded Soups
+set: the same files in its member folders, `<run>/<objective>/`, one after another). Stopping writes
 the trainer's STOP file, so the run saves a checkpoint after its current step; a run still
 loading (no step yet) is interrupted instead, because the trainer clears STOP when it starts.
 """
@@ -24,8 +25,9 @@ import pandas as pd
 
 from moodpo.config import TrainConfig, load_config
 from moodpo.errors import MoodpoError
-from moodpo.runs import (METRICS_FILE, checkpoints, find_runs, has_final_adapter, last_checkpoint_step, read_jsonl,
-                         request_stop, stop_requested)
+from moodpo.runs import (METRICS_FILE, checkpoints, find_runs, has_final_adapter, is_run, is_soups, last_checkpoint_step,
+                         read_jsonl, request_stop, stop_requested)
+from moodpo.train.baselines import member_configs
 from moodpo.weights import parse_alpha
 from ui.admin import check_training
 from ui.fronts import find_eval
@@ -78,6 +80,28 @@ def _tail(path: Path, lines: int = 1) -> str:
     except OSError:
         return ""
     return "\n".join(text[-lines:])
+
+
+def read_metrics(run_dir: Path, members: dict[str, TrainConfig]) -> pd.DataFrame:
+    """The run's metrics.jsonl rows; a soups set's are its members' with a `member` column (the objective)."""
+    if not members:
+        return pd.DataFrame(read_jsonl(run_dir / METRICS_FILE))
+    return pd.DataFrame([{**row, "member": objective} for objective, member in members.items()
+                         for row in read_jsonl(Path(member.output_dir) / METRICS_FILE)])
+
+
+def soups_progress(members: dict[str, TrainConfig], metrics: pd.DataFrame) -> tuple[int, int, str]:
+    """(steps done, steps in all, "member k of K (objective) · step s / S") of a soups set whose
+    members train one after another; `metrics` has the members' rows with a `member` column."""
+    done = []
+    for objective, member in members.items():
+        rows = metrics[metrics["member"] == objective] if "member" in metrics.columns else metrics.iloc[:0]
+        logged = int(rows["step"].iloc[-1]) if "step" in rows.columns and len(rows) else 0
+        done.append(max(logged, last_checkpoint_step(member.output_dir)))
+    objectives, per_member = list(members), [m.max_steps for m in members.values()]
+    k = next((i for i, (d, n) in enumerate(zip(done, per_member)) if d < n), len(members) - 1)
+    return (sum(done), sum(per_member),
+            f"member {k + 1} of {len(members)} ({objectives[k]}) · step {done[k]} / {per_member[k]}")
 
 
 class TrainingManager:
@@ -226,26 +250,43 @@ class TrainingManager:
         rows = read_jsonl(run_dir / METRICS_FILE)
         return int(rows[-1].get("step", len(rows))) if rows else 0
 
+    def soups_members(self, run_name: str) -> dict[str, TrainConfig]:
+        """Objective -> member config of a Rewarded Soups set this app started, in training order; {}
+        for any other run. The set's own folder gets no config.yaml or metrics.jsonl, so the set is
+        known by the config the app wrote for it."""
+        run_dir = self.config.runs_dir / run_name
+        if is_run(run_dir) or not (self.log_dir / f"{run_name}.yaml").is_file():
+            return {}
+        try:
+            config = load_config(self.log_dir / f"{run_name}.yaml")
+        except MoodpoError:
+            return {}
+        return member_configs(config, run_dir) if config.method == "soups" else {}
+
     def metrics(self, run_name: str) -> pd.DataFrame:
         run_dir = resolve_under(self.config.runs_dir, run_name, what="run")
-        return pd.DataFrame(read_jsonl(run_dir / METRICS_FILE))
+        return read_metrics(run_dir, self.soups_members(run_name))
 
     def status(self, run_name: str) -> RunStatus:
         run_dir = self.config.runs_dir / run_name
         proc = self._procs.get(run_name)
         if proc is None:
             run_dir = resolve_under(self.config.runs_dir, run_name, what="run")
-        metrics = self.metrics(run_name) if run_dir.exists() else pd.DataFrame()
-        # metrics.jsonl may be gone (a copied run); the newest checkpoint still says how far it got
-        step = max(int(metrics["step"].iloc[-1]) if "step" in metrics.columns and len(metrics) else 0,
-                   last_checkpoint_step(run_dir))
-        max_steps = int(read_run_config(run_dir).get("max_steps") or self._max_steps.get(run_name) or 0)
-        progress = f"step {step} / {max_steps}" if max_steps else f"step {step}"
+        members = self.soups_members(run_name)
+        metrics = read_metrics(run_dir, members) if run_dir.exists() else pd.DataFrame()
+        if members:
+            step, max_steps, progress = soups_progress(members, metrics)
+        else:
+            # metrics.jsonl may be gone (a copied run); the newest checkpoint still says how far it got
+            step = max(int(metrics["step"].iloc[-1]) if "step" in metrics.columns and len(metrics) else 0,
+                       last_checkpoint_step(run_dir))
+            max_steps = int(read_run_config(run_dir).get("max_steps") or self._max_steps.get(run_name) or 0)
+            progress = f"step {step} / {max_steps}" if max_steps else f"step {step}"
         if "loss" in metrics.columns:
             loss = pd.to_numeric(metrics["loss"], errors="coerce").dropna()
             if len(loss):
                 progress += f" · loss {loss.iloc[-1]:.3f}"
-        finished = has_final_adapter(run_dir)
+        finished = is_soups(run_dir) if members else has_final_adapter(run_dir)
         if proc is not None and proc.poll() is None:
             if step == 0:
                 state, message = "starting", "loading the model and objectives…"
@@ -260,7 +301,7 @@ class TrainingManager:
             state, message = "finished", progress
         elif proc is None and self._external_active(run_dir):
             state, message = "training", f"{progress} (started outside this app)"
-        elif checkpoints(run_dir):
+        elif any(checkpoints(m.output_dir) for m in members.values()) or checkpoints(run_dir):
             state, message = "stopped", f"{progress} · resume with `python -m moodpo train --resume --output_dir ...`"
         elif run_name in self._stop_requested:
             state, message = "stopped", "stopped before its first step"

@@ -29,7 +29,7 @@ import torch
 from moodpo.conditioning import Conditioning, build_messages, build_score_prefix
 from moodpo.config import TrainConfig
 from moodpo.errors import MoodpoError
-from moodpo.models import add_lora, autocast_dtype, load_model, load_tokenizer, resolve_model
+from moodpo.models import add_lora_from_config, autocast_dtype, load_model, load_tokenizer, resolve_model
 from moodpo.objectives import get_objective, score_all
 from moodpo.runs import stop_requested
 from moodpo.sampling import sample_responses
@@ -142,8 +142,7 @@ def train_ric(config: TrainConfig, objectives=None) -> TrainResult:
 
     conditioning = conditioning_for(labels)
     rows = sft_rows(pool_prompts, responses, labels, config.objectives, conditioning)
-    model = add_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
-                     target_modules=list(config.lora_target_modules))
+    model = add_lora_from_config(model, config)
     step = fine_tune(model, tokenizer, rows, config, run, max_steps=config.max_steps, offset=0, stage="offline")
     for round_ in range(config.ric_online_rounds):
         if stop_requested(run):

@@ -10,7 +10,8 @@ to the reward function. LoRA on the policy; the KL reference (rl_beta > 0) is th
 with its adapter disabled.
 
 per_device_train_batch_size counts prompts, as in MO-ODPO, so a step generates
-per_device_train_batch_size x gradient_accumulation_steps x num_generations responses.
+per_device_train_batch_size x gradient_accumulation_steps x num_generations responses; with
+mirror_weights, half of those prompts are the other half's again under the reversed weights.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from moodpo.conditioning import Conditioning, build_messages, build_prefix
 from moodpo.config import TrainConfig
 from moodpo.errors import MoodpoError
-from moodpo.models import add_lora, load_model, load_tokenizer, resolve_model
+from moodpo.models import add_lora_from_config, load_model, load_tokenizer, resolve_model
 from moodpo.objectives import RewardNormalizer, get_objective, score_all
 from moodpo.runs import stop_requested
 from moodpo.train.trainer import TrainResult
@@ -50,17 +51,28 @@ def weighted_reward(scorers: Sequence, names: Sequence[str], normalizer: RewardN
     return weighted
 
 
-def rl_rows(config: TrainConfig, prompts: Sequence[str], count: int) -> list[dict]:
-    """`count` rows cycling through the prompts in a seeded order, each with its drawn weights and prefix."""
+def rl_rows(config: TrainConfig, prompts: Sequence[str], steps: int) -> list[dict]:
+    """The rows of `steps` steps, prompts cycling in a seeded order, each with its drawn weights and prefix.
+
+    A step is per_device_train_batch_size x gradient_accumulation_steps rows; with mirror_weights
+    its second half repeats its first half's prompts under the reversed weights, as in MO-ODPO.
+    """
+    per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps
+    distinct = per_step // 2 if config.mirror_weights else per_step
+    count = steps * distinct
     rng = np.random.default_rng(config.seed)
     order = np.concatenate([rng.permutation(len(prompts)) for _ in range(-(-count // len(prompts)))])[:count]
     sampler = WeightSampler(config.num_objectives, mode=config.weight_mode, alpha=config.alpha,
-                            fixed=config.fixed_weights, seed=config.seed)
-    weights = sampler.sample(count)                                          # (count, K)
+                            fixed=config.fixed_weights, seed=config.seed, mirror=config.mirror_weights)
+    drawn = []
+    for step in range(steps):
+        picked = order[step * distinct:(step + 1) * distinct]
+        picked = np.concatenate([picked, picked]) if config.mirror_weights else picked
+        drawn += zip(picked, sampler.sample(per_step))                       # weights (per_step, K)
     return [{"prompt": build_messages(prompts[i], build_prefix(config.objectives, w, template=config.prefix_template,
                                                                item=config.prefix_item)),
              "user_prompt": prompts[i], "weights": w.tolist()}
-            for i, w in zip(order, weights)]
+            for i, w in drawn]
 
 
 def train_rl(config: TrainConfig, objectives=None) -> TrainResult:
@@ -76,10 +88,9 @@ def train_rl(config: TrainConfig, objectives=None) -> TrainResult:
     run = start_run(config)
     torch.manual_seed(config.seed)
     tokenizer = load_tokenizer(config.model_name_or_path)
-    model = add_lora(load_model(config.model_name_or_path), r=config.lora_r, alpha=config.lora_alpha,
-                     dropout=config.lora_dropout, target_modules=list(config.lora_target_modules))
+    model = add_lora_from_config(load_model(config.model_name_or_path), config)
     per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps
-    rows = rl_rows(config, prompts, config.max_steps * per_step)
+    rows = rl_rows(config, prompts, config.max_steps)
     normalizer = RewardNormalizer(num_objectives=config.num_objectives, mode=config.normalization,
                                   mean=config.norm_mean, std=config.norm_std)
     # TRL's batch counts completions; MO-ODPO's counts prompts.

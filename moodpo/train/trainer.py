@@ -35,7 +35,7 @@ from moodpo.errors import MoodpoError
 from moodpo.fastgen import FastSampler
 from moodpo.fastgen import supports as fastgen_supports
 from moodpo.train.loss import dpo_loss
-from moodpo.models import add_lora, autocast_dtype, cast_frozen_linears, load_model, load_tokenizer, resolve_model
+from moodpo.models import add_lora_from_config, autocast_dtype, cast_frozen_linears, load_model, load_tokenizer, resolve_model
 from moodpo.train.pairs import (SCALARISATIONS, build_pool, row_prompts, select_pairs, soft_targets, spread_weights,
                           weight_dependent)
 from moodpo.runs import (CONFIG_FILE, METRICS_FILE, TRACKER_DIR, append_jsonl, checkpoints, clear_stop,
@@ -318,8 +318,7 @@ class Trainer:
             model.set_attn_implementation("eager")
         self.autocast = autocast_dtype(c.precision)
         if c.lora:
-            model = add_lora(model, r=c.lora_r, alpha=c.lora_alpha, dropout=c.lora_dropout,
-                             target_modules=c.lora_target_modules)
+            model = add_lora_from_config(model, c)
             if c.fast_path and self.autocast is not None:
                 cast_frozen_linears(model, self.autocast)
             self.ref_model = None
