@@ -117,6 +117,7 @@ def test_rl_trains_and_evaluates(tiny_model_dir, tmp_path, monkeypatch):
     result = rl.train_rl(tiny_config(tiny_model_dir, run, "rl"))
     assert result.status == "finished" and result.step == 2
     _check_trained(loaded, run)
+    assert not (run / "adapter" / "ref").exists()  # GRPOTrainer's frozen KL copy is not part of the run
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     assert f"objectives/{TOY[1]}/mean" in rows[0] and "reward" in rows[0]

@@ -6,8 +6,9 @@ message by the same `build_prefix`; TRL's GRPOTrainer samples num_generations re
 prompt, every objective scores them against the prompt *without* the prefix, the scores are
 normalised as MO-ODPO normalises them (`RewardNormalizer`) and scalarised with the prompt's own
 weights, `(rewards * weights).sum(-1)`. The weights travel as a dataset column, which TRL hands
-to the reward function. LoRA on the policy; the KL reference (rl_beta > 0) is the same model
-with its adapter disabled.
+to the reward function. LoRA on the policy; the KL reference (rl_beta > 0) is TRL's frozen "ref"
+copy of the freshly initialised adapter, which computes the base model (LoRA starts at zero); it is
+not saved with the run.
 
 per_device_train_batch_size counts prompts, as in MO-ODPO, so a step generates
 per_device_train_batch_size x gradient_accumulation_steps x num_generations responses; with

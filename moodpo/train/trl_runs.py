@@ -114,7 +114,9 @@ def save_run(run_dir: Path, model, step: int, conditioning: Conditioning) -> Pat
     """Write the final adapter (with its step) and conditioning.json; returns the adapter folder."""
     target = final_adapter(run_dir)
     shutil.rmtree(target, ignore_errors=True)
-    model.save_pretrained(target)
+    # Only the trained adapter: GRPOTrainer adds a frozen "ref" copy for its KL term, which
+    # save_pretrained would write as a second adapter in target/ref.
+    model.save_pretrained(target, selected_adapters=["default"])
     (target / ADAPTER_STEP_FILE).write_text(json.dumps({"step": step}))
     conditioning.save(run_dir)
     return target
