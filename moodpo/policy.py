@@ -348,4 +348,6 @@ def load_policy(spec: str, *, objectives: Sequence[str] | None = None, model: st
     return Policy(name=label, kind="moodpo", objectives=list(config.objectives), model=net,
                   tokenizer=load_tokenizer(base), base_model=base, source=str(path),
                   prefix_template=config.prefix_template, prefix_item=config.prefix_item,
-                  conditioning=Conditioning.load(run_dir), step=step, alpha=config.alpha, precision=precision)
+                  conditioning=Conditioning.load(run_dir), step=step,
+                  alpha=None if config.method == "ric" else config.alpha,  # RiC draws no weights in training
+                  precision=precision)

@@ -102,6 +102,7 @@ def test_ric_trains_and_evaluates(tiny_model_dir, tmp_path, monkeypatch):
     assert conditioning.kind == "scores" and conditioning.method == "ric"
     policy = load_policy(str(run))
     assert policy.prefix([1, 0]).startswith(f"<{TOY[0]}> {conditioning.high[0]:.2f} <{TOY[1]}>")
+    assert policy.alpha is None  # RiC draws no weights in training: no alpha in its evaluations or the Pareto legend
     _evaluates(run, tmp_path)
     card = model_card(run)
     assert "\n# Rewards-in-Context baseline" in card

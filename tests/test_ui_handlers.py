@@ -457,3 +457,22 @@ def test_a_run_started_elsewhere_counts_as_training_while_its_metrics_move(train
     old = os.stat(run / "metrics.jsonl").st_mtime - 3600
     os.utime(run / "metrics.jsonl", (old, old))
     assert trainer.active_runs() == []
+
+
+def test_baseline_runs_are_named_in_the_policy_list_and_ric_has_no_alpha(tmp_path, tiny_model_dir):
+    import yaml
+
+    from ui.fronts import EvalSource, _alpha
+
+    for name, method in (("ric", "ric"), ("rl", "rl")):
+        (tmp_path / name / "adapter").mkdir(parents=True)
+        (tmp_path / name / "adapter" / "adapter_config.json").write_text("{}")
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(
+            {"method": method, "objectives": OBJECTIVES, "alpha": 0.3 if method == "rl" else 1.0}))
+    config = AppConfig(runs_dir=tmp_path, model=tiny_model_dir, configs_dir=tmp_path / "configs")
+    labels = {c.value: c.label for c in list_policies(config)}
+    assert "Rewards-in-Context" in labels["ric"] and "α" not in labels["ric"]
+    assert "conditioned RL · α=0.3" in labels["rl"]
+    table = pd.DataFrame({"system": ["x"]})  # an evaluation table without an alpha column
+    assert _alpha(EvalSource("ric", tmp_path / "ric" / "eval.csv", None, False), table, tmp_path) is None
+    assert _alpha(EvalSource("rl", tmp_path / "rl" / "eval.csv", None, False), table, tmp_path) == 0.3

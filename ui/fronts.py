@@ -82,7 +82,10 @@ def _alpha(source: EvalSource, table: pd.DataFrame, runs_dir: Path) -> float | N
         values = pd.to_numeric(table["alpha"], errors="coerce").dropna()
         if len(values):
             return float(values.iloc[0])
-    alpha = read_run_config(Path(runs_dir) / source.name).get("alpha")
+    config = read_run_config(Path(runs_dir) / source.name)
+    if config.get("method") == "ric":
+        return None  # RiC trains on scores, not on weights drawn with an alpha
+    alpha = config.get("alpha")
     if isinstance(alpha, (int, float)):
         return float(alpha)
     if isinstance(alpha, list) and alpha and all(isinstance(a, (int, float)) for a in alpha):

@@ -67,7 +67,11 @@ def list_policies(config: AppConfig) -> list[PolicyChoice]:
         objectives = tuple(run.get("objectives") or ())
         if not objectives:
             continue
-        alpha = _alpha_text(run.get("alpha", 1.0))
+        method = run.get("method", "moodpo")
+        # RiC trains on scores, not on weights drawn with an alpha; name the baselines in the label
+        alpha = ("Rewards-in-Context" if method == "ric" else
+                 f"conditioned RL · {_alpha_text(run.get('alpha', 1.0))}" if method == "rl" else
+                 _alpha_text(run.get("alpha", 1.0)))
         found = checkpoints(path)
         if has_final_adapter(path):
             done = f"final, step {checkpoint_step(found[-1])}" if found else "final"
