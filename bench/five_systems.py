@@ -106,6 +106,12 @@ def cost_markdown(cost: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_cost(out: Path, cost: dict) -> None:
+    """<out>/cost.json and its table <out>/cost.md."""
+    (out / "cost.json").write_text(json.dumps(cost, indent=1) + "\n")
+    (out / "cost.md").write_text(cost_markdown(cost))
+
+
 def eval_flags(summary: dict) -> list[str]:
     """The evaluation flags an existing summary.json was made with, in EVAL_ARGS' order."""
     prompts = summary.get("prompts", {})
@@ -183,7 +189,7 @@ def main() -> int:
         return 0
     out.mkdir(parents=True, exist_ok=True)
     cost_file = out / "cost.json"
-    cost = json.loads(cost_file.read_text()) if cost_file.is_file() else {}
+    cost = json.loads(cost_file.read_text()) if cost_file.is_file() else {}  # other systems' rows stay
     cost.update(reused_rows)
     for system in systems:
         row = {"generated": generated_responses(system)}
@@ -191,10 +197,8 @@ def main() -> int:
             print("+", shown(argv), flush=True)
             row[stage] = timed(argv)
         cost[system] = row
-        cost_file.write_text(json.dumps(cost, indent=1) + "\n")
-        (out / "cost.md").write_text(cost_markdown(cost))
-    cost_file.write_text(json.dumps(cost, indent=1) + "\n")
-    (out / "cost.md").write_text(cost_markdown(cost))
+        write_cost(out, cost)  # after each system, so a stopped run keeps what it measured
+    write_cost(out, cost)
     if all(d.is_dir() for d in eval_dirs.values()):
         subprocess.run(compare, cwd=ROOT, check=True)
     return 0

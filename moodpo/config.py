@@ -114,8 +114,8 @@ class TrainConfig:
     ric_online_steps: int = option(8, "ric: fine-tuning steps per online round (max_steps is the offline fine-tune)")
     ric_online_quantile: float = option(0.7, "ric: an online response is kept when one of its scores reaches this "
                                         "quantile of that objective's scores in the round (the authors' 0.7)")
-    rl_beta: float = option(0.04, "rl: KL coefficient of GRPO against the base (the adapter disabled); 0 skips the "
-                            "reference pass")
+    rl_beta: float = option(0.04, "rl: KL coefficient of GRPO against the base (TRL's frozen copy of the fresh "
+                            "adapter); 0 skips the reference pass")
     # model update
     lora: bool = option(True, "train a LoRA adapter (false: full fine-tuning with a frozen copy as reference)")
     lora_r: int = option(16, "LoRA rank")
@@ -261,6 +261,12 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def training_alpha(method: str | None, alpha: Any) -> Any:
+    """The Dirichlet alpha a run drew its training weights with; None for RiC, which trains on
+    scores and draws no weights (its config's alpha is an unused default)."""
+    return None if method == "ric" else alpha
 
 
 def parse_category_repeats(items: list[str]) -> dict[str, int]:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from moodpo.conditioning import Conditioning, build_prefix
-from moodpo.config import TrainConfig, load_run_config
+from moodpo.config import TrainConfig, load_run_config, training_alpha
 from moodpo.errors import MoodpoError
 from moodpo.models import DEFAULT_MODEL, autocast_dtype, load_adapter, load_model, load_tokenizer
 from moodpo.runs import MODEL_DIR, SOUPS_FILE, describe_source, is_run, latest_adapter, read_state, run_of_checkpoint
@@ -349,5 +349,5 @@ def load_policy(spec: str, *, objectives: Sequence[str] | None = None, model: st
                   tokenizer=load_tokenizer(base), base_model=base, source=str(path),
                   prefix_template=config.prefix_template, prefix_item=config.prefix_item,
                   conditioning=Conditioning.load(run_dir), step=step,
-                  alpha=None if config.method == "ric" else config.alpha,  # RiC draws no weights in training
+                  alpha=training_alpha(config.method, config.alpha),
                   precision=precision)

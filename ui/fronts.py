@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from moodpo.config import training_alpha
 from moodpo.errors import MoodpoError
 from moodpo.eval.evaluate import fixed_reference
 from moodpo.eval.pareto import hypervolume
@@ -83,9 +84,7 @@ def _alpha(source: EvalSource, table: pd.DataFrame, runs_dir: Path) -> float | N
         if len(values):
             return float(values.iloc[0])
     config = read_run_config(Path(runs_dir) / source.name)
-    if config.get("method") == "ric":
-        return None  # RiC trains on scores, not on weights drawn with an alpha
-    alpha = config.get("alpha")
+    alpha = training_alpha(config.get("method"), config.get("alpha"))
     if isinstance(alpha, (int, float)):
         return float(alpha)
     if isinstance(alpha, list) and alpha and all(isinstance(a, (int, float)) for a in alpha):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from moodpo.config import training_alpha
 from moodpo.errors import MoodpoError
 from moodpo.policy import Policy, load_policy
 from moodpo.runs import (CHECKPOINT_DIR, CONFIG_FILE, SOUPS_FILE, checkpoint_step, checkpoints, final_adapter, find_runs,
@@ -68,10 +69,8 @@ def list_policies(config: AppConfig) -> list[PolicyChoice]:
         if not objectives:
             continue
         method = run.get("method", "moodpo")
-        # RiC trains on scores, not on weights drawn with an alpha; name the baselines in the label
-        alpha = ("Rewards-in-Context" if method == "ric" else
-                 f"conditioned RL · {_alpha_text(run.get('alpha', 1.0))}" if method == "rl" else
-                 _alpha_text(run.get("alpha", 1.0)))
+        alpha = _alpha_text(training_alpha(method, run.get("alpha", 1.0)))
+        alpha = {"ric": "Rewards-in-Context", "rl": f"conditioned RL · {alpha}"}.get(method, alpha)  # name the baselines
         found = checkpoints(path)
         if has_final_adapter(path):
             done = f"final, step {checkpoint_step(found[-1])}" if found else "final"
