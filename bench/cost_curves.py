@@ -57,6 +57,7 @@ def measure(point: dict, steps: int, conn) -> None:
                              min_new_tokens=point["tokens"], temperature=1.0, beta=0.1, lora_r=16, lora_alpha=32,
                              learning_rate=2e-4, precision="bf16", output_dir=tempfile.mkdtemp(prefix="bench-cost-"),
                              save_steps=0, max_steps=1000, overwrite=True,
+                             # one pair a prompt: every point runs its step's pairs in one micro-batch
                              max_pairs_per_micro_batch=max(16, point["batch"] * point["samples"]))
         trainer = Trainer(config, show_progress=False)
         prompts = [x.text for x in load_prompts("builtin", "train", seed=0)]
