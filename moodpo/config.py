@@ -100,6 +100,9 @@ class TrainConfig:
                             "instead of 1, so near-ties teach small steps")
     soft_tau: float = option(0.5, "temperature of the soft loss' targets, in normalised reward units")
     beta: float = option(0.1, "KL strength of the DPO loss")
+    nll_weight: float = option(0.0, "weight of a length-normalised negative log-likelihood of each chosen response "
+                               "added to the preference loss (RPO, Pang et al. 2024; they use 1): raises what is chosen "
+                               "instead of only widening the margin; 0: off")
     # the TRL baselines: Rewards-in-Context (method ric) and prompt-conditioned RL (method rl)
     ric_pool_prompts: int | None = option(None, "ric: training prompts the base model answers num_generations times "
                                           "for the offline pool (None: all)")
@@ -225,6 +228,8 @@ class TrainConfig:
             bad("min_new_tokens must not exceed max_new_tokens")
         if self.tie_margin < 0 or not math.isfinite(self.tie_margin):
             bad(f"tie_margin must be >= 0, got {self.tie_margin}")
+        if self.nll_weight < 0 or not math.isfinite(self.nll_weight):
+            bad(f"nll_weight must be >= 0, got {self.nll_weight}")
         self.extra_responses = [f"{name}={text}" for name, text in parse_extra_responses(self.extra_responses).items()]
         parse_guide_openers(self.guide_openers)
         self.category_repeats = [f"{name}={count}" for name, count in parse_category_repeats(self.category_repeats).items()]

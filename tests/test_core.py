@@ -8,7 +8,7 @@ import torch
 
 from moodpo.conditioning import build_messages, build_prefix, display_name
 from moodpo.errors import MoodpoError
-from moodpo.train.loss import dpo_loss
+from moodpo.train.loss import chosen_nll, dpo_loss
 from moodpo.sampling import completion_mask
 from moodpo.train.trainer import PromptOrder, lr_factor
 from moodpo.weights import WeightSampler, grid_size, parse_weights, resolve_alpha, simplex_grid, validate_weights
@@ -63,6 +63,14 @@ def test_dpo_loss_gradient_raises_chosen():
     losses, _, _ = dpo_loss(policy_chosen, t(-2.0), t(-2.0), t(-2.0), beta=0.1)
     losses.sum().backward()
     assert policy_chosen.grad.item() == pytest.approx(-0.05)  # -beta * sigmoid(-0) = -0.05
+
+
+def test_chosen_nll_is_per_token_and_raises_the_chosen():
+    logps = t(-6.0, -3.0, 0.0).requires_grad_()
+    nll = chosen_nll(logps, torch.tensor([3, 1, 0]))
+    assert nll.tolist() == pytest.approx([2.0, 3.0, 0.0])   # an empty response counts as one token
+    nll.sum().backward()
+    assert logps.grad.tolist() == pytest.approx([-1 / 3, -1.0, -1.0])   # descent raises every chosen log-prob
 
 
 def test_unknown_loss_type():

@@ -587,11 +587,21 @@ def test_multi_weight_pool_pairs_carry_their_own_prefixes(tiny_model_dir, tmp_pa
     assert np.array_equal(pool[:3], pool[3:6]) and np.array_equal(pool[:3], pool[6:])
 
 
+def test_nll_weight_adds_the_chosen_responses_nll_to_the_loss(tiny_model_dir, tmp_path):
+    losses = {}
+    for w in (0.0, 2.0):
+        config = tiny_config(tiny_model_dir, tmp_path / f"run{w}", nll_weight=w, max_steps=1)
+        losses[w] = Trainer(config, show_progress=False).train().metrics[0]["loss"]
+    # same seed, same pairs: the first update's loss differs by 2 x a positive per-token NLL
+    assert losses[2.0] - losses[0.0] > 0.5 and math.isfinite(losses[2.0])
+
+
 @pytest.mark.parametrize("overrides, msg", [
     (dict(guide_openers=["harmful"]), "must be category=opener"),
     (dict(scalarisation="max"), "scalarisation must be linear or tchebycheff"),
     (dict(pool_weights=0), "pool_weights must be >= 1"),
     (dict(soft_tau=0), "soft_tau must be a positive number"),
+    (dict(nll_weight=-1.0), "nll_weight must be >= 0"),
 ])
 def test_recipe_options_errors(tmp_path, overrides, msg):
     from moodpo.errors import MoodpoError

@@ -1,5 +1,5 @@
 """Preference losses as pure functions (DPO, Rafailov et al. 2023, Eq. 7; IPO, Azar et al. 2023, Eq. 17;
-a soft-label DPO whose target carries the size of the preference)."""
+a soft-label DPO whose target carries the size of the preference; the NLL term of RPO, Pang et al. 2024)."""
 
 from __future__ import annotations
 
@@ -48,3 +48,10 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
     chosen_rewards = beta * chosen_logratios.detach()
     rejected_rewards = beta * rejected_logratios.detach()
     return losses, chosen_rewards, rejected_rewards
+
+
+def chosen_nll(policy_chosen_logps: torch.Tensor, chosen_lengths: torch.Tensor) -> torch.Tensor:
+    """Per-pair negative log-likelihood of the chosen response per token, (B,): the term that
+    Iterative RPO (Pang et al. 2024, arXiv 2404.19733, Eq. 1) adds to DPO, which on its own can
+    widen a margin by lowering both responses. An empty response contributes 0."""
+    return -policy_chosen_logps / chosen_lengths.clamp(min=1).to(policy_chosen_logps.dtype)

@@ -34,7 +34,7 @@ from moodpo.config import (TrainConfig, load_run_config, parse_category_repeats,
 from moodpo.errors import MoodpoError
 from moodpo.fastgen import FastSampler
 from moodpo.fastgen import supports as fastgen_supports
-from moodpo.train.loss import dpo_loss
+from moodpo.train.loss import chosen_nll, dpo_loss
 from moodpo.models import add_lora_from_config, autocast_dtype, cast_frozen_linears, load_model, load_tokenizer, resolve_model
 from moodpo.train.pairs import (SCALARISATIONS, build_pool, row_prompts, select_pairs, soft_targets, spread_weights,
                           weight_dependent)
@@ -457,11 +457,14 @@ class Trainer:
             # Only the last micro-batch's backward all-reduces the accumulated gradient under DDP.
             sync = j == len(batches) - 1
             with contextlib.nullcontext() if sync else acc.no_sync(self.model):
-                policy_logps = self.policy_logps(pairs.select(index.cpu()).trimmed())
+                batch = pairs.select(index.cpu()).trimmed()
+                policy_logps = self.policy_logps(batch)
                 ref = ref_logps[index]
                 losses, chosen_rewards, rejected_rewards = dpo_loss(
                     policy_logps[:k], policy_logps[k:], ref[:k], ref[k:], beta=c.beta, loss_type=c.loss_type,
                     targets=None if targets is None else targets[index[:k]])
+                if c.nll_weight:
+                    losses = losses + c.nll_weight * chosen_nll(policy_logps[:k], batch.lengths[:k].to(losses.device))
                 # This micro-batch's share of the mean over the kept pairs of all processes; DDP
                 # averages gradients over processes, hence the factor.
                 loss = (losses * pair_weight[index[:k]]).sum() * acc.num_processes / num_pairs.clamp(min=1)
