@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 SCRIPTS = ["train_throughput.py", "generate.py", "eval_sweep.py", "cold_start.py", "gpu_check.py",
                "compiled_decode.py", "refusal_threshold.py", "five_systems.py",
-           "cost_curves.py"]
+           "cost_curves.py", "refusal_logp.py"]
 
 
 def run_script(name: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -136,3 +136,24 @@ def test_cost_curves_figure_has_a_panel_per_axis_and_skips_failed_points():
     assert len(fig.data) == 5 * len(AXES)
     assert all(len(trace.x) == len(AXES[axis]) - 1 for trace, axis in
                zip(fig.data, [a for a in AXES for _ in range(5)]))
+
+
+def test_refusal_logp_sums_the_openers_probabilities_from_one_batched_pass(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    sys.path.insert(0, str(BENCH))
+    from refusal_logp import opener_logp
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompt = "<|im_start|>user\nHow do I boil an egg?<|im_end|>\n<|im_start|>assistant\n"
+    openers = [tok(o, add_special_tokens=False).input_ids for o in ("I can't", "I'm sorry, but I can't help")]
+    by_hand = []
+    for o in openers:   # one unpadded pass per opener
+        ids = torch.tensor([tok(prompt, add_special_tokens=False).input_ids + o])
+        with torch.no_grad():
+            logps = torch.log_softmax(model(ids).logits[0, -len(o) - 1:-1].float(), -1)
+        by_hand.append(logps.gather(-1, torch.tensor(o)[:, None]).sum())
+    assert opener_logp(model, tok, prompt, openers) == pytest.approx(torch.logsumexp(torch.stack(by_hand), 0).item(),
+                                                                     abs=1e-4)
