@@ -32,19 +32,24 @@ OPENERS = ["I'm sorry, but I can't", "I can't help with", "I won't be able to", 
 
 
 def opener_logp(model, tokenizer, prompt_text: str, openers: list[list[int]]) -> float:
-    """log sum over openers of p(opener | prompt_text), one forward pass over all openers."""
+    """log sum over openers of p(opener | prompt_text): the prompt's forward pass once, its KV cache
+    repeated for every opener, then one pass over the (right-padded) openers."""
     prompt = tokenizer(prompt_text, add_special_tokens=False).input_ids
-    width = max(map(len, openers))
+    n, width = len(openers), max(map(len, openers))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    ids = torch.tensor([prompt + o + [pad] * (width - len(o)) for o in openers])
-    mask = torch.tensor([[1] * (len(prompt) + len(o)) + [0] * (width - len(o)) for o in openers])
+    ids = torch.tensor([o + [pad] * (width - len(o)) for o in openers])
+    keep = torch.tensor([[1] * len(o) + [0] * (width - len(o)) for o in openers])
     with torch.no_grad():
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, len(prompt) - 1:-1].float()
-    targets = ids[:, len(prompt):]
-    token_logps = torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0]
-    keep = mask[:, len(prompt):].bool()
-    per_opener = (token_logps * keep).sum(-1)
-    return float(torch.logsumexp(per_opener, 0))
+        first = model(input_ids=torch.tensor([prompt]), use_cache=True)
+        cache = first.past_key_values
+        cache.batch_repeat_interleave(n)
+        mask = torch.cat([torch.ones(n, len(prompt), dtype=torch.long), keep], 1)
+        positions = torch.arange(len(prompt), len(prompt) + width).expand(n, -1)
+        rest = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache).logits
+    # the first opener token is predicted by the prompt's last position, the others by the openers'
+    logits = torch.cat([first.logits[:, -1:].float().expand(n, -1, -1), rest[:, :-1].float()], 1)
+    token_logps = torch.log_softmax(logits, -1).gather(-1, ids[..., None])[..., 0]
+    return float(torch.logsumexp((token_logps * keep).sum(-1), 0))
 
 
 def probe(spec: str, prompts: dict[str, list[str]], grid: list[float]) -> list[dict]:
