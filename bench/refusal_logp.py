@@ -26,35 +26,28 @@ import common  # noqa: F401  (puts the repository on sys.path)
 import numpy as np
 import torch
 
+from moodpo.sampling import encode_prompts, sequence_logps
+
 OPENERS = ["I'm sorry, but I can't", "I can't help with", "I won't be able to", "Sorry, I can't assist with",
            "I'm not able to help", "That's not something I can", "I must decline", "Unfortunately, I can't",
            "I'd rather not", "I cannot provide"]
 
 
-def opener_logp(model, tokenizer, prompt_text: str, openers: list[list[int]]) -> float:
-    """log sum over openers of p(opener | prompt_text): the prompt's forward pass once, its KV cache
-    repeated for every opener, then one pass over the (right-padded) openers."""
-    prompt = tokenizer(prompt_text, add_special_tokens=False).input_ids
-    n, width = len(openers), max(map(len, openers))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    ids = torch.tensor([o + [pad] * (width - len(o)) for o in openers])
-    keep = torch.tensor([[1] * len(o) + [0] * (width - len(o)) for o in openers])
+def opener_logps(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, openers: list[list[int]],
+                 pad_token_id: int) -> torch.Tensor:
+    """log sum over openers of p(opener | prompt) for each left-padded prompt row, (B,): one
+    `sequence_logps` call over every (prompt, opener) row, each prompt run once (share_prompts)."""
+    b, n, width = len(prompt_ids), len(openers), max(map(len, openers))
+    ids = torch.tensor([o + [pad_token_id] * (width - len(o)) for o in openers]).repeat(b, 1)
+    keep = torch.tensor([[1] * len(o) + [0] * (width - len(o)) for o in openers]).repeat(b, 1)
     with torch.no_grad():
-        first = model(input_ids=torch.tensor([prompt]), use_cache=True)
-        cache = first.past_key_values
-        cache.batch_repeat_interleave(n)
-        mask = torch.cat([torch.ones(n, len(prompt), dtype=torch.long), keep], 1)
-        positions = torch.arange(len(prompt), len(prompt) + width).expand(n, -1)
-        rest = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache).logits
-    # the first opener token is predicted by the prompt's last position, the others by the openers'
-    logits = torch.cat([first.logits[:, -1:].float().expand(n, -1, -1), rest[:, :-1].float()], 1)
-    token_logps = torch.log_softmax(logits, -1).gather(-1, ids[..., None])[..., 0]
-    return float(torch.logsumexp((token_logps * keep).sum(-1), 0))
+        logps = sequence_logps(model, prompt_ids.repeat_interleave(n, 0), prompt_mask.repeat_interleave(n, 0),
+                               ids, keep, share_prompts=True)
+    return torch.logsumexp(logps.view(b, n), -1)
 
 
 def probe(spec: str, prompts: dict[str, list[str]], grid: list[float]) -> list[dict]:
     from moodpo.policy import load_policy
-    from moodpo.sampling import chat_texts
 
     policy = load_policy(spec)
     if policy.objectives[:2] != ["helpfulness", "harmlessness"]:
@@ -63,13 +56,14 @@ def probe(spec: str, prompts: dict[str, list[str]], grid: list[float]) -> list[d
         sys.exit(f"error: {spec} has no single adapter to compare with its reference; give a MO-ODPO run")
     tok, model = policy.tokenizer, policy.model.eval()
     openers = [tok(o, add_special_tokens=False).input_ids for o in OPENERS]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     rows = []
     for side, ctx in (("trained", contextlib.nullcontext), ("reference", model.disable_adapter)):
         with ctx():
             for category, texts in prompts.items():
                 for w in grid:
-                    chats = chat_texts(tok, texts, [policy.prefix([w, 1 - w])] * len(texts))
-                    values = [opener_logp(model, tok, c, openers) for c in chats]
+                    ids, mask = encode_prompts(tok, texts, [policy.prefix([w, 1 - w])] * len(texts))
+                    values = opener_logps(model, ids, mask, openers, pad).numpy()
                     rows.append({"run": spec, "side": side, "category": category, "w_help": w,
                                  "logp_mean": float(np.mean(values)), "prompts": len(values),
                                  "p_mean": float(np.mean(np.exp(values)))})

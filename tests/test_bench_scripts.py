@@ -142,18 +142,22 @@ def test_refusal_logp_sums_the_openers_probabilities_from_one_batched_pass(tiny_
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from moodpo.sampling import encode_prompts
+
     sys.path.insert(0, str(BENCH))
-    from refusal_logp import opener_logp
+    from refusal_logp import opener_logps
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    prompt = "<|im_start|>user\nHow do I boil an egg?<|im_end|>\n<|im_start|>assistant\n"
+    prompts = ["How do I boil an egg?", "Name three rivers in Europe that flow into the North Sea, please."]
+    ids, mask = encode_prompts(tok, prompts, [None, None])          # left-padded, different lengths
     openers = [tok(o, add_special_tokens=False).input_ids for o in ("I can't", "I'm sorry, but I can't help")]
-    by_hand = []
-    for o in openers:   # one unpadded pass per opener
-        ids = torch.tensor([tok(prompt, add_special_tokens=False).input_ids + o])
-        with torch.no_grad():
-            logps = torch.log_softmax(model(ids).logits[0, -len(o) - 1:-1].float(), -1)
-        by_hand.append(logps.gather(-1, torch.tensor(o)[:, None]).sum())
-    assert opener_logp(model, tok, prompt, openers) == pytest.approx(torch.logsumexp(torch.stack(by_hand), 0).item(),
-                                                                     abs=1e-4)
+    got = opener_logps(model, ids, mask, openers, tok.pad_token_id)
+    for row in range(len(prompts)):
+        prompt = ids[row][mask[row].bool()].tolist()
+        by_hand = []
+        for o in openers:   # one unpadded pass per prompt and opener
+            with torch.no_grad():
+                logps = torch.log_softmax(model(torch.tensor([prompt + o])).logits[0, -len(o) - 1:-1].float(), -1)
+            by_hand.append(logps.gather(-1, torch.tensor(o)[:, None]).sum())
+        assert got[row].item() == pytest.approx(torch.logsumexp(torch.stack(by_hand), 0).item(), abs=1e-4)
