@@ -125,6 +125,9 @@ class TrainConfig:
     lora_alpha: int = option(32, "LoRA scaling numerator")
     lora_dropout: float = option(0.0, "LoRA dropout")
     lora_target_modules: list[str] = option(["q_proj", "k_proj", "v_proj", "o_proj"], "modules that get LoRA")
+    lora_gate: bool = option(False, "condition the LoRA update on the weights as well as the prefix: its rank "
+                             "splits into one group per objective, group k scaled by K * w_k in each row "
+                             "(moodpo.gating); lora_r must be a multiple of the number of objectives")
     learning_rate: float = option(2e-4, "peak learning rate")
     lr_scheduler_type: str = option("cosine", "constant or cosine, both after a linear warm-up (TRL's constant_with_warmup "
                                           "and cosine)")
@@ -230,6 +233,11 @@ class TrainConfig:
             bad(f"tie_margin must be >= 0, got {self.tie_margin}")
         if self.nll_weight < 0 or not math.isfinite(self.nll_weight):
             bad(f"nll_weight must be >= 0, got {self.nll_weight}")
+        if self.lora_gate and not (self.lora and self.method == "moodpo"):
+            bad("lora_gate gates an MO-ODPO LoRA adapter; set lora true and method moodpo, or lora_gate false")
+        if self.lora_gate and self.lora_r % len(self.objectives):
+            bad(f"lora_gate splits lora_r over the {len(self.objectives)} objectives; make lora_r "
+                f"({self.lora_r}) a multiple of {len(self.objectives)}")
         self.extra_responses = [f"{name}={text}" for name, text in parse_extra_responses(self.extra_responses).items()]
         parse_guide_openers(self.guide_openers)
         self.category_repeats = [f"{name}={count}" for name, count in parse_category_repeats(self.category_repeats).items()]

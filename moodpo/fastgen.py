@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from moodpo.gating import gate_of
 from moodpo.sampling import completion_logps, distinct_prompts
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,9 @@ class FastSampler:
     def __init__(self, model, dtype: torch.dtype = torch.bfloat16, *, adapters: bool = True, compile: bool = False):
         if not supports(model):
             raise ValueError("FastSampler supports Llama-architecture models only")
+        if adapters and gate_of(model) is not None:
+            raise ValueError("a gated LoRA (lora_gate) has a different update in every row; it cannot be merged "
+                             "into one snapshot (adapters=False still snapshots the reference)")
         self.model, self.dtype, self.adapters = model, dtype, adapters
         self._compiled = torch.compile(_decode_step, dynamic=False) if compile else None
         cfg = _unwrap(model).config

@@ -29,6 +29,7 @@ import torch
 from moodpo.conditioning import Conditioning, build_prefix
 from moodpo.config import TrainConfig, load_run_config, training_alpha
 from moodpo.errors import MoodpoError
+from moodpo.gating import attach_gate, gate_of, gate_rows
 from moodpo.models import DEFAULT_MODEL, autocast_dtype, load_adapter, load_model, load_tokenizer
 from moodpo.runs import MODEL_DIR, SOUPS_FILE, describe_source, is_run, latest_adapter, read_state, run_of_checkpoint
 from moodpo.sampling import eos_token_ids, generation_config, sample_responses
@@ -106,7 +107,8 @@ class Policy:
         """The fast sampler over the current adapter (soups: after `_use_weights`), or None."""
         from moodpo.fastgen import FastSampler, supports
 
-        if not self.fast or not supports(self.model):
+        # A gated LoRA (moodpo.gating) has a different update in every row: nothing to merge.
+        if not self.fast or not supports(self.model) or gate_of(self.model) is not None:
             return None
         key = next(reversed(self._soup_mixes), None) if self.kind == "soups" else None
         if self._sampler is None:
@@ -145,12 +147,13 @@ class Policy:
     def _generate(self, prompts, weights, settings, num_samples) -> list[str]:
         """Sample for rows that share one adapter state (soups: one weight vector, already in use)."""
         prefixes = [self.prefix(w) for w in weights]
-        rollout = sample_responses(self.model, self.tokenizer, prompts, prefixes, num_samples=num_samples,
-                                   max_new_tokens=settings.max_new_tokens, min_new_tokens=settings.min_new_tokens,
-                                   temperature=settings.temperature,
-                                   top_p=settings.top_p, top_k=settings.top_k, do_sample=settings.do_sample,
-                                   max_prompt_tokens=settings.max_prompt_tokens,
-                                   autocast=autocast_dtype(self.precision), sampler=self.sampler())
+        with gate_rows(self.model, np.repeat(weights, num_samples, axis=0)):
+            rollout = sample_responses(self.model, self.tokenizer, prompts, prefixes, num_samples=num_samples,
+                                       max_new_tokens=settings.max_new_tokens, min_new_tokens=settings.min_new_tokens,
+                                       temperature=settings.temperature,
+                                       top_p=settings.top_p, top_k=settings.top_k, do_sample=settings.do_sample,
+                                       max_prompt_tokens=settings.max_prompt_tokens,
+                                       autocast=autocast_dtype(self.precision), sampler=self.sampler())
         return rollout.texts
 
     def stream(self, prompt: str, weights: Sequence[float], *, settings: GenerationSettings | None = None,
@@ -195,7 +198,7 @@ class Policy:
                         return
                     dtype = autocast_dtype(self.precision)
                     with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.float32,
-                                                         enabled=dtype is not None):
+                                                         enabled=dtype is not None), gate_rows(self.model, w):
                         self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
                                             streamer=streamer)
             except BaseException as e:  # surfaced to the consumer below
@@ -341,6 +344,8 @@ def load_policy(spec: str, *, objectives: Sequence[str] | None = None, model: st
     net = load_model(base)
     if config.lora:
         net = load_adapter(net, adapter)
+        if config.lora_gate:
+            attach_gate(net, len(config.objectives))
     else:
         net = load_model(str(adapter))
     net.eval()

@@ -556,7 +556,7 @@ def test_guided_candidates_begin_with_an_opener_and_join_the_pool(tiny_model_dir
     n = 2
     rollout = sample_responses(trainer._unwrapped(), trainer.tokenizer, ["a", "b", "c"], ["p"] * 3, num_samples=n,
                                max_new_tokens=4)
-    out, sources = trainer.add_candidates(rollout, ["harmful", "summarize", "everyday"])
+    out, sources = trainer.add_candidates(rollout, ["harmful", "summarize", "everyday"], np.full((3, 2), 0.5))
     assert [rows.tolist() for rows in sources] == [[6, -1, 7]]
     assert out.texts[:6] == rollout.texts
     assert out.texts[6].startswith(("No way", "I can't")) and out.texts[7].startswith("Sure")

@@ -34,6 +34,7 @@ from moodpo.config import (TrainConfig, load_run_config, parse_category_repeats,
 from moodpo.errors import MoodpoError
 from moodpo.fastgen import FastSampler
 from moodpo.fastgen import supports as fastgen_supports
+from moodpo.gating import attach_gate, gate_rows
 from moodpo.train.loss import chosen_nll, dpo_loss
 from moodpo.models import add_lora_from_config, autocast_dtype, cast_frozen_linears, load_model, load_tokenizer, resolve_model
 from moodpo.train.pairs import (SCALARISATIONS, build_pool, row_prompts, select_pairs, soft_targets, spread_weights,
@@ -319,6 +320,8 @@ class Trainer:
         self.autocast = autocast_dtype(c.precision)
         if c.lora:
             model = add_lora_from_config(model, c)
+            if c.lora_gate:
+                attach_gate(model, c.num_objectives)
             if c.fast_path and self.autocast is not None:
                 cast_frozen_linears(model, self.autocast)
             self.ref_model = None
@@ -336,11 +339,13 @@ class Trainer:
         # Fast path: the sampler holds a merged snapshot of the policy, refreshed after every
         # update; the reference never changes, so its snapshot is taken once.
         self.sampler = self.ref_sampler = None
-        # DDP cannot take two forward calls for one backward, so only one process shares prompts.
-        self.share_prompts = c.fast_path and acc.num_processes == 1
+        # DDP cannot take two forward calls for one backward, so only one process shares prompts;
+        # a gated LoRA runs a pair's rows under different weights, so it cannot share them either.
+        self.share_prompts = c.fast_path and acc.num_processes == 1 and not c.lora_gate
         if c.fast_path and fastgen_supports(model):
             dtype = self.autocast or torch.float32
-            self.sampler = FastSampler(self._unwrapped(), dtype=dtype)
+            # A merged snapshot holds one update for all rows; a gated policy samples through generate.
+            self.sampler = None if c.lora_gate else FastSampler(self._unwrapped(), dtype=dtype)
             self.ref_sampler = FastSampler(self.ref_model or self._unwrapped(), dtype=dtype, adapters=False)
         # Reference log-probs through one call, whichever of the three holds the reference.
         self.ref_logps = ReferenceLogps(
@@ -435,14 +440,15 @@ class Trainer:
         return torch.autocast(device_type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None)
 
     def update(self, pairs: Rollout, ref_logps: torch.Tensor, pair_weight: torch.Tensor, num_pairs: torch.Tensor,
-               targets: torch.Tensor | None = None) -> Update:
+               targets: torch.Tensor | None = None, gates: torch.Tensor | None = None) -> Update:
         """One optimizer update on m pairs, its gradient summed over micro-batches (`micro_batches`:
         sorted by length, at least `gradient_accumulation_steps`, at most `max_pairs_per_micro_batch`
         pairs each, each trimmed to its own longest prompt and response).
 
         pairs, ref_logps: 2m rows, the chosen responses first, then the rejected ones in the same
         order; pair_weight: (m,) 1 for a kept pair, 0 for a tie; num_pairs: kept pairs over all
-        processes; targets: (m,) preference probabilities for the soft loss, else None.
+        processes; targets: (m,) preference probabilities for the soft loss, else None; gates:
+        (2m, K) each row's weights for a gated LoRA (`lora_gate`), else None.
         """
         c, acc = self.config, self.accelerator
         m = len(pair_weight)
@@ -456,7 +462,8 @@ class Trainer:
             k = len(rows)
             # Only the last micro-batch's backward all-reduces the accumulated gradient under DDP.
             sync = j == len(batches) - 1
-            with contextlib.nullcontext() if sync else acc.no_sync(self.model):
+            gated = contextlib.nullcontext() if gates is None else gate_rows(self.model, gates[index.cpu()])
+            with contextlib.nullcontext() if sync else acc.no_sync(self.model), gated:
                 batch = pairs.select(index.cpu()).trimmed()
                 policy_logps = self.policy_logps(batch)
                 ref = ref_logps[index]
@@ -510,10 +517,12 @@ class Trainer:
             self.scheduler.step()
         return first, _weighted_mean(update.losses, batch[2]), update.finite
 
-    def add_candidates(self, rollout: Rollout, categories: Sequence[str | None]) -> tuple[Rollout, list[np.ndarray]]:
+    def add_candidates(self, rollout: Rollout, categories: Sequence[str | None],
+                       weights: np.ndarray) -> tuple[Rollout, list[np.ndarray]]:
         """Each prompt's candidates beyond its samples, appended to the rollout: the fixed
-        `extra_responses`, then one guided sample (`guide_openers`). Returns the rollout and one
-        (B,) array per candidate source: the row of each prompt's candidate, -1 for none."""
+        `extra_responses`, then one guided sample (`guide_openers`), under the prompt's weights (B, K).
+        Returns the rollout and one (B,) array per candidate source: the row of each prompt's
+        candidate, -1 for none."""
         c, n, b = self.config, self.config.num_generations, len(categories)
         sources = []
         if self.extra_responses:
@@ -527,10 +536,11 @@ class Trainer:
             rows = np.full(b, -1)
             if guided:
                 openers = [choices[i][rng.integers(len(choices[i]))] for i in guided]
-                ids, mask, texts = sample_after_openers(
-                    self._unwrapped(), self.tokenizer, rollout, [i * n for i in guided], openers,
-                    max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p, top_k=c.top_k,
-                    autocast=self.autocast, sampler=self.sampler)
+                with gate_rows(self._unwrapped(), weights[guided]):
+                    ids, mask, texts = sample_after_openers(
+                        self._unwrapped(), self.tokenizer, rollout, [i * n for i in guided], openers,
+                        max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p, top_k=c.top_k,
+                        autocast=self.autocast, sampler=self.sampler)
                 rows[guided] = len(rollout.texts) + np.arange(len(guided))
                 rollout = append_responses(rollout, [i * n for i in guided], ids, mask, texts,
                                            pad_token_id=self.tokenizer.pad_token_id)
@@ -577,12 +587,13 @@ class Trainer:
 
         weights = self.weights.sample(b)                 # (B, K); with mirror_weights the second half reversed
         prefixes = [build_prefix(c.objectives, w, template=c.prefix_template, item=c.prefix_item) for w in weights]
-        rollout = sample_responses(self._unwrapped(), self.tokenizer, prompts, prefixes, num_samples=n,
-                                   max_new_tokens=c.max_new_tokens, min_new_tokens=c.min_new_tokens,
-                                   temperature=c.temperature, top_p=c.top_p, top_k=c.top_k,
-                                   max_prompt_tokens=c.max_prompt_tokens, autocast=self.autocast,
-                                   sampler=self.sampler)
-        rollout, sources = self.add_candidates(rollout, categories or [None] * b)
+        with gate_rows(self._unwrapped(), np.repeat(weights, n, axis=0)):
+            rollout = sample_responses(self._unwrapped(), self.tokenizer, prompts, prefixes, num_samples=n,
+                                       max_new_tokens=c.max_new_tokens, min_new_tokens=c.min_new_tokens,
+                                       temperature=c.temperature, top_p=c.top_p, top_k=c.top_k,
+                                       max_prompt_tokens=c.max_prompt_tokens, autocast=self.autocast,
+                                       sampler=self.sampler)
+        rollout, sources = self.add_candidates(rollout, categories or [None] * b, weights)
         t_gen = time.perf_counter()
 
         # Rewards see the prompt without the prefix (the paper's r_k(x, y)). The normaliser learns
@@ -605,7 +616,9 @@ class Trainer:
         num_pairs = acc.reduce(pair_weight.sum(), "sum")
         ref_logps = self.ref_logps(pairs)
         self.replay.append((pairs, ref_logps, pair_weight, num_pairs,
-                            None if targets is None else torch.as_tensor(targets, dtype=torch.float32)))
+                            None if targets is None else torch.as_tensor(targets, dtype=torch.float32),
+                            torch.as_tensor(np.concatenate([weights, weights]), dtype=torch.float32)
+                            if c.lora_gate else None))
         first, last_loss, finite = self.run_updates()
         t_end = time.perf_counter()
 

@@ -1,0 +1,136 @@
+"""A LoRA update gated by the objective weights (lora_gate): the gate's arithmetic, its guards,
+training with it, and a gated run loaded back as a policy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from moodpo.config import load_config
+from moodpo.errors import MoodpoError
+from moodpo.gating import attach_gate, gate_of, gate_rows
+from moodpo.models import add_lora, load_model
+from moodpo.sampling import sequence_logps
+
+TOY = ["python:toy_objectives:distinct_chars", "python:toy_objectives:shortness"]
+
+
+def lora_model(model_dir, r=4, seed=0):
+    """A tiny LoRA model whose B matrices are random, so the update is not zero."""
+    torch.manual_seed(seed)
+    model = add_lora(load_model(str(model_dir)), r=r, alpha=r)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.5)
+    return model.eval()
+
+
+def logits(model, ids):
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def test_gate_scales_rank_groups_by_weights(tiny_model_dir):
+    ids = torch.randint(0, 1000, (1, 7))
+    model = lora_model(tiny_model_dir)
+    plain = logits(model, ids)
+    attach_gate(model, 2)
+    # Uniform weights scale every group by K * 1/K = 1: the plain adapter.
+    with gate_rows(model, [0.5, 0.5]):
+        torch.testing.assert_close(logits(model, ids), plain)
+    with gate_rows(model, [1.0, 0.0]):
+        corner = logits(model, ids)
+    assert not torch.allclose(corner, plain, atol=1e-4)
+
+    # The same corner by hand: objective 1's half of each A doubled, objective 2's half zeroed.
+    manual = lora_model(tiny_model_dir)
+    for name, p in manual.named_parameters():
+        if "lora_A" in name:
+            p.data[:2] *= 2
+            p.data[2:] = 0
+    torch.testing.assert_close(corner, logits(manual, ids))
+
+
+def test_rows_are_gated_independently(tiny_model_dir):
+    model = lora_model(tiny_model_dir)
+    attach_gate(model, 2)
+    ids = torch.randint(0, 1000, (3, 6))
+    weights = np.array([[1.0, 0.0], [0.3, 0.7], [0.0, 1.0]])
+    with gate_rows(model, weights):
+        batched = logits(model, ids)
+    for i, w in enumerate(weights):
+        with gate_rows(model, w):
+            torch.testing.assert_close(batched[i:i + 1], logits(model, ids[i:i + 1]), atol=1e-5, rtol=1e-5)
+
+
+def test_gate_needs_weights_of_the_right_shape(tiny_model_dir):
+    model = lora_model(tiny_model_dir)
+    attach_gate(model, 2)
+    ids = torch.randint(0, 1000, (2, 5))
+    with pytest.raises(MoodpoError, match="gate_rows"):
+        logits(model, ids)
+    with pytest.raises(ValueError, match="3 weight rows for a batch of 2"), gate_rows(model, np.full((3, 2), 0.5)):
+        logits(model, ids)
+    with pytest.raises(ValueError, match="3 objectives"), gate_rows(model, [0.2, 0.3, 0.5]):
+        pass
+    with model.disable_adapter():  # the reference pass needs no weights
+        logits(model, ids)
+    with pytest.raises(MoodpoError, match="multiple of 3"):
+        attach_gate(lora_model(tiny_model_dir), 3)
+    with pytest.raises(MoodpoError, match="needs a LoRA adapter"):
+        attach_gate(load_model(str(tiny_model_dir)), 2)
+
+
+def test_gated_model_is_not_merged_by_the_fast_sampler(tiny_model_dir):
+    from moodpo.fastgen import FastSampler
+
+    model = lora_model(tiny_model_dir)
+    attach_gate(model, 2)
+    with pytest.raises(ValueError, match="cannot be merged"):
+        FastSampler(model)
+    FastSampler(model, adapters=False)  # the reference snapshot is still fine
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(lora_r=5), "multiple of 2"),
+    (dict(lora=False), "set lora true"),
+])
+def test_config_rejects_a_gate_it_cannot_build(tiny_model_dir, tmp_path, overrides, message):
+    with pytest.raises(MoodpoError, match=message):
+        load_config(overrides=dict(model_name_or_path=str(tiny_model_dir), objectives=TOY, lora_gate=True,
+                                   output_dir=str(tmp_path), **overrides))
+
+
+def test_gated_training_moves_both_groups_and_loads_back(tiny_model_dir, tmp_path):
+    from moodpo.policy import load_policy
+    from moodpo.train.trainer import Trainer
+
+    config = load_config(overrides=dict(
+        model_name_or_path=str(tiny_model_dir), objectives=TOY, output_dir=str(tmp_path / "run"), max_steps=2,
+        per_device_train_batch_size=3, num_generations=2, max_new_tokens=8, max_prompts=12, save_steps=1,
+        warmup_steps=0, learning_rate=5e-3, tie_margin=0.0, precision="fp32", lora_r=4, lora_gate=True,
+        pool_weights=2, updates_per_step=2, guide_openers=["*=Sure"]))
+    trainer = Trainer(config, show_progress=False)
+    assert trainer.sampler is None and not trainer.share_prompts
+    model = trainer._unwrapped()
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_A" in n}
+    assert trainer.train().status == "finished"
+    moved = [(p - before[n]).abs() for n, p in model.named_parameters() if "lora_A" in n]
+    assert all(d[:2].sum() > 0 and d[2:].sum() > 0 for d in moved), "a rank group did not train"
+
+    policy = load_policy(str(tmp_path / "run"))
+    assert gate_of(policy.model) is not None and policy.sampler() is None
+    texts = policy.generate(["Name a colour.", "Say hi."], [[1.0, 0.0], [0.0, 1.0]], num_samples=2)
+    assert len(texts) == 4
+    # The weights reach the network beyond the prefix: the same text scores differently.
+    ids = policy.tokenizer(["Name a colour."], return_tensors="pt")["input_ids"]
+    completion = policy.tokenizer([" Blue"], return_tensors="pt", add_special_tokens=False)["input_ids"]
+    mask = torch.ones_like(ids)
+    scores = []
+    for w in ([1.0, 0.0], [0.0, 1.0]):
+        with gate_rows(policy.model, w), torch.no_grad():
+            scores.append(sequence_logps(policy.model, ids, mask, completion, torch.ones_like(completion)))
+    assert not torch.allclose(scores[0], scores[1])
+    chunks = list(policy.stream("Say hi.", [0.2, 0.8]))
+    assert chunks and isinstance(chunks[-1], str)
