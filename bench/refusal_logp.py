@@ -26,6 +26,7 @@ import common  # noqa: F401  (puts the repository on sys.path)
 import numpy as np
 import torch
 
+from moodpo.gating import gate_rows
 from moodpo.sampling import encode_prompts, sequence_logps
 
 OPENERS = ["I'm sorry, but I can't", "I can't help with", "I won't be able to", "Sorry, I can't assist with",
@@ -63,7 +64,8 @@ def probe(spec: str, prompts: dict[str, list[str]], grid: list[float]) -> list[d
             for category, texts in prompts.items():
                 for w in grid:
                     ids, mask = encode_prompts(tok, texts, [policy.prefix([w, 1 - w])] * len(texts))
-                    values = opener_logps(model, ids, mask, openers, pad).numpy()
+                    with gate_rows(model, [w, 1 - w]):  # a gated adapter (lora_gate) sees the weights too
+                        values = opener_logps(model, ids, mask, openers, pad).numpy()
                     rows.append({"run": spec, "side": side, "category": category, "w_help": w,
                                  "logp_mean": float(np.mean(values)), "prompts": len(values),
                                  "p_mean": float(np.mean(np.exp(values)))})

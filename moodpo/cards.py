@@ -285,6 +285,10 @@ def _usage_section(config: TrainConfig, base: str | None, adapter: Path, run_dir
         "print(tokenizer.decode(out[0, inputs['input_ids'].shape[1]:], skip_special_tokens=True))",
     ])
     lines = ["## Use it", "", f"With transformers{' and peft' if config.lora else ''}:", "", _code(code, "python"), ""]
+    if config.lora_gate:
+        lines += ["This adapter is gated by the weights (`lora_gate`): its rank splits into one group per objective, "
+                  "scaled by K w_k in each row. Plain peft runs every group at scale 1, the adapter of uniform "
+                  "weights whatever the prefix says; `load_policy` below attaches the gate.", ""]
     if config.model_name_or_path in EMBEDDED_MODELS:
         lines += ["To load the weights it was trained on instead of the full-precision hub weights, build the base "
                   f"with `moodpo.models.load_model({config.model_name_or_path!r})` (the embedded de-quantised GGUF; needs the "

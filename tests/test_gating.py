@@ -134,3 +134,8 @@ def test_gated_training_moves_both_groups_and_loads_back(tiny_model_dir, tmp_pat
     assert not torch.allclose(scores[0], scores[1])
     chunks = list(policy.stream("Say hi.", [0.2, 0.8]))
     assert chunks and isinstance(chunks[-1], str)
+
+    from moodpo.cards import write_cards
+
+    card = "\n".join(path.read_text() for path in write_cards(tmp_path / "run"))
+    assert "gated by the weights (`lora_gate`)" in card  # plain peft would run it ungated
