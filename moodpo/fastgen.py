@@ -10,6 +10,11 @@ from the resulting distribution); EOS is masked before `min_new_tokens`; finishe
 
 Only plain Llama layouts are supported (`supports()`); anything else falls back to `generate`.
 
+A LoRA gated by the objective weights (`lora_gate`, `moodpo.gating`) has a different update in
+every row, so its factors stay unmerged: each adapted matmul adds ((x A) * g(w)) B, with the rows'
+weights read from `gate_rows` at call time, and rows with one prompt text share a prefill only when
+all rows share one weight vector. Gated snapshots decode eagerly (no `compile`).
+
 `compile=True` runs each decode step as one compiled graph (`torch.compile`, inductor; on CPU it
 needs a C++ compiler): the KV cache and the key mask have static shapes (the cache length rounded
 up to a multiple of `STATIC_LENGTH`) and the new keys are written at a slot given as a tensor, so
@@ -28,6 +33,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from moodpo.errors import MoodpoError
 from moodpo.gating import gate_of
 from moodpo.sampling import completion_logps, distinct_prompts
 
@@ -118,18 +124,18 @@ def _decode_step(weights, cache: list[tuple[torch.Tensor, torch.Tensor]], token:
 class FastSampler:
     """Samples from a (possibly LoRA-wrapped) Llama model; call `refresh()` after its weights change.
 
-    With `adapters=False` it snapshots the base model under the adapters: the DPO reference.
+    With `adapters=False` it snapshots the base model under the adapters: the DPO reference. A gated
+    LoRA (`moodpo.gating`) is kept unmerged and needs its rows' weights (`gate_rows`) at each call.
     With `compile=True` each decode step of `generate` runs as one compiled graph (module docstring).
     """
 
     def __init__(self, model, dtype: torch.dtype = torch.bfloat16, *, adapters: bool = True, compile: bool = False):
         if not supports(model):
             raise ValueError("FastSampler supports Llama-architecture models only")
-        if adapters and gate_of(model) is not None:
-            raise ValueError("a gated LoRA (lora_gate) has a different update in every row; it cannot be merged "
-                             "into one snapshot (adapters=False still snapshots the reference)")
+        # A gated LoRA (moodpo.gating) has a different update in every row: its factors stay unmerged.
+        self.gate = gate_of(model) if adapters else None
         self.model, self.dtype, self.adapters = model, dtype, adapters
-        self._compiled = torch.compile(_decode_step, dynamic=False) if compile else None
+        self._compiled = torch.compile(_decode_step, dynamic=False) if compile and self.gate is None else None
         cfg = _unwrap(model).config
         self.num_heads, self.num_kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -157,17 +163,44 @@ class FastSampler:
             frozen = all(getattr(m, "base_layer", None) is None and not m.weight.requires_grad for m in modules)
             if frozen and key in kept:
                 return kept[key]
-            weight = torch.cat([_weight(m, self.adapters) for m in modules]).to(dt).t().contiguous()
+            merge = self.adapters and self.gate is None
+            weight = torch.cat([_weight(m, merge) for m in modules]).to(dt).t().contiguous()
             if frozen:
                 kept[key] = weight
             return weight
 
+        def factors(*modules):
+            """A gated snapshot's unmerged LoRA of the fused modules, or None: A (in, R), B (R, out)
+            block-diagonal over the modules with the scaling folded in, and the ranks (r_i,) in order."""
+            if self.gate is None:
+                return None
+            a_parts, blocks, ranks, col = [], [], [], 0
+            for m in modules:
+                out = (getattr(m, "base_layer", None) or m).weight.shape[0]
+                if not (getattr(m, "disable_adapters", False) or getattr(m, "merged", False)):
+                    for name in getattr(m, "active_adapters", []):
+                        if name in getattr(m, "lora_A", {}):
+                            a_parts.append(m.lora_A[name].weight.detach().float())          # (r, in)
+                            blocks.append((m.lora_B[name].weight.detach().float().t() * m.scaling[name], col))
+                            ranks.append(a_parts[-1].shape[0])
+                col += out
+            if not ranks:
+                return None
+            b = torch.zeros(sum(ranks), col, device=a_parts[0].device)
+            row = 0
+            for block, at in blocks:                                                   # (r, out) at column `at`
+                b[row:row + len(block), at:at + block.shape[1]] = block
+                row += len(block)
+            return torch.cat(a_parts).t().to(dt).contiguous(), b.to(dt), ranks
+
         self.device = inner.embed_tokens.weight.device
         self.inv_freq = self.inv_freq.to(self.device)  # positions live on the model's device (CUDA too)
         self.embed = inner.embed_tokens.weight.detach().float()
-        self.layers = []
+        self.layers, self.lora = [], []
         for layer in inner.layers:
             attn, mlp = layer.self_attn, layer.mlp
+            self.lora.append((factors(attn.q_proj, attn.k_proj, attn.v_proj), factors(attn.o_proj),
+                              factors(mlp.gate_proj, mlp.up_proj), factors(mlp.down_proj)))
             self.layers.append((
                 layer.input_layernorm.weight.detach().float(),
                 fused(attn.q_proj, attn.k_proj, attn.v_proj),
@@ -208,17 +241,47 @@ class FastSampler:
         # call can be run again eagerly.
         return _decode_step(*args, **kwargs)
 
+    def _gate_scales(self) -> dict[tuple, torch.Tensor] | None:
+        """g(w) of each row for each rank layout of the snapshot's factors, (N or 1, 1, R) in `dtype`;
+        None for an ungated snapshot. The rows' weights come from `moodpo.gating.gate_rows`."""
+        if self.gate is None:
+            return None
+        if self.gate.gates is None:
+            raise MoodpoError("this policy's LoRA update is gated by the objective weights (lora_gate); run it "
+                              "inside moodpo.gating.gate_rows(model, weights)")
+        out = {}
+        for layer in self.lora:
+            for f in layer:
+                if f is not None and tuple(f[2]) not in out:
+                    scale = torch.cat([self.gate.scales(r) for r in f[2]], dim=-1)
+                    out[tuple(f[2])] = scale[:, None].to(self.device, self.dtype)
+        return out
+
+    def _distinct(self, ids: torch.Tensor, mask: torch.Tensor, scales) -> tuple:
+        """`distinct_prompts`, except under a gate with one weight row per batch row: rows with one
+        prompt text may then carry different weights, so each row runs its own prompt."""
+        if scales is not None and any(len(v) > 1 for v in scales.values()):
+            return ids, mask, torch.arange(len(ids), device=ids.device)
+        return distinct_prompts(ids, mask)
+
     def _new_cache(self, rows: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         shape = (rows, self.num_kv_heads, length, self.head_dim)
         return [(torch.zeros(shape, dtype=self.dtype, device=self.device),
                  torch.zeros(shape, dtype=self.dtype, device=self.device)) for _ in self.layers]
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, start: int, keys_mask: torch.Tensor,
-                 cache: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+                 cache: list[tuple[torch.Tensor, torch.Tensor]], scales: dict | None = None) -> torch.Tensor:
         """Run `ids` (B, q) at cache slots start..start+q; returns the final normed hidden states (B, q, D).
 
-        keys_mask: (B, >= start+q) bool, the keys each row may attend to (padding excluded).
+        keys_mask: (B, >= start+q) bool, the keys each row may attend to (padding excluded);
+        scales: a gated snapshot's `_gate_scales()`, its rows aligned with ids' (or one for all).
         """
+        def mm(x: torch.Tensor, w: torch.Tensor, lora) -> torch.Tensor:
+            if lora is None:
+                return x @ w
+            a, b, ranks = lora
+            return x @ w + ((x @ a) * scales[tuple(ranks)]) @ b
+
         b, q = ids.shape
         end = start + q
         nh, nkv, hd = self.num_heads, self.num_kv_heads, self.head_dim
@@ -233,17 +296,19 @@ class FastSampler:
             itself = torch.arange(q, device=ids.device)[:, None] + start == torch.arange(end, device=ids.device)
             mask = (mask & causal) | itself
         h = F.embedding(ids, self.embed)                                            # (B, q, D) float32
-        for (w_in, w_qkv, w_o, w_post, w_gu, w_down), (k_cache, v_cache) in zip(self.layers, cache):
-            qkv = self._rms(h, w_in) @ w_qkv
+        lora = self.lora if scales is not None else [(None,) * 4] * len(self.layers)
+        for (w_in, w_qkv, w_o, w_post, w_gu, w_down), (l_qkv, l_o, l_gu, l_down), (k_cache, v_cache) in zip(
+                self.layers, lora, cache):
+            qkv = mm(self._rms(h, w_in), w_qkv, l_qkv)
             qh, kh, vh = qkv.split([nh * hd, nkv * hd, nkv * hd], dim=-1)
             qh = self._rope(qh.view(b, q, nh, hd).transpose(1, 2).float(), cos, sin)
             k_cache[:, :, start:end] = self._rope(kh.view(b, q, nkv, hd).transpose(1, 2).float(), cos, sin)
             v_cache[:, :, start:end] = vh.view(b, q, nkv, hd).transpose(1, 2)
             attn = F.scaled_dot_product_attention(qh, k_cache[:, :, :end], v_cache[:, :, :end], attn_mask=mask,
                                                   enable_gqa=nh != nkv)
-            h = h + (attn.transpose(1, 2).reshape(b, q, nh * hd) @ w_o).float()
-            gate, up = (self._rms(h, w_post) @ w_gu).chunk(2, dim=-1)
-            h = h + ((F.silu(gate) * up) @ w_down).float()
+            h = h + mm(attn.transpose(1, 2).reshape(b, q, nh * hd), w_o, l_o).float()
+            gate, up = mm(self._rms(h, w_post), w_gu, l_gu).chunk(2, dim=-1)
+            h = h + mm(F.silu(gate) * up, w_down, l_down).float()
         return self._rms(h, self.norm)
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -261,19 +326,20 @@ class FastSampler:
         prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
         completion_ids, completion_mask = completion_ids.to(device), completion_mask.to(device)
         p, c = prompt_ids.shape[1], completion_ids.shape[1]
-        ids, mask, rows = distinct_prompts(prompt_ids, prompt_mask.bool())
+        scales = self._gate_scales()
+        ids, mask, rows = self._distinct(prompt_ids, prompt_mask.bool(), scales)
         cache = self._new_cache(len(ids), p + c)
         keys_mask = torch.zeros(len(ids), p + c, dtype=torch.bool, device=device)
         keys_mask[:, :p] = mask
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        first = self._logits(self._forward(ids, positions, 0, keys_mask, cache)[:, -1])[rows]  # (N, V)
+        first = self._logits(self._forward(ids, positions, 0, keys_mask, cache, scales)[:, -1])[rows]  # (N, V)
         logits = first[:, None]
         if c > 1:
             cache = [(k[rows], v[rows]) for k, v in cache]
             keys_mask = keys_mask[rows]
             keys_mask[:, p:] = completion_mask.bool()
             positions = mask.long().sum(-1)[rows, None] + torch.arange(c - 1, device=device)
-            hidden = self._forward(completion_ids[:, :-1], positions, p, keys_mask, cache)   # (N, C-1, D)
+            hidden = self._forward(completion_ids[:, :-1], positions, p, keys_mask, cache, scales)  # (N, C-1, D)
             logits = torch.cat([logits, self._logits(hidden)], dim=1)                       # (N, C, V)
         return completion_logps(logits, completion_ids, completion_mask)
 
@@ -294,6 +360,7 @@ class FastSampler:
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device).bool()
         total = p + max_new_tokens
         static = self._compiled is not None
+        scales = self._gate_scales()
         if static:  # one compiled step serves every call whose cache rounds up to the same length
             total = -(-total // STATIC_LENGTH) * STATIC_LENGTH
         keys_mask = torch.zeros(b, total, dtype=torch.bool, device=device)
@@ -305,10 +372,10 @@ class FastSampler:
         if streamer is not None:
             streamer.put(input_ids.cpu())
         # Rows with the same prompt (the samples of one prompt) share one prefill.
-        unique_ids, unique_mask, rows = distinct_prompts(input_ids, attention_mask)
+        unique_ids, unique_mask, rows = self._distinct(input_ids, attention_mask, scales)
         positions = (unique_mask.long().cumsum(-1) - 1).clamp(min=0)
         cache = self._new_cache(len(unique_ids), total)
-        logits = self._logits(self._forward(unique_ids, positions, 0, unique_mask, cache)[:, -1])[rows]
+        logits = self._logits(self._forward(unique_ids, positions, 0, unique_mask, cache, scales)[:, -1])[rows]
         if not torch.equal(rows, torch.arange(b, device=device)):  # unique rows come sorted
             cache = [(k[rows], v[rows]) for k, v in cache]
         steps = 0
@@ -329,7 +396,8 @@ class FastSampler:
             if static:
                 logits = self._step(token[:, None], next_position + t, p + t, keys_mask, cache)
             else:
-                logits = self._logits(self._forward(token[:, None], next_position + t, p + t, keys_mask, cache)[:, -1])
+                logits = self._logits(self._forward(token[:, None], next_position + t, p + t, keys_mask, cache,
+                                                    scales)[:, -1])
         if streamer is not None:
             streamer.end()
         return out[:, :steps]

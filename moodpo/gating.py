@@ -13,9 +13,8 @@ still fragments.
 
 A gated model needs its rows' weights whenever the adapter is on: `gate_rows(model, weights)`
 around the forward or generate call. Without them a forward pass raises, so an unplumbed path
-fails loudly instead of silently running the ungated (uniform-weight) adapter. A merged snapshot
-(`moodpo.fastgen.FastSampler`) cannot hold a per-row update, so gated policies generate through
-`model.generate`.
+fails loudly instead of silently running the ungated (uniform-weight) adapter. The fast sampler
+(`moodpo.fastgen.FastSampler`) keeps a gated adapter's factors unmerged and reads the same rows.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ import torch
 from moodpo.conditioning import Conditioning, build_prefix
 from moodpo.config import TrainConfig, load_run_config, training_alpha
 from moodpo.errors import MoodpoError
-from moodpo.gating import attach_gate, gate_of, gate_rows
+from moodpo.gating import attach_gate, gate_rows
 from moodpo.models import DEFAULT_MODEL, autocast_dtype, load_adapter, load_model, load_tokenizer
 from moodpo.runs import MODEL_DIR, SOUPS_FILE, describe_source, is_run, latest_adapter, read_state, run_of_checkpoint
 from moodpo.sampling import eos_token_ids, generation_config, sample_responses
@@ -107,8 +107,7 @@ class Policy:
         """The fast sampler over the current adapter (soups: after `_use_weights`), or None."""
         from moodpo.fastgen import FastSampler, supports
 
-        # A gated LoRA (moodpo.gating) has a different update in every row: nothing to merge.
-        if not self.fast or not supports(self.model) or gate_of(self.model) is not None:
+        if not self.fast or not supports(self.model):
             return None
         key = next(reversed(self._soup_mixes), None) if self.kind == "soups" else None
         if self._sampler is None:
@@ -189,12 +188,13 @@ class Policy:
                                                top_k=settings.top_k, do_sample=settings.do_sample)
                     sampler = self.sampler()
                     if sampler is not None:
-                        sampler.generate(ids, mask, max_new_tokens=config.max_new_tokens,
-                                         min_new_tokens=settings.min_new_tokens,
-                                         eos_token_ids=config.eos_token_id, pad_token_id=config.pad_token_id,
-                                         do_sample=settings.do_sample, temperature=settings.temperature,
-                                         top_k=settings.top_k, top_p=settings.top_p, streamer=streamer,
-                                         generators=_generators([seed]) if seed is not None else None)
+                        with gate_rows(self.model, w):
+                            sampler.generate(ids, mask, max_new_tokens=config.max_new_tokens,
+                                             min_new_tokens=settings.min_new_tokens,
+                                             eos_token_ids=config.eos_token_id, pad_token_id=config.pad_token_id,
+                                             do_sample=settings.do_sample, temperature=settings.temperature,
+                                             top_k=settings.top_k, top_p=settings.top_p, streamer=streamer,
+                                             generators=_generators([seed]) if seed is not None else None)
                         return
                     dtype = autocast_dtype(self.precision)
                     with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.float32,
@@ -244,12 +244,13 @@ class Policy:
                     ids, mask = encode_prompts(self.tokenizer, [prompt] * len(ws), [self.prefix(w) for w in ws],
                                                settings.max_prompt_tokens)
                     eos = eos_token_ids(self.model, self.tokenizer)
-                    self.sampler().generate(ids, mask, max_new_tokens=settings.max_new_tokens,
-                                            min_new_tokens=settings.min_new_tokens, eos_token_ids=eos,
-                                            pad_token_id=self.tokenizer.pad_token_id, do_sample=settings.do_sample,
-                                            temperature=settings.temperature, top_k=settings.top_k,
-                                            top_p=settings.top_p, streamer=rows,
-                                            generators=_generators([seed] * len(ws)) if seed is not None else None)
+                    with gate_rows(self.model, ws):
+                        self.sampler().generate(ids, mask, max_new_tokens=settings.max_new_tokens,
+                                                min_new_tokens=settings.min_new_tokens, eos_token_ids=eos,
+                                                pad_token_id=self.tokenizer.pad_token_id, do_sample=settings.do_sample,
+                                                temperature=settings.temperature, top_k=settings.top_k,
+                                                top_p=settings.top_p, streamer=rows,
+                                                generators=_generators([seed] * len(ws)) if seed is not None else None)
             except BaseException as e:  # surfaced to the consumer below
                 errors.append(e)
                 rows.end()

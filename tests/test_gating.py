@@ -82,14 +82,42 @@ def test_gate_needs_weights_of_the_right_shape(tiny_model_dir):
         attach_gate(load_model(str(tiny_model_dir)), 2)
 
 
-def test_gated_model_is_not_merged_by_the_fast_sampler(tiny_model_dir):
-    from moodpo.fastgen import FastSampler
+PROMPTS = ["How do airplanes fly?", "How do airplanes fly?", "Write a poem about the sea.", "Hi"]
+WEIGHTS = np.array([[1.0, 0.0], [0.0, 1.0], [0.3, 0.7], [0.5, 0.5]])
 
+
+def test_fast_sampler_keeps_a_gated_adapter_unmerged(tiny_model_dir):
+    """Same greedy tokens and log-probs as transformers under the gate, rows of one prompt text
+    under different weights included (they must not share a prefill)."""
+    from transformers import AutoTokenizer
+
+    from moodpo.fastgen import FastSampler
+    from moodpo.sampling import encode_prompts, eos_token_ids, generation_config
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = lora_model(tiny_model_dir)
     attach_gate(model, 2)
-    with pytest.raises(ValueError, match="cannot be merged"):
-        FastSampler(model)
-    FastSampler(model, adapters=False)  # the reference snapshot is still fine
+    ids, mask = encode_prompts(tok, PROMPTS, [None] * len(PROMPTS))
+    eos = eos_token_ids(model, tok)
+    sampler = FastSampler(model, dtype=torch.float32)
+    with gate_rows(model, WEIGHTS), torch.no_grad():
+        config = generation_config(tok, eos, max_new_tokens=16, do_sample=False)
+        expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, ids.shape[1]:]
+        got = sampler.generate(ids, mask, max_new_tokens=16, eos_token_ids=eos, pad_token_id=tok.pad_token_id,
+                               do_sample=False)
+        completion = expected[:, :6]
+        plain = sequence_logps(model, ids, mask, completion, torch.ones_like(completion))
+        fast = sampler.sequence_logps(ids, mask, completion, torch.ones_like(completion))
+    assert torch.equal(got, expected)
+    assert not torch.equal(got[0], got[1])  # one prompt, two corners: the gate changed the answer
+    torch.testing.assert_close(fast, plain, atol=1e-4, rtol=1e-4)
+    with gate_rows(model, [1.0, 0.0]), torch.no_grad():  # one weight row for all: the prefill is shared
+        one = sampler.sequence_logps(ids[:2], mask[:2], completion[:2], torch.ones_like(completion[:2]))
+    torch.testing.assert_close(one[0], plain[0], atol=1e-4, rtol=1e-4)
+    with pytest.raises(MoodpoError, match="gate_rows"):
+        sampler.generate(ids, mask, max_new_tokens=2, eos_token_ids=eos, pad_token_id=tok.pad_token_id)
+    FastSampler(model, adapters=False).generate(ids, mask, max_new_tokens=2, eos_token_ids=eos,
+                                                pad_token_id=tok.pad_token_id)  # the reference needs no weights
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -112,7 +140,7 @@ def test_gated_training_moves_both_groups_and_loads_back(tiny_model_dir, tmp_pat
         warmup_steps=0, learning_rate=5e-3, tie_margin=0.0, precision="fp32", lora_r=4, lora_gate=True,
         pool_weights=2, updates_per_step=2, guide_openers=["*=Sure"]))
     trainer = Trainer(config, show_progress=False)
-    assert trainer.sampler is None and not trainer.share_prompts
+    assert trainer.sampler.gate is not None and not trainer.share_prompts
     model = trainer._unwrapped()
     before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_A" in n}
     assert trainer.train().status == "finished"
@@ -120,7 +148,7 @@ def test_gated_training_moves_both_groups_and_loads_back(tiny_model_dir, tmp_pat
     assert all(d[:2].sum() > 0 and d[2:].sum() > 0 for d in moved), "a rank group did not train"
 
     policy = load_policy(str(tmp_path / "run"))
-    assert gate_of(policy.model) is not None and policy.sampler() is None
+    assert gate_of(policy.model) is not None and policy.sampler().gate is not None
     texts = policy.generate(["Name a colour.", "Say hi."], [[1.0, 0.0], [0.0, 1.0]], num_samples=2)
     assert len(texts) == 4
     # The weights reach the network beyond the prefix: the same text scores differently.
@@ -134,6 +162,8 @@ def test_gated_training_moves_both_groups_and_loads_back(tiny_model_dir, tmp_pat
     assert not torch.allclose(scores[0], scores[1])
     chunks = list(policy.stream("Say hi.", [0.2, 0.8]))
     assert chunks and isinstance(chunks[-1], str)
+    rows = list(policy.stream_many("Say hi.", [[1.0, 0.0], [0.0, 1.0]]))
+    assert len(rows[-1]) == 2
 
     from moodpo.cards import write_cards
 

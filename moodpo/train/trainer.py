@@ -340,12 +340,11 @@ class Trainer:
         # update; the reference never changes, so its snapshot is taken once.
         self.sampler = self.ref_sampler = None
         # DDP cannot take two forward calls for one backward, so only one process shares prompts;
-        # a gated LoRA runs a pair's rows under different weights, so it cannot share them either.
+        # a gated LoRA may run one prompt text under different weights, so it shares none.
         self.share_prompts = c.fast_path and acc.num_processes == 1 and not c.lora_gate
         if c.fast_path and fastgen_supports(model):
             dtype = self.autocast or torch.float32
-            # A merged snapshot holds one update for all rows; a gated policy samples through generate.
-            self.sampler = None if c.lora_gate else FastSampler(self._unwrapped(), dtype=dtype)
+            self.sampler = FastSampler(self._unwrapped(), dtype=dtype)
             self.ref_sampler = FastSampler(self.ref_model or self._unwrapped(), dtype=dtype, adapters=False)
         # Reference log-probs through one call, whichever of the three holds the reference.
         self.ref_logps = ReferenceLogps(
