@@ -103,6 +103,9 @@ class TrainConfig:
     nll_weight: float = option(0.0, "weight of a length-normalised negative log-likelihood of each chosen response "
                                "added to the preference loss (RPO, Pang et al. 2024; they use 1): raises what is chosen "
                                "instead of only widening the margin; 0: off")
+    nll_min_target: float = option(0.0, "with nll_weight and loss_type soft: the NLL applies only to pairs whose soft "
+                                   "target sigmoid(gap / soft_tau) is at least this (decisive pairs), so a near-tie "
+                                   "does not lift its chosen response; 0: every pair")
     # the TRL baselines: Rewards-in-Context (method ric) and prompt-conditioned RL (method rl)
     ric_pool_prompts: int | None = option(None, "ric: training prompts the base model answers num_generations times "
                                           "for the offline pool (None: all)")
@@ -233,6 +236,10 @@ class TrainConfig:
             bad(f"tie_margin must be >= 0, got {self.tie_margin}")
         if self.nll_weight < 0 or not math.isfinite(self.nll_weight):
             bad(f"nll_weight must be >= 0, got {self.nll_weight}")
+        if not 0 <= self.nll_min_target < 1:
+            bad(f"nll_min_target must be in [0, 1), got {self.nll_min_target}")
+        if self.nll_min_target and not (self.nll_weight and self.loss_type == "soft"):
+            bad("nll_min_target selects pairs by their soft target; it needs nll_weight > 0 and loss_type soft")
         if self.lora_gate and not (self.lora and self.method == "moodpo"):
             bad("lora_gate gates an MO-ODPO LoRA adapter; set lora true and method moodpo, or lora_gate false")
         if self.lora_gate and self.lora_r % len(self.objectives):

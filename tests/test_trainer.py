@@ -324,7 +324,7 @@ def test_replay_updates_draw_past_steps_pairs(tiny_model_dir, tmp_path):
 
     class Replay(collections.deque):
         def append(self, item):
-            new_pairs.append(item[0])
+            new_pairs.append(item.pairs)
             super().append(item)
 
     trainer.replay = Replay(maxlen=trainer.replay.maxlen)
@@ -596,12 +596,27 @@ def test_nll_weight_adds_the_chosen_responses_nll_to_the_loss(tiny_model_dir, tm
     assert losses[2.0] - losses[0.0] > 0.5 and math.isfinite(losses[2.0])
 
 
+def test_nll_min_target_lifts_only_decisive_pairs(tiny_model_dir, tmp_path):
+    def first_loss(name, **overrides):
+        config = tiny_config(tiny_model_dir, tmp_path / name, loss_type="soft", soft_tau=100.0, max_steps=1,
+                             **overrides)
+        return Trainer(config, show_progress=False).train().metrics[0]["loss"]
+
+    plain = first_loss("plain")
+    # chosen scores at least as high as rejected: every target is >= 0.5, so every pair gets the NLL
+    assert first_loss("every", nll_weight=2.0, nll_min_target=0.5) - plain > 0.5
+    # soft_tau 100 puts every target near 0.5: no pair is decisive at 0.9, the loss is plain DPO's
+    assert first_loss("none", nll_weight=2.0, nll_min_target=0.9) == pytest.approx(plain, rel=1e-5)
+
+
 @pytest.mark.parametrize("overrides, msg", [
     (dict(guide_openers=["harmful"]), "must be category=opener"),
     (dict(scalarisation="max"), "scalarisation must be linear or tchebycheff"),
     (dict(pool_weights=0), "pool_weights must be >= 1"),
     (dict(soft_tau=0), "soft_tau must be a positive number"),
     (dict(nll_weight=-1.0), "nll_weight must be >= 0"),
+    (dict(nll_weight=1.0, nll_min_target=1.0), "nll_min_target must be in"),
+    (dict(nll_weight=1.0, nll_min_target=0.9), "needs nll_weight > 0 and loss_type soft"),
 ])
 def test_recipe_options_errors(tmp_path, overrides, msg):
     from moodpo.errors import MoodpoError

@@ -151,6 +151,24 @@ def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> float:
 
 
 @dataclass
+class PairBatch:
+    """One step's pairs as an update takes them; the replay holds these.
+
+    pairs: 2m rows, the chosen responses first, then the rejected ones in the same order;
+    ref_logps: (2m,); pair_weight: (m,) 1 for a kept pair, 0 for a tie; num_pairs: kept pairs over
+    all processes; targets: (m,) preference probabilities for the soft loss, else None; gates:
+    (2m, K) each row's weights for a gated LoRA (`lora_gate`), else None.
+    """
+
+    pairs: Rollout
+    ref_logps: torch.Tensor
+    pair_weight: torch.Tensor
+    num_pairs: torch.Tensor
+    targets: torch.Tensor | None = None
+    gates: torch.Tensor | None = None
+
+
+@dataclass
 class Update:
     """One optimizer update on m pairs: per-pair losses and implicit rewards (m,), the policy
     log-probs (2m,: chosen, then rejected), the gradient norm, and whether the update reached the
@@ -438,18 +456,14 @@ class Trainer:
         device_type = self.accelerator.device.type
         return torch.autocast(device_type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None)
 
-    def update(self, pairs: Rollout, ref_logps: torch.Tensor, pair_weight: torch.Tensor, num_pairs: torch.Tensor,
-               targets: torch.Tensor | None = None, gates: torch.Tensor | None = None) -> Update:
-        """One optimizer update on m pairs, its gradient summed over micro-batches (`micro_batches`:
-        sorted by length, at least `gradient_accumulation_steps`, at most `max_pairs_per_micro_batch`
-        pairs each, each trimmed to its own longest prompt and response).
-
-        pairs, ref_logps: 2m rows, the chosen responses first, then the rejected ones in the same
-        order; pair_weight: (m,) 1 for a kept pair, 0 for a tie; num_pairs: kept pairs over all
-        processes; targets: (m,) preference probabilities for the soft loss, else None; gates:
-        (2m, K) each row's weights for a gated LoRA (`lora_gate`), else None.
+    def update(self, step: PairBatch) -> Update:
+        """One optimizer update on a step's m pairs, its gradient summed over micro-batches
+        (`micro_batches`: sorted by length, at least `gradient_accumulation_steps`, at most
+        `max_pairs_per_micro_batch` pairs each, each trimmed to its own longest prompt and response).
         """
         c, acc = self.config, self.accelerator
+        pairs, ref_logps, pair_weight, num_pairs, targets, gates = (
+            step.pairs, step.ref_logps, step.pair_weight, step.num_pairs, step.targets, step.gates)
         m = len(pair_weight)
         completions = pairs.lengths.view(2, m).max(0).values                # the longer response of each pair
         lengths = (pairs.prompt_mask[:m].sum(-1) + completions).cpu().numpy()
@@ -470,7 +484,10 @@ class Trainer:
                     policy_logps[:k], policy_logps[k:], ref[:k], ref[k:], beta=c.beta, loss_type=c.loss_type,
                     targets=None if targets is None else targets[index[:k]])
                 if c.nll_weight:
-                    losses = losses + c.nll_weight * chosen_nll(policy_logps[:k], batch.lengths[:k].to(losses.device))
+                    nll = chosen_nll(policy_logps[:k], batch.lengths[:k].to(losses.device))
+                    if c.nll_min_target:  # only decisive pairs lift their chosen response
+                        nll = nll * (targets[index[:k]] >= c.nll_min_target).to(nll.device, nll.dtype)
+                    losses = losses + c.nll_weight * nll
                 # This micro-batch's share of the mean over the kept pairs of all processes; DDP
                 # averages gradients over processes, hence the factor.
                 loss = (losses * pair_weight[index[:k]]).sum() * acc.num_processes / num_pairs.clamp(min=1)
@@ -505,7 +522,7 @@ class Trainer:
         first = None
         for i in range(self.config.updates_per_step):
             batch = self.replay[-1] if i == 0 else self.replay[self.replay_rng.integers(len(self.replay))]
-            update = self.update(*batch)
+            update = self.update(batch)
             first = first or update
             if not update.finite:
                 break
@@ -514,7 +531,7 @@ class Trainer:
         with warnings.catch_warnings():  # a skipped step still advances the schedule, on purpose
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
             self.scheduler.step()
-        return first, _weighted_mean(update.losses, batch[2]), update.finite
+        return first, _weighted_mean(update.losses, batch.pair_weight), update.finite
 
     def add_candidates(self, rollout: Rollout, categories: Sequence[str | None],
                        weights: np.ndarray) -> tuple[Rollout, list[np.ndarray]]:
@@ -614,10 +631,10 @@ class Trainer:
         pair_weight = torch.as_tensor(keep, dtype=torch.float32, device=acc.device)
         num_pairs = acc.reduce(pair_weight.sum(), "sum")
         ref_logps = self.ref_logps(pairs)
-        self.replay.append((pairs, ref_logps, pair_weight, num_pairs,
-                            None if targets is None else torch.as_tensor(targets, dtype=torch.float32),
-                            torch.as_tensor(np.concatenate([weights, weights]), dtype=torch.float32)
-                            if c.lora_gate else None))
+        self.replay.append(PairBatch(
+            pairs, ref_logps, pair_weight, num_pairs,
+            targets=None if targets is None else torch.as_tensor(targets, dtype=torch.float32),
+            gates=torch.as_tensor(np.concatenate([weights, weights]), dtype=torch.float32) if c.lora_gate else None))
         first, last_loss, finite = self.run_updates()
         t_end = time.perf_counter()
 
