@@ -240,7 +240,7 @@ class TrainConfig:
             bad(f"nll_min_target must be in [0, 1), got {self.nll_min_target}")
         if self.nll_min_target and not (self.nll_weight and self.loss_type == "soft"):
             bad("nll_min_target selects pairs by their soft target; it needs nll_weight > 0 and loss_type soft")
-        if self.lora_gate and not (self.lora and self.method == "moodpo"):
+        if self.lora_gate and not (self.lora and self.method in ("moodpo", "soups")):
             bad("lora_gate gates an MO-ODPO LoRA adapter; set lora true and method moodpo, or lora_gate false")
         if self.lora_gate and self.lora_r % len(self.objectives):
             bad(f"lora_gate splits lora_r over the {len(self.objectives)} objectives; make lora_r "

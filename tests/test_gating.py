@@ -169,3 +169,12 @@ def test_gated_training_moves_both_groups_and_loads_back(tiny_model_dir, tmp_pat
 
     card = "\n".join(path.read_text() for path in write_cards(tmp_path / "run"))
     assert "gated by the weights (`lora_gate`)" in card  # plain peft would run it ungated
+
+
+def test_soups_members_of_a_gated_config_train_ungated(tmp_path):
+    from moodpo.train.baselines import member_configs
+
+    config = load_config(overrides=dict(objectives=TOY, lora_gate=True, method="soups", output_dir=str(tmp_path)))
+    members = member_configs(config, tmp_path)
+    assert [m.lora_gate for m in members.values()] == [False, False]
+    assert [m.fixed_weights for m in members.values()] == [[1.0, 0.0], [0.0, 1.0]]

@@ -44,10 +44,14 @@ def soup_run_dirs(objectives: list[str]) -> dict[str, str]:
 
 
 def member_configs(config: TrainConfig, out_dir: str | Path) -> dict[str, TrainConfig]:
-    """One config per objective: the given config with one-hot fixed weights and its own output_dir."""
+    """One config per objective: the given config with one-hot fixed weights and its own output_dir.
+
+    A member trains one objective and is mixed by weight afterwards, so it has no gate (`lora_gate`
+    off): a gate at one-hot weights would train one rank group at twice the scale.
+    """
     out = Path(out_dir)
     folders = soup_run_dirs(config.objectives)
-    return {obj: dataclasses.replace(config, method="moodpo", weight_mode="fixed",
+    return {obj: dataclasses.replace(config, method="moodpo", weight_mode="fixed", lora_gate=False,
                                      fixed_weights=one_hot(k, config.num_objectives).tolist(),
                                      output_dir=str(out / folders[obj]))
             for k, obj in enumerate(config.objectives)}
