@@ -11,7 +11,8 @@ refusal was written; this says how far training moved the policy towards one, an
 depends on the prefix, long before a refusal is sampled.
 
 Writes refusal_logp.csv (one row a run, category and weight) and refusal_logp.html/.png (one panel a
-category: trained solid, reference dashed).
+category: trained solid, reference dashed). `--csv` adds the rows of earlier refusal_logp.csv files,
+so runs probed at different times share one plot (with no runs given, it only plots them).
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def figure(rows: list[dict]):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="helpfulness-vs-harmlessness MO-ODPO run folders or checkpoints")
+    parser.add_argument("runs", nargs="*", help="helpfulness-vs-harmlessness MO-ODPO run folders or checkpoints")
+    parser.add_argument("--csv", nargs="+", default=[], help="earlier refusal_logp.csv files whose rows join the plot")
     parser.add_argument("--categories", nargs="+", default=["harmful", "borderline", "safety", "everyday"])
     parser.add_argument("--grid", type=int, default=5, help="weights on helpfulness, evenly spaced from 0 to 1")
     parser.add_argument("--limit", type=int, default=None, help="at most this many dev prompts a category")
@@ -108,6 +110,16 @@ def main() -> int:
     args = parser.parse_args()
     if args.grid < 2:
         parser.error("--grid must be at least 2")
+    if not args.runs and not args.csv:
+        parser.error("give runs to probe, or --csv files to plot")
+    missing = [c for c in args.csv if not Path(c).is_file()]
+    if missing:
+        parser.error(f"no such CSV: {missing[0]}")
+    old = []
+    for path in args.csv:
+        with open(path, newline="") as f:
+            old += [{**r, "w_help": float(r["w_help"]), "logp_mean": float(r["logp_mean"]),
+                     "prompts": int(r["prompts"]), "p_mean": float(r["p_mean"])} for r in csv.DictReader(f)]
     from moodpo.data import load_prompts
 
     dev = load_prompts("builtin", split="dev")
@@ -128,6 +140,7 @@ def main() -> int:
                              and x["w_help"] == w) for s in ("trained", "reference"))
                 line.append(f"w_help {w:.2f}: {t:6.2f} ({t - r:+.2f})")
             print("  ".join(line), flush=True)
+    rows = old + rows
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "refusal_logp.csv").open("w", newline="") as f:

@@ -161,3 +161,13 @@ def test_refusal_logp_sums_the_openers_probabilities_from_one_batched_pass(tiny_
                 logps = torch.log_softmax(model(torch.tensor([prompt + o])).logits[0, -len(o) - 1:-1].float(), -1)
             by_hand.append(logps.gather(-1, torch.tensor(o)[:, None]).sum())
         assert got[row].item() == pytest.approx(torch.logsumexp(torch.stack(by_hand), 0).item(), abs=1e-4)
+
+
+def test_refusal_logp_plots_saved_csvs_without_probing(tmp_path):
+    csv_path = ROOT / "docs/data/experiments-2026-12/J/refusal_logp.csv"
+    out = run_script("refusal_logp.py", "--csv", str(csv_path), "--out", str(tmp_path), timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "refusal_logp.csv").read_text() == csv_path.read_text()
+    assert (tmp_path / "refusal_logp.html").is_file()
+    bad = run_script("refusal_logp.py", "--csv", str(tmp_path / "none.csv"))
+    assert bad.returncode == 2 and "no such CSV" in bad.stderr
