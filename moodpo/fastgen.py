@@ -260,7 +260,10 @@ class FastSampler:
     def _distinct(self, ids: torch.Tensor, mask: torch.Tensor, scales) -> tuple:
         """`distinct_prompts`, except under a gate with one weight row per batch row: rows with one
         prompt text may then carry different weights, so each row runs its own prompt."""
-        if scales is not None and any(len(v) > 1 for v in scales.values()):
+        rows = {len(v) for v in (scales or {}).values()}
+        if rows - {1, len(ids)}:
+            raise ValueError(f"gate_rows got {rows.pop()} weight rows for a batch of {len(ids)}")
+        if rows == {len(ids)} and len(ids) > 1:
             return ids, mask, torch.arange(len(ids), device=ids.device)
         return distinct_prompts(ids, mask)
 

@@ -116,6 +116,8 @@ def test_fast_sampler_keeps_a_gated_adapter_unmerged(tiny_model_dir):
     torch.testing.assert_close(one[0], plain[0], atol=1e-4, rtol=1e-4)
     with pytest.raises(MoodpoError, match="gate_rows"):
         sampler.generate(ids, mask, max_new_tokens=2, eos_token_ids=eos, pad_token_id=tok.pad_token_id)
+    with pytest.raises(ValueError, match="3 weight rows for a batch of 4"), gate_rows(model, WEIGHTS[:3]):
+        sampler.generate(ids, mask, max_new_tokens=2, eos_token_ids=eos, pad_token_id=tok.pad_token_id)
     FastSampler(model, adapters=False).generate(ids, mask, max_new_tokens=2, eos_token_ids=eos,
                                                 pad_token_id=tok.pad_token_id)  # the reference needs no weights
 
