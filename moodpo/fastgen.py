@@ -13,7 +13,7 @@ Only plain Llama layouts are supported (`supports()`); anything else falls back 
 A LoRA gated by the objective weights (`lora_gate`, `moodpo.gating`) has a different update in
 every row, so its factors stay unmerged: each adapted matmul adds ((x A) * g(w)) B, with the rows'
 weights read from `gate_rows` at call time, and rows with one prompt text share a prefill only when
-all rows share one weight vector. Gated snapshots decode eagerly (no `compile`).
+their weights are equal too. Gated snapshots decode eagerly (no `compile`).
 
 `compile=True` runs each decode step as one compiled graph (`torch.compile`, inductor; on CPU it
 needs a C++ compiler): the KV cache and the key mask have static shapes (the cache length rounded
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from moodpo.errors import MoodpoError
 from moodpo.gating import gate_of
-from moodpo.sampling import completion_logps, distinct_prompts
+from moodpo.sampling import completion_logps, distinct_prompts, first_rows
 
 log = logging.getLogger(__name__)
 
@@ -258,14 +258,18 @@ class FastSampler:
         return out
 
     def _distinct(self, ids: torch.Tensor, mask: torch.Tensor, scales) -> tuple:
-        """`distinct_prompts`, except under a gate with one weight row per batch row: rows with one
-        prompt text may then carry different weights, so each row runs its own prompt."""
-        rows = {len(v) for v in (scales or {}).values()}
-        if rows - {1, len(ids)}:
-            raise ValueError(f"gate_rows got {rows.pop()} weight rows for a batch of {len(ids)}")
-        if rows == {len(ids)} and len(ids) > 1:
-            return ids, mask, torch.arange(len(ids), device=ids.device)
-        return distinct_prompts(ids, mask)
+        """`distinct_prompts` of a batch (ids, mask, rows) plus the gate scales of the distinct rows:
+        under a gate with a weight row per batch row, rows share a prompt pass only when their
+        weights are equal too."""
+        counts = {len(v) for v in (scales or {}).values()}
+        if counts - {1, len(ids)}:
+            raise ValueError(f"gate_rows got {counts.pop()} weight rows for a batch of {len(ids)}")
+        gates = self.gate.gates if counts == {len(ids)} and len(ids) > 1 else None
+        unique_ids, unique_mask, rows = distinct_prompts(ids, mask, gates)
+        if gates is not None:
+            first = first_rows(rows, len(unique_ids))
+            scales = {key: value[first] for key, value in scales.items()}
+        return unique_ids, unique_mask, rows, scales
 
     def _new_cache(self, rows: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         shape = (rows, self.num_kv_heads, length, self.head_dim)
@@ -330,12 +334,12 @@ class FastSampler:
         completion_ids, completion_mask = completion_ids.to(device), completion_mask.to(device)
         p, c = prompt_ids.shape[1], completion_ids.shape[1]
         scales = self._gate_scales()
-        ids, mask, rows = self._distinct(prompt_ids, prompt_mask.bool(), scales)
+        ids, mask, rows, prompt_scales = self._distinct(prompt_ids, prompt_mask.bool(), scales)
         cache = self._new_cache(len(ids), p + c)
         keys_mask = torch.zeros(len(ids), p + c, dtype=torch.bool, device=device)
         keys_mask[:, :p] = mask
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        first = self._logits(self._forward(ids, positions, 0, keys_mask, cache, scales)[:, -1])[rows]  # (N, V)
+        first = self._logits(self._forward(ids, positions, 0, keys_mask, cache, prompt_scales)[:, -1])[rows]  # (N, V)
         logits = first[:, None]
         if c > 1:
             cache = [(k[rows], v[rows]) for k, v in cache]
@@ -375,10 +379,10 @@ class FastSampler:
         if streamer is not None:
             streamer.put(input_ids.cpu())
         # Rows with the same prompt (the samples of one prompt) share one prefill.
-        unique_ids, unique_mask, rows = self._distinct(input_ids, attention_mask, scales)
+        unique_ids, unique_mask, rows, prompt_scales = self._distinct(input_ids, attention_mask, scales)
         positions = (unique_mask.long().cumsum(-1) - 1).clamp(min=0)
         cache = self._new_cache(len(unique_ids), total)
-        logits = self._logits(self._forward(unique_ids, positions, 0, unique_mask, cache, scales)[:, -1])[rows]
+        logits = self._logits(self._forward(unique_ids, positions, 0, unique_mask, cache, prompt_scales)[:, -1])[rows]
         if not torch.equal(rows, torch.arange(b, device=device)):  # unique rows come sorted
             cache = [(k[rows], v[rows]) for k, v in cache]
         steps = 0

@@ -6,6 +6,7 @@ response tokens (`logits_to_keep`), never over the prompt.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from moodpo.conditioning import build_messages
+from moodpo.gating import gate_of, gate_rows
 
 
 @dataclass
@@ -227,14 +229,25 @@ class ReferenceLogps:
                 return sequence_logps(model, *args)
 
 
-def distinct_prompts(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor):
+def distinct_prompts(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, gates: torch.Tensor | None = None):
     """The distinct rows of left-padded prompts: ids (U, P), mask (U, P) and rows (N,), row i's index.
 
     The samples of one prompt, or a pair's chosen and rejected, share one row; rows come sorted.
+    gates: (N, K) each row's weights under a gated LoRA (`moodpo.gating`): rows share only when
+    their weights are equal too.
     """
     p = prompt_ids.shape[1]
-    unique, rows = torch.unique(torch.cat([prompt_ids, prompt_mask.long()], dim=1), dim=0, return_inverse=True)
-    return unique[:, :p], unique[:, p:].to(prompt_mask.dtype), rows
+    key = [prompt_ids, prompt_mask.long()]
+    if gates is not None:  # exact equality of the float bits, as a long key
+        key.append(gates.float().contiguous().view(torch.int32).long().to(prompt_ids.device))
+    unique, rows = torch.unique(torch.cat(key, dim=1), dim=0, return_inverse=True)
+    return unique[:, :p], unique[:, p:2 * p].to(prompt_mask.dtype), rows
+
+
+def first_rows(rows: torch.Tensor, count: int) -> torch.Tensor:
+    """For an inverse index rows (N,) into `count` distinct rows, the first row of each, (count,)."""
+    first = torch.full((count,), len(rows), dtype=torch.long, device=rows.device)
+    return first.scatter_reduce(0, rows, torch.arange(len(rows), device=rows.device), "amin")
 
 
 def completion_logps(logits: torch.Tensor, completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
@@ -256,9 +269,13 @@ def sequence_logps(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, c
     prompt. The gradient is the same; a model under DDP must not use it (two forward calls).
     """
     if share_prompts and completion_ids.shape[1] > 1:
-        ids, mask, rows = distinct_prompts(prompt_ids, prompt_mask)
+        gate = gate_of(model)
+        gates = gate.gates if gate is not None and gate.gates is not None and len(gate.gates) > 1 else None
+        ids, mask, rows = distinct_prompts(prompt_ids, prompt_mask, gates)
         if len(ids) < len(prompt_ids):
-            return _shared_prompt_logps(model, ids, mask, rows, completion_ids, completion_mask)
+            # Under a gate with a weight row per response, the prompt pass takes its rows' weights.
+            gated = contextlib.nullcontext() if gates is None else gate_rows(model, gates[first_rows(rows, len(ids))])
+            return _shared_prompt_logps(model, ids, mask, rows, completion_ids, completion_mask, gated)
     input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
     attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
@@ -268,11 +285,14 @@ def sequence_logps(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, c
     return completion_logps(logits, completion_ids, completion_mask)
 
 
-def _shared_prompt_logps(model, prompt_ids, prompt_mask, rows, completion_ids, completion_mask) -> torch.Tensor:
-    """`sequence_logps` with each distinct prompt (U, P) run once; rows (N,) maps responses to prompts."""
+def _shared_prompt_logps(model, prompt_ids, prompt_mask, rows, completion_ids, completion_mask,
+                         prompt_pass=contextlib.nullcontext()) -> torch.Tensor:
+    """`sequence_logps` with each distinct prompt (U, P) run once; rows (N,) maps responses to prompts.
+    The prompt pass runs inside the context `prompt_pass` (a gated LoRA's weights of the U rows)."""
     positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True,
-                logits_to_keep=1)
+    with prompt_pass:
+        out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True,
+                    logits_to_keep=1)
     cache = out.past_key_values
     cache.batch_select_indices(rows)                                   # differentiable row copies
     c = completion_ids.shape[1]

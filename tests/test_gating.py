@@ -64,6 +64,32 @@ def test_rows_are_gated_independently(tiny_model_dir):
             torch.testing.assert_close(batched[i:i + 1], logits(model, ids[i:i + 1]), atol=1e-5, rtol=1e-5)
 
 
+def test_shared_prompt_passes_respect_the_rows_weights(tiny_model_dir):
+    """sequence_logps(share_prompts=True) under a gate: the same values and gradients as one pass per
+    row, though rows of one prompt text carry different weights."""
+    from transformers import AutoTokenizer
+
+    from moodpo.sampling import encode_prompts
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = lora_model(tiny_model_dir)
+    attach_gate(model, 2)
+    ids, mask = encode_prompts(tok, PROMPTS, [None] * len(PROMPTS))
+    completion = torch.randint(0, 1000, (len(PROMPTS), 5))
+    out = {}
+    for share in (False, True):
+        model.zero_grad()
+        with gate_rows(model, WEIGHTS):
+            logps = sequence_logps(model, ids, mask, completion, torch.ones_like(completion), share_prompts=share)
+        logps.sum().backward()
+        grads = [p.grad.clone() for n, p in model.named_parameters() if "lora_" in n]
+        out[share] = logps.detach(), grads
+    torch.testing.assert_close(out[True][0], out[False][0], atol=1e-4, rtol=1e-4)
+    for a, b in zip(out[True][1], out[False][1]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(out[False][0][0], out[False][0][1])  # same text, other weights
+
+
 def test_gate_needs_weights_of_the_right_shape(tiny_model_dir):
     model = lora_model(tiny_model_dir)
     attach_gate(model, 2)
@@ -82,13 +108,15 @@ def test_gate_needs_weights_of_the_right_shape(tiny_model_dir):
         attach_gate(load_model(str(tiny_model_dir)), 2)
 
 
-PROMPTS = ["How do airplanes fly?", "How do airplanes fly?", "Write a poem about the sea.", "Hi"]
-WEIGHTS = np.array([[1.0, 0.0], [0.0, 1.0], [0.3, 0.7], [0.5, 0.5]])
+# Rows 0, 1 and 4 share a prompt text; 0 and 4 share their weights too.
+PROMPTS = ["How do airplanes fly?", "How do airplanes fly?", "Write a poem about the sea.", "Hi",
+           "How do airplanes fly?"]
+WEIGHTS = np.array([[1.0, 0.0], [0.0, 1.0], [0.3, 0.7], [0.5, 0.5], [1.0, 0.0]])
 
 
 def test_fast_sampler_keeps_a_gated_adapter_unmerged(tiny_model_dir):
     """Same greedy tokens and log-probs as transformers under the gate, rows of one prompt text
-    under different weights included (they must not share a prefill)."""
+    under different weights included (they must not share a prefill; rows with equal weights do)."""
     from transformers import AutoTokenizer
 
     from moodpo.fastgen import FastSampler
@@ -116,7 +144,7 @@ def test_fast_sampler_keeps_a_gated_adapter_unmerged(tiny_model_dir):
     torch.testing.assert_close(one[0], plain[0], atol=1e-4, rtol=1e-4)
     with pytest.raises(MoodpoError, match="gate_rows"):
         sampler.generate(ids, mask, max_new_tokens=2, eos_token_ids=eos, pad_token_id=tok.pad_token_id)
-    with pytest.raises(ValueError, match="3 weight rows for a batch of 4"), gate_rows(model, WEIGHTS[:3]):
+    with pytest.raises(ValueError, match="3 weight rows for a batch of 5"), gate_rows(model, WEIGHTS[:3]):
         sampler.generate(ids, mask, max_new_tokens=2, eos_token_ids=eos, pad_token_id=tok.pad_token_id)
     FastSampler(model, adapters=False).generate(ids, mask, max_new_tokens=2, eos_token_ids=eos,
                                                 pad_token_id=tok.pad_token_id)  # the reference needs no weights
@@ -142,7 +170,7 @@ def test_gated_training_moves_both_groups_and_loads_back(tiny_model_dir, tmp_pat
         warmup_steps=0, learning_rate=5e-3, tie_margin=0.0, precision="fp32", lora_r=4, lora_gate=True,
         pool_weights=2, updates_per_step=2, guide_openers=["*=Sure"]))
     trainer = Trainer(config, show_progress=False)
-    assert trainer.sampler.gate is not None and not trainer.share_prompts
+    assert trainer.sampler.gate is not None and trainer.share_prompts
     model = trainer._unwrapped()
     before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_A" in n}
     assert trainer.train().status == "finished"

@@ -357,9 +357,8 @@ class Trainer:
         # Fast path: the sampler holds a merged snapshot of the policy, refreshed after every
         # update; the reference never changes, so its snapshot is taken once.
         self.sampler = self.ref_sampler = None
-        # DDP cannot take two forward calls for one backward, so only one process shares prompts;
-        # a gated LoRA may run one prompt text under different weights, so it shares none.
-        self.share_prompts = c.fast_path and acc.num_processes == 1 and not c.lora_gate
+        # DDP cannot take two forward calls for one backward, so only one process shares prompts.
+        self.share_prompts = c.fast_path and acc.num_processes == 1
         if c.fast_path and fastgen_supports(model):
             dtype = self.autocast or torch.float32
             self.sampler = FastSampler(self._unwrapped(), dtype=dtype)
