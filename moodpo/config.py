@@ -234,6 +234,18 @@ class TrainConfig:
             bad("min_new_tokens must not exceed max_new_tokens")
         if self.tie_margin < 0 or not math.isfinite(self.tie_margin):
             bad(f"tie_margin must be >= 0, got {self.tie_margin}")
+        self._check_loss_extras(k)
+        self.extra_responses = [f"{name}={text}" for name, text in parse_extra_responses(self.extra_responses).items()]
+        parse_guide_openers(self.guide_openers)
+        self.category_repeats = [f"{name}={count}" for name, count in parse_category_repeats(self.category_repeats).items()]
+        if self.resume and self.overwrite:
+            bad("choose one of resume and overwrite")
+
+    def _check_loss_extras(self, k: int) -> None:
+        """The NLL term (nll_weight, nll_min_target) and the weight-gated LoRA (lora_gate)."""
+        def bad(msg):
+            raise MoodpoError(msg)
+
         if self.nll_weight < 0 or not math.isfinite(self.nll_weight):
             bad(f"nll_weight must be >= 0, got {self.nll_weight}")
         if not 0 <= self.nll_min_target < 1:
@@ -242,14 +254,8 @@ class TrainConfig:
             bad("nll_min_target selects pairs by their soft target; it needs nll_weight > 0 and loss_type soft")
         if self.lora_gate and not (self.lora and self.method in ("moodpo", "soups")):
             bad("lora_gate gates an MO-ODPO LoRA adapter; set lora true and method moodpo, or lora_gate false")
-        if self.lora_gate and self.lora_r % len(self.objectives):
-            bad(f"lora_gate splits lora_r over the {len(self.objectives)} objectives; make lora_r "
-                f"({self.lora_r}) a multiple of {len(self.objectives)}")
-        self.extra_responses = [f"{name}={text}" for name, text in parse_extra_responses(self.extra_responses).items()]
-        parse_guide_openers(self.guide_openers)
-        self.category_repeats = [f"{name}={count}" for name, count in parse_category_repeats(self.category_repeats).items()]
-        if self.resume and self.overwrite:
-            bad("choose one of resume and overwrite")
+        if self.lora_gate and self.lora_r % k:
+            bad(f"lora_gate splits lora_r over the {k} objectives; make lora_r ({self.lora_r}) a multiple of {k}")
 
     def _check_method(self, k: int) -> None:
         """The method and the fields of the TRL baselines (ric_*, rl_*)."""
