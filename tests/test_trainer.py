@@ -19,7 +19,7 @@ from moodpo.cli import main
 from moodpo.config import load_config, load_run_config
 from moodpo.errors import MoodpoError
 from moodpo.runs import checkpoints
-from moodpo.train.trainer import Trainer
+from moodpo.train.trainer import PairBatch, Trainer
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
@@ -506,7 +506,7 @@ def test_length_sorted_trimmed_micro_batches_give_the_full_padding_gradient(tiny
         (len(batch.texts), batch.prompt_ids.shape[1] + batch.completion_ids.shape[1])) or real_logps(batch)
     trainer.optimizer.step = lambda *a, **k: grads.extend(p.grad.detach().clone() for p in trainer.params) or \
         real_step(*a, **k)
-    update = trainer.update(pairs, ref_logps, pair_weight, num_pairs)
+    update = trainer.update(PairBatch(pairs, ref_logps, pair_weight, num_pairs))
 
     full_width = pairs.prompt_ids.shape[1] + pairs.completion_ids.shape[1]
     assert [rows for rows, _ in widths] == [4, 4, 2]                 # 2, 2 and 1 pairs, chosen + rejected
