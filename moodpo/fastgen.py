@@ -33,7 +33,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from moodpo.errors import MoodpoError
 from moodpo.gating import gate_of
 from moodpo.sampling import completion_logps, distinct_prompts, first_rows
 
@@ -241,14 +240,13 @@ class FastSampler:
         # call can be run again eagerly.
         return _decode_step(*args, **kwargs)
 
-    def _gate_scales(self) -> dict[tuple, torch.Tensor] | None:
-        """g(w) of each row for each rank layout of the snapshot's factors, (N or 1, 1, R) in `dtype`;
-        None for an ungated snapshot. The rows' weights come from `moodpo.gating.gate_rows`."""
+    def _gate_scales(self, batch: int) -> dict[tuple, torch.Tensor] | None:
+        """g(w) of each of `batch` rows (or one for all) for each rank layout of the snapshot's factors,
+        (batch or 1, 1, R) in `dtype`; None for an ungated snapshot. The rows' weights come from
+        `moodpo.gating.gate_rows`."""
         if self.gate is None:
             return None
-        if self.gate.gates is None:
-            raise MoodpoError("this policy's LoRA update is gated by the objective weights (lora_gate); run it "
-                              "inside moodpo.gating.gate_rows(model, weights)")
+        self.gate.rows(batch)
         out = {}
         for layer in self.lora:
             for f in layer:
@@ -261,10 +259,7 @@ class FastSampler:
         """`distinct_prompts` of a batch (ids, mask, rows) plus the gate scales of the distinct rows:
         under a gate with a weight row per batch row, rows share a prompt pass only when their
         weights are equal too."""
-        counts = {len(v) for v in (scales or {}).values()}
-        if counts - {1, len(ids)}:
-            raise ValueError(f"gate_rows got {counts.pop()} weight rows for a batch of {len(ids)}")
-        gates = self.gate.gates if counts == {len(ids)} and len(ids) > 1 else None
+        gates = self.gate.gates if scales is not None and len(self.gate.gates) == len(ids) > 1 else None
         unique_ids, unique_mask, rows = distinct_prompts(ids, mask, gates)
         if gates is not None:
             first = first_rows(rows, len(unique_ids))
@@ -303,9 +298,9 @@ class FastSampler:
             itself = torch.arange(q, device=ids.device)[:, None] + start == torch.arange(end, device=ids.device)
             mask = (mask & causal) | itself
         h = F.embedding(ids, self.embed)                                            # (B, q, D) float32
-        lora = self.lora if scales is not None else [(None,) * 4] * len(self.layers)
+        # An ungated snapshot's factors are all None.
         for (w_in, w_qkv, w_o, w_post, w_gu, w_down), (l_qkv, l_o, l_gu, l_down), (k_cache, v_cache) in zip(
-                self.layers, lora, cache):
+                self.layers, self.lora, cache):
             qkv = mm(self._rms(h, w_in), w_qkv, l_qkv)
             qh, kh, vh = qkv.split([nh * hd, nkv * hd, nkv * hd], dim=-1)
             qh = self._rope(qh.view(b, q, nh, hd).transpose(1, 2).float(), cos, sin)
@@ -333,7 +328,7 @@ class FastSampler:
         prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
         completion_ids, completion_mask = completion_ids.to(device), completion_mask.to(device)
         p, c = prompt_ids.shape[1], completion_ids.shape[1]
-        scales = self._gate_scales()
+        scales = self._gate_scales(len(prompt_ids))
         ids, mask, rows, prompt_scales = self._distinct(prompt_ids, prompt_mask.bool(), scales)
         cache = self._new_cache(len(ids), p + c)
         keys_mask = torch.zeros(len(ids), p + c, dtype=torch.bool, device=device)
@@ -367,7 +362,7 @@ class FastSampler:
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device).bool()
         total = p + max_new_tokens
         static = self._compiled is not None
-        scales = self._gate_scales()
+        scales = self._gate_scales(b)
         if static:  # one compiled step serves every call whose cache rounds up to the same length
             total = -(-total // STATIC_LENGTH) * STATIC_LENGTH
         keys_mask = torch.zeros(b, total, dtype=torch.bool, device=device)

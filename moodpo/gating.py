@@ -52,25 +52,25 @@ class WeightGate:
         if not self.handles:
             raise MoodpoError("lora_gate needs a LoRA adapter on the model; set lora true")
 
+    def rows(self, batch: int) -> torch.Tensor:
+        """The weights in use for a batch of `batch` rows, (batch or 1, K); raises outside `gate_rows`
+        or when they fit neither the batch nor all rows at once."""
+        if self.gates is None:
+            raise MoodpoError("this policy's LoRA update is gated by the objective weights (lora_gate); run it "
+                              "inside moodpo.gating.gate_rows(model, weights)")
+        if len(self.gates) not in (1, batch):
+            raise ValueError(f"gate_rows got {len(self.gates)} weight rows for a batch of {batch}")
+        return self.gates
+
     def scales(self, rank: int) -> torch.Tensor:
         """g(w) of each row, (N, rank): group k of rank / K columns gets K * w_k."""
         k = self.num_objectives
         return (self.gates * k).repeat_interleave(rank // k, dim=-1)
 
     def _scale(self, module, inputs, output: torch.Tensor) -> torch.Tensor:
-        if self.gates is None:
-            raise MoodpoError("this policy's LoRA update is gated by the objective weights (lora_gate); run it "
-                              "inside moodpo.gating.gate_rows(model, weights)")
-        rows = len(self.gates)
-        if rows not in (1, output.shape[0]):
-            raise ValueError(f"gate_rows got {rows} weight rows for a batch of {output.shape[0]}")
+        rows = len(self.rows(output.shape[0]))
         scale = self.scales(output.shape[-1]).to(output.dtype)
         return output * scale.view(rows, *[1] * (output.dim() - 2), output.shape[-1])
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles = []
 
 
 def attach_gate(model, num_objectives: int) -> WeightGate:
