@@ -228,9 +228,9 @@ def cmd_train_method(args: argparse.Namespace) -> int:
 
 
 def _compare(paths, out, names=None, legend_title="system", ref=None):
-    from moodpo.eval.evaluate import format_table, load_eval, write_compare
+    from moodpo.eval.evaluate import format_table, write_compare
 
-    results = [load_eval(p) for p in paths]
+    results = [_load_system(p) for p in paths]
     table, details = write_compare(results, out, names, legend_title=legend_title, ref=ref)
     print(format_table(table))
     point = ", ".join(f"{o}={v:.4g}" for o, v in zip(details["objectives"], details["reference_point"]))
@@ -238,6 +238,16 @@ def _compare(paths, out, names=None, legend_title="system", ref=None):
     print(f"reference point and overlaid fronts: {Path(out) / 'compare.json'}, {Path(out) / 'compare.html'}; "
           f"declines by prompt category: {Path(out) / 'declines.html'}")
     return table
+
+
+def _load_system(spec: str | Path):
+    """An evaluation, or several joined by '+' (one per training seed) pooled into one system."""
+    from moodpo.eval.evaluate import load_eval, pool_seeds
+
+    if "+" not in str(spec) or Path(spec).exists():
+        return load_eval(spec)
+    parts = [load_eval(p) for p in str(spec).split("+")]
+    return pool_seeds(parts, f"{parts[0].system} ({len(parts)} seeds)")
 
 
 def _ref_values(texts) -> list[float] | None:
@@ -631,8 +641,10 @@ def _add_baseline_commands(sub: argparse._SubParsersAction) -> None:
 def _add_compare_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="compare evaluated systems: hypervolume, dominance, steerability, win rate",
                        description="Each argument is an eval folder or a run folder with eval/. The first is the "
-                                   "reference system for dominance and win rates.")
-    p.add_argument("runs", nargs="+", help="eval folders or run folders holding eval/")
+                                   "reference system for dominance and win rates. Join the evaluations of several training "
+                                   "seeds with + to pool them into one system (their samples side by side).")
+    p.add_argument("runs", nargs="+", help="eval folders or run folders holding eval/; A+B pools the evaluations "
+                                           "of several training seeds into one system")
     p.add_argument("--out", default="compare", help="folder for compare.csv, compare.json, compare.html and declines.html")
     p.add_argument("--names", nargs="+", default=None, help="system names, one per run")
     p.add_argument("--ref", nargs="+", default=None, metavar="V",

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # so "python:test_evaluate:lette
 from moodpo.cli import main
 from moodpo.data import Prompt, load_prompts
 from moodpo.eval.evaluate import EvalResult, compare_results, load_eval
+from moodpo.errors import MoodpoError
 
 OBJECTIVES = ["conciseness", "python:test_evaluate:letters"]
 TINY_TRAIN = ["--max_steps", "1", "--per_device_train_batch_size", "2", "--num_generations", "2",
@@ -390,3 +391,50 @@ def test_rescore_scores_the_same_responses_again(tmp_path, capsys):
     # Never in place: the old scores stay.
     assert main(["rescore", str(tmp_path / "old"), "--out", str(tmp_path / "old")]) == 2
     assert "choose another folder" in capsys.readouterr().err
+
+
+def test_pool_seeds_puts_each_seeds_samples_side_by_side():
+    from moodpo.eval.evaluate import pool_seeds
+
+    s0, s1 = synthetic("run-s0", 0.0, seed=0), synthetic("run-s1", 0.2, seed=1)
+    s0.meta, s1.meta = {"settings": {"temperature": 0.7}}, {"settings": {"temperature": 0.7}}
+    pooled = pool_seeds([s0, s1], "run")
+    assert pooled.sample_scores.shape == (4, 3, 2, 2) and pooled.sample_lengths.shape == (4, 3, 2)
+    np.testing.assert_allclose(pooled.scores, (s0.scores + s1.scores) / 2)
+    assert pooled.responses[0][0] == ["r", "r"]
+    assert pooled.meta["pooled"] == ["run-s0", "run-s1"] and pooled.meta["samples_per_prompt"] == 2
+    assert pooled.system == "run" and s0.sample_scores.shape == (4, 3, 1, 2)     # the inputs stay as they were
+
+
+@pytest.mark.parametrize("change, what", [
+    (lambda r: setattr(r, "weights", r.weights[::-1].copy()), "weights"),
+    (lambda r: setattr(r, "prompts", r.prompts[::-1]), "prompts"),
+    (lambda r: setattr(r, "meta", {"settings": {"temperature": 1.0}}), "generation settings"),
+])
+def test_pool_seeds_refuses_evaluations_that_differ(change, what):
+    from moodpo.eval.evaluate import pool_seeds
+
+    s0, s1 = synthetic("s0", 0.0), synthetic("s1", 0.0, seed=1)
+    change(s1)
+    with pytest.raises(MoodpoError, match=f"their {what} differ"):
+        pool_seeds([s0, s1])
+    with pytest.raises(MoodpoError, match="at least two"):
+        pool_seeds([s0])
+
+
+def test_compare_pools_seeds_joined_with_plus(tmp_path, capsys):
+    from moodpo.eval.evaluate import pool_seeds, write_eval
+
+    base, s0, s1 = synthetic("base", 0.0), synthetic("J", 0.3, seed=1), synthetic("J", 0.5, seed=2)
+    for name, r in (("base", base), ("s0", s0), ("s1", s1)):
+        write_eval(r, tmp_path / name)
+    assert main(["compare", str(tmp_path / "base"), f"{tmp_path / 's0'}+{tmp_path / 's1'}",
+                 "--out", str(tmp_path / "cmp")]) == 0
+    systems = json.loads((tmp_path / "cmp" / "compare.json").read_text())["systems"]
+    assert [s["system"] for s in systems] == ["base", "J (2 seeds)"]
+    direct, _ = compare_results([base, pool_seeds([s0, s1])])
+    assert systems[1]["hypervolume"] == pytest.approx(direct.iloc[1]["hypervolume"])
+    assert systems[1]["hv_diff_lo"] == pytest.approx(direct.iloc[1]["hv_diff_lo"])
+    capsys.readouterr()
+    assert main(["compare", f"{tmp_path / 's0'}+{tmp_path / 'nope'}", "--out", str(tmp_path / "x")]) == 2
+    assert "nope" in capsys.readouterr().err

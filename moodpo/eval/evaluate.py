@@ -449,6 +449,35 @@ def load_eval(path: str | Path) -> EvalResult:
                       sample_lengths=lengths, responses=responses, meta=meta)
 
 
+def pool_seeds(results: Sequence[EvalResult], system: str | None = None) -> EvalResult:
+    """One system from evaluations of several training seeds: their samples side by side, (P, G,
+    sum S, K). Each must score the same prompts, weights and objectives with the same generation
+    settings, so a prompt's mean is over every seed's samples and a paired bootstrap over prompts
+    carries the seeds' spread with it. meta["pooled"] lists the systems pooled, in order."""
+    if len(results) < 2:
+        raise MoodpoError("pooling needs at least two evaluations")
+    first = results[0]
+    for r in results[1:]:
+        what = next((name for name, same in (
+            ("objectives", r.objectives == first.objectives),
+            ("prompts", [p.id for p in r.prompts] == [p.id for p in first.prompts]),
+            ("weights", r.weights.shape == first.weights.shape and np.allclose(r.weights, first.weights)),
+            ("generation settings", r.meta.get("settings") == first.meta.get("settings")),
+        ) if not same), None)
+        if what:
+            raise MoodpoError(f"cannot pool {r.system} with {first.system}: their {what} differ; "
+                              "evaluate every seed with the same command")
+    samples = [r.sample_scores.shape[2] for r in results]
+    responses = [[sum((r.responses[p][g] for r in results), []) for g in range(len(first.weights))]
+                 for p in range(len(first.prompts))]
+    meta = {**first.meta, "samples_per_prompt": int(sum(samples)),
+            "pooled": [r.system for r in results], "pooled_samples": samples}
+    meta.pop("wall_seconds", None)
+    return dataclasses.replace(first, system=system or first.system, responses=responses, meta=meta,
+                               sample_scores=np.concatenate([r.sample_scores for r in results], axis=2),
+                               sample_lengths=np.concatenate([r.sample_lengths for r in results], axis=2))
+
+
 def rescore(result: EvalResult, objectives: Sequence[str] | None = None) -> EvalResult:
     """The same responses scored again (for when an objective changed): by the evaluation's
     objectives as they are defined now, or by `objectives`, one per column in order (e.g.
