@@ -52,11 +52,17 @@ def _unwrap(model):
 
 
 def supports(model) -> bool:
-    """True for Llama-architecture causal LMs with default RoPE and no biases."""
-    cfg = getattr(_unwrap(model), "config", None)
+    """True for Llama-architecture causal LMs with default RoPE and no biases, whose LoRA (if any)
+    the sampler can apply: none on the embedding, and none on the head of a gated model."""
+    net = _unwrap(model)
+    cfg = getattr(net, "config", None)
     if cfg is None or getattr(cfg, "model_type", None) != "llama":
         return False
     rope = getattr(cfg, "rope_parameters", None) or {}
+    if len(getattr(net.model.embed_tokens, "lora_embedding_A", {})):
+        return False
+    if gate_of(model) is not None and len(getattr(net.lm_head, "lora_A", {})):
+        return False
     return (rope.get("rope_type", "default") == "default" and not getattr(cfg, "attention_bias", False)
             and not getattr(cfg, "mlp_bias", False) and getattr(cfg, "hidden_act", "silu") == "silu")
 

@@ -43,6 +43,9 @@ class WeightGate:
         self.gates: torch.Tensor | None = None  # (N, K) or (1, K), set by `gate_rows`
         self.handles = []
         for name, module in _root(model).named_modules():
+            if len(getattr(module, "lora_embedding_A", {})):
+                raise MoodpoError(f"lora_gate cannot gate the LoRA of the embedding {name}; leave embeddings out "
+                                  "of lora_target_modules")
             for adapter, lora_a in getattr(module, "lora_A", {}).items():
                 if lora_a.out_features % num_objectives:
                     raise MoodpoError(f"lora_gate splits the LoRA rank over {num_objectives} objectives, but "
@@ -75,6 +78,8 @@ class WeightGate:
 
 def attach_gate(model, num_objectives: int) -> WeightGate:
     """Gate `model`'s LoRA update by the weights (module docstring); returns the gate."""
+    if gate_of(model) is not None:
+        raise MoodpoError("this model already has a weight gate; attaching a second would scale its LoRA twice")
     gate = WeightGate(model, num_objectives)
     setattr(_root(model), GATE_ATTRIBUTE, gate)
     return gate
@@ -96,7 +101,9 @@ def gate_rows(model, weights) -> Iterator[None]:
     if gate is None:
         yield
         return
-    w = torch.as_tensor(np.asarray(weights, dtype=np.float32))
+    # A tensor stays a tensor (it may live on the GPU, where numpy cannot read it).
+    w = (weights.detach().float() if torch.is_tensor(weights)
+         else torch.as_tensor(np.asarray(weights, dtype=np.float32)))
     w = w.view(1, -1) if w.dim() == 1 else w
     if w.shape[-1] != gate.num_objectives:
         raise ValueError(f"gate_rows got weights of {w.shape[-1]} objectives, the gate has {gate.num_objectives}")

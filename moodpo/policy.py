@@ -318,6 +318,10 @@ def load_policy(spec: str, *, objectives: Sequence[str] | None = None, model: st
     if kind == "soups":
         meta = json.loads((path / SOUPS_FILE).read_text())
         config = _run_config(path / meta["runs"][meta["objectives"][0]])
+        gated = [obj for obj in meta["objectives"] if _run_config(path / meta["runs"][obj]).lora_gate]
+        if gated:  # a soup mixes plain adapters; a gated one would run as if at uniform weights
+            raise MoodpoError(f"soups set {path}: the {', '.join(gated)} member was trained with lora_gate; "
+                              "retrain it without (train-soups does)")
         base = model or config.model_name_or_path
         net = load_model(base)
         names = []

@@ -102,6 +102,12 @@ def test_gate_needs_weights_of_the_right_shape(tiny_model_dir):
         pass
     with model.disable_adapter():  # the reference pass needs no weights
         logits(model, ids)
+    # Weights that arrive as a tensor (the update's, on the model's device) are used as they are:
+    # numpy cannot read a CUDA tensor, nor one that requires grad.
+    with gate_rows(model, torch.full((2, 2), 0.5, requires_grad=True)):
+        logits(model, ids)
+    with pytest.raises(MoodpoError, match="already has a weight gate"):
+        attach_gate(model, 2)
     with pytest.raises(MoodpoError, match="multiple of 3"):
         attach_gate(lora_model(tiny_model_dir), 3)
     with pytest.raises(MoodpoError, match="needs a LoRA adapter"):
@@ -208,3 +214,35 @@ def test_soups_members_of_a_gated_config_train_ungated(tmp_path):
     members = member_configs(config, tmp_path)
     assert [m.lora_gate for m in members.values()] == [False, False]
     assert [m.fixed_weights for m in members.values()] == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_lora_the_gate_or_the_fast_sampler_cannot_apply_is_refused(tiny_model_dir):
+    """An embedding LoRA cannot be gated, and the fast sampler applies neither it nor a gated head's
+    LoRA: the gate refuses the first, and the sampler steps aside for transformers on both."""
+    from moodpo.fastgen import supports
+
+    embedding = add_lora(load_model(str(tiny_model_dir)), r=4, target_modules=["embed_tokens", "q_proj"])
+    with pytest.raises(MoodpoError, match="embedding"):
+        attach_gate(embedding, 2)
+    assert not supports(embedding)
+    head = add_lora(load_model(str(tiny_model_dir)), r=4, target_modules=["lm_head", "q_proj"])
+    assert supports(head)                     # ungated, the head's LoRA merges into the snapshot
+    attach_gate(head, 2)
+    assert not supports(head)
+    assert supports(lora_model(tiny_model_dir))
+
+
+def test_a_soup_refuses_a_gated_member(tmp_path):
+    import json
+
+    from moodpo.policy import load_policy
+    from moodpo.runs import SOUPS_FILE
+
+    for obj, gated in ((TOY[0], False), (TOY[1], True)):
+        run = tmp_path / obj.rsplit(":", 1)[1]
+        (run / "adapter").mkdir(parents=True)
+        load_config(overrides=dict(objectives=TOY, lora_gate=gated, output_dir=str(run))).save(run / "config.yaml")
+    (tmp_path / SOUPS_FILE).write_text(json.dumps({"objectives": TOY, "runs": {
+        TOY[0]: "distinct_chars", TOY[1]: "shortness"}}))
+    with pytest.raises(MoodpoError, match="shortness member was trained with lora_gate"):
+        load_policy(str(tmp_path))
