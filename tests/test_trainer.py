@@ -387,6 +387,12 @@ def test_extra_response_is_chosen_or_rejected_by_the_weighted_score(tiny_model_d
     for m in result.metrics:
         assert m["pairs"] == 3
         assert m["pairs/extra_chosen"] == chosen_share and m["pairs/extra_rejected"] == rejected_share
+        # The same, counted per prompt category.
+        kept = {k.split("/")[1]: v for k, v in m.items() if k.startswith("pairs/") and k.endswith("/kept")}
+        assert kept and sum(kept.values()) == 3
+        for cat, n in kept.items():
+            assert m[f"pairs/{cat}/extra_chosen"] == chosen_share * n
+            assert m[f"pairs/{cat}/extra_rejected"] == rejected_share * n
 
 
 def test_extra_responses_errors(tiny_model_dir, tmp_path):

@@ -185,13 +185,16 @@ class Update:
 def step_metrics(objectives: Sequence[str], *, raw: np.ndarray, rewards: np.ndarray, weights: np.ndarray,
                  pool: np.ndarray, scores: np.ndarray, chosen: np.ndarray, rejected: np.ndarray, keep: np.ndarray,
                  num_sampled: int, response_lengths: torch.Tensor, pair_lengths: torch.Tensor, update: Update,
-                 ref_logps: torch.Tensor, pair_weight: torch.Tensor, last_loss: float, extra: bool) -> dict:
+                 ref_logps: torch.Tensor, pair_weight: torch.Tensor, last_loss: float, extra: bool,
+                 categories: Sequence[str | None] = (), extra_categories: Sequence[str] = ()) -> dict:
     """One process's metrics of a step, before they are averaged over processes.
 
     raw, rewards: (rows, K) raw and normalised rewards of every rollout row (the first
     num_sampled are samples); weights: (B, K); pool: (B, m) rollout rows of each prompt's
     candidates; scores: (B, m); chosen, rejected, keep: (B,); response_lengths: (num_sampled,);
     pair_lengths, ref_logps: (2B,), chosen then rejected; update: the step's first, on-policy update.
+    categories: the category of each of the step's prompts (pool row i is prompt i mod their number);
+    extra_categories: those whose extra-candidate counts are logged.
     """
     b, rows = len(pool), np.arange(len(pool))
     kept = torch.as_tensor(keep)
@@ -221,6 +224,15 @@ def step_metrics(objectives: Sequence[str], *, raw: np.ndarray, rewards: np.ndar
         # Share of the kept pairs whose chosen (rejected) response is a fixed one, not a sample.
         for side, picked in (("chosen", chosen), ("rejected", rejected)):
             metrics[f"pairs/extra_{side}"] = float((pool[rows, picked][keep] >= num_sampled).mean()) if keep.any() else 0.0
+        # Per category, counts (not shares, so that a category absent from a step adds nothing): how
+        # often the extra candidate won or lost where it means something else (a refusal of a
+        # harmful request or of an everyday one).
+        of_prompt = np.array([categories[i % len(categories)] for i in range(b)]) if len(categories) else None
+        for category in extra_categories if of_prompt is not None else ():
+            mine = keep & (of_prompt == category)
+            metrics[f"pairs/{category}/kept"] = float(mine.sum())
+            for side, picked in (("chosen", chosen), ("rejected", rejected)):
+                metrics[f"pairs/{category}/extra_{side}"] = float((pool[rows, picked][mine] >= num_sampled).sum())
     for k, name in enumerate(objectives):
         candidates = raw[:, k][pool]                                                 # (B, m)
         metrics[f"objectives/{name}/mean"] = float(raw[:num_sampled, k].mean())
@@ -277,6 +289,9 @@ class Trainer:
         resolve_model(config.model_name_or_path)
         self.objectives = objectives or [get_objective(name) for name in config.objectives]
         self.prompts = self._load_prompts()
+        # Categories whose extra candidates' wins and losses are logged one by one.
+        self.extra_categories = (sorted({p.category for p in self.prompts if p.category})
+                                 if config.extra_responses or config.guide_openers else [])
         self.resume_from = None
         if config.resume:
             found = checkpoints(self.run_dir)
@@ -640,7 +655,8 @@ class Trainer:
         local = step_metrics(c.objectives, raw=raw, rewards=rewards, weights=weights, pool=pool, scores=scores,
                              chosen=chosen, rejected=rejected, keep=keep, num_sampled=b * n,
                              response_lengths=rollout.lengths[:b * n], pair_lengths=pairs.lengths, update=first,
-                             ref_logps=ref_logps, pair_weight=pair_weight, last_loss=last_loss, extra=bool(sources))
+                             ref_logps=ref_logps, pair_weight=pair_weight, last_loss=last_loss, extra=bool(sources),
+                             categories=categories or (), extra_categories=self.extra_categories)
         reduced = acc.reduce(torch.tensor(list(local.values()), dtype=torch.float64, device=acc.device), "mean")
         metrics = dict(zip(local, map(float, reduced.tolist())))
         pairs_total = int(num_pairs.item())
