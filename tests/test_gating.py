@@ -210,9 +210,12 @@ def test_gated_training_moves_both_groups_and_loads_back(tiny_model_dir, tmp_pat
 def test_soups_members_of_a_gated_config_train_ungated(tmp_path):
     from moodpo.train.baselines import member_configs
 
-    config = load_config(overrides=dict(objectives=TOY, lora_gate=True, method="soups", output_dir=str(tmp_path)))
+    config = load_config(overrides=dict(objectives=TOY, lora_gate=True, method="soups", output_dir=str(tmp_path),
+                                        mirror_weights=True, pool_weights=4))
     members = member_configs(config, tmp_path)
     assert [m.lora_gate for m in members.values()] == [False, False]
+    # one-hot weights only: no mirrored copy, no pool of other weights
+    assert [(m.mirror_weights, m.pool_weights) for m in members.values()] == [(False, 1), (False, 1)]
     assert [m.fixed_weights for m in members.values()] == [[1.0, 0.0], [0.0, 1.0]]
 
 

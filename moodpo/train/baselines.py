@@ -47,11 +47,14 @@ def member_configs(config: TrainConfig, out_dir: str | Path) -> dict[str, TrainC
     """One config per objective: the given config with one-hot fixed weights and its own output_dir.
 
     A member trains one objective and is mixed by weight afterwards, so it has no gate (`lora_gate`
-    off): a gate at one-hot weights would train one rank group at twice the scale.
+    off): a gate at one-hot weights would train one rank group at twice the scale. Nor does it
+    mirror its weights or pool several (`pool_weights`): both would put other weights than its
+    one-hot vector into its pairs. The pair budget is the caller's to match (docs/baselines.md).
     """
     out = Path(out_dir)
     folders = soup_run_dirs(config.objectives)
     return {obj: dataclasses.replace(config, method="moodpo", weight_mode="fixed", lora_gate=False,
+                                     mirror_weights=False, pool_weights=1,
                                      fixed_weights=one_hot(k, config.num_objectives).tolist(),
                                      output_dir=str(out / folders[obj]))
             for k, obj in enumerate(config.objectives)}
