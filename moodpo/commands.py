@@ -275,7 +275,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from moodpo.train.trainer import train
 
     base = _config_and_overrides(args, skip=("alpha", "grid", "limit", "out", "eval_seed", "eval_max_new_tokens",
-                                             "eval_temperature", "eval_greedy"))
+                                             "eval_temperature", "eval_greedy", "eval_categories"))
     alphas = args.alpha
     if any(not np.isfinite(a) or a <= 0 for a in alphas):
         raise MoodpoError(f"--alpha values must be > 0, got {alphas}")
@@ -290,6 +290,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     settings = _settings(argparse.Namespace(max_new_tokens=args.eval_max_new_tokens,
                                             temperature=args.eval_temperature, greedy=args.eval_greedy))
     split = tuning_split(base.prompts)  # alpha is chosen from these, so not the reported eval prompts
+    load_eval_prompts(base.prompts, split, categories=args.eval_categories)  # a bad category fails before training
     evals = []
     for a, c in zip(alphas, configs):
         result = train(c, evaluate=append_training_eval)
@@ -297,7 +298,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"sweep {result.status} during alpha={a:g} at step {result.step}: {c.output_dir}")
             return 130 if result.status == "interrupted" else 1
         evaluated, out = run_eval(c.output_dir, grid=args.grid, split=split, source=c.prompts, limit=args.limit,
-                                  settings=settings, seed=args.eval_seed, system=f"alpha={a:g}")
+                                  categories=args.eval_categories, settings=settings, seed=args.eval_seed,
+                                  system=f"alpha={a:g}")
         print(_summary_line(evaluated, out))
         evals.append(out)
     _compare(evals, args.out or f"{base.output_dir}-sweep", [f"alpha={a:g}" for a in alphas], legend_title="alpha")
@@ -666,6 +668,8 @@ def _add_sweep_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", type=int, default=EVAL_GRID,
                    help=f"points per simplex edge of the eval grid (default {EVAL_GRID}: 0, 0.1, ..., 1)")
     p.add_argument("--limit", type=_positive("limit"), default=None, help="evaluate on the first N of those prompts")
+    p.add_argument("--eval_categories", nargs="+", default=None,
+                   help="evaluate only prompts of these categories, e.g. everyday borderline harmful (before --limit)")
     p.add_argument("--out", default=None, help="comparison folder (default: <output_dir>-sweep)")
     _add_generation_args(p, prefix="eval_")
     p.set_defaults(func=cmd_sweep)

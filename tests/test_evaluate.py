@@ -197,10 +197,12 @@ def test_sweep_trains_evaluates_and_compares(tiny_model_dir, tmp_path, capsys):
     base = tmp_path / "sw"
     run_cli("sweep", "--model_name_or_path", tiny_model_dir, "--objectives", *OBJECTIVES, *TINY_TRAIN,
             "--output_dir", base,
-            "--alpha", 0.5, 2, "--grid", 2, "--limit", 2, "--eval_max_new_tokens", 4)
+            "--alpha", 0.5, 2, "--grid", 2, "--limit", 2, "--eval_max_new_tokens", 4,
+            "--eval_categories", "everyday", "harmful")
     for a in ("0.5", "2"):
         summary = json.loads((tmp_path / f"sw-alpha{a}" / "eval" / "summary.json").read_text())
         assert summary["prompts"]["split"] == "dev"  # alpha is chosen on dev, never on the eval split
+        assert summary["prompts"]["categories"] == ["everyday", "harmful"]
         assert f"alpha: {float(a)}" in (tmp_path / f"sw-alpha{a}" / "config.yaml").read_text()
     table = pd.read_csv(tmp_path / "sw-sweep" / "compare.csv")
     assert list(table["system"]) == ["alpha=0.5", "alpha=2"]
@@ -235,6 +237,8 @@ def test_objectives_command_prints_correlations(tiny_model_dir, capsys):
     (["steer-report", "--run", "base:{tiny}", "--weights", "1,0,0"], "expected 2 weights"),
     (["sweep", "--model_name_or_path", "{tiny}", "--alpha", "0", "--output_dir", "{tmp}/s"],
      "--alpha values must be > 0"),
+    (["sweep", "--model_name_or_path", "{tiny}", "--alpha", "1", "--output_dir", "{tmp}/s", "--eval_categories", "nope"],
+     "nope"),
 ])
 def test_bad_input_is_one_line(args, message, tiny_model_dir, tmp_path, capsys):
     args = [a.format(tiny=tiny_model_dir, tmp=tmp_path) for a in args]
