@@ -89,6 +89,11 @@ class TrainConfig:
     guide_openers: list[str] = option([], "category=opener: each step, one more candidate per prompt of that category "
                                       "('*': any): the policy's own response forced to begin with the opener, e.g. "
                                       "\"harmful=I can't help with that\"; several per category, one drawn per prompt")
+    guide_instructions: list[str] = option([], "category=instruction: each step, one more candidate per prompt of that "
+                                           "category ('*': any): the policy's own response sampled with the instruction "
+                                           "after the request, e.g. \"everyday=Answer briefly, in one sentence.\", "
+                                           "then paired under the request without it; several per category, one drawn "
+                                           "per prompt")
     pool_weights: int = option(1, "weight vectors per candidate pool: each prompt's scored candidates also make pairs "
                                "under this many - 1 more weights, spread over the simplex, each with its own prefix")
     scalarisation: str = option("linear", "linear (sum_k w_k r_k, the paper's) or tchebycheff (smooth, mu = "
@@ -237,6 +242,7 @@ class TrainConfig:
         self._check_loss_extras(k)
         self.extra_responses = [f"{name}={text}" for name, text in parse_extra_responses(self.extra_responses).items()]
         parse_guide_openers(self.guide_openers)
+        parse_guide_openers(self.guide_instructions, "guide_instructions")
         self.category_repeats = [f"{name}={count}" for name, count in parse_category_repeats(self.category_repeats).items()]
         if self.resume and self.overwrite:
             bad("choose one of resume and overwrite")
@@ -333,11 +339,13 @@ def parse_extra_responses(items: list[str]) -> dict[str, str]:
     return out
 
 
-def parse_guide_openers(items: list[str]) -> dict[str, list[str]]:
+def parse_guide_openers(items: list[str], field: str = "guide_openers") -> dict[str, list[str]]:
     """{"harmful": ["I can't help with that", ...]} from ["harmful=I can't help with that", ...]; a category may
-    appear more than once."""
+    appear more than once. Also reads `guide_instructions` (field names it in errors)."""
     out: dict[str, list[str]] = {}
-    for name, text in _category_items(items, "guide_openers", "category=opener, e.g. \"harmful=I can't help with that\""):
+    example = ("category=opener, e.g. \"harmful=I can't help with that\"" if field == "guide_openers" else
+               "category=instruction, e.g. \"everyday=Answer briefly, in one sentence.\"")
+    for name, text in _category_items(items, field, example):
         out.setdefault(name, []).append(text)
     return out
 

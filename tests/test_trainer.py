@@ -574,6 +574,40 @@ def test_guided_candidates_begin_with_an_opener_and_join_the_pool(tiny_model_dir
     assert metrics["pairs"] + metrics["ties"] == 3 and "pairs/extra_chosen" in metrics
 
 
+def test_instructed_candidates_are_sampled_with_the_instruction_and_paired_without(tiny_model_dir, tmp_path,
+                                                                                   monkeypatch):
+    import moodpo.train.trainer as trainer_module
+    from moodpo.sampling import sample_responses
+
+    config = tiny_config(tiny_model_dir, tmp_path / "run", guide_openers=["harmful=No way"],
+                         guide_instructions=["*=Answer in one sentence.", "everyday=Be brief."])
+    trainer = Trainer(config, show_progress=False)
+    n = 2
+    rollout = sample_responses(trainer._unwrapped(), trainer.tokenizer, ["a", "b", "c"], ["p"] * 3, num_samples=n,
+                               max_new_tokens=4)
+    seen = []
+    real = trainer_module.generate_ids
+
+    def spy(model, tokenizer, prompt_ids, prompt_mask, **kw):
+        seen.extend(tokenizer.batch_decode(prompt_ids, skip_special_tokens=True))
+        return real(model, tokenizer, prompt_ids, prompt_mask, **kw)
+
+    monkeypatch.setattr(trainer_module, "generate_ids", spy)
+    out, sources = trainer.add_candidates(rollout, ["harmful", "summarize", "everyday"], np.full((3, 2), 0.5),
+                                          ["a", "b", "c"])
+    # openers first (harmful only), then one instructed sample a prompt: '*' for those without their own
+    assert [rows.tolist() for rows in sources] == [[6, -1, -1], [7, 8, 9]]
+    assert len(seen) == 3 and "Answer in one sentence." in seen[0] and "Answer in one sentence." in seen[1]
+    assert "Be brief." in seen[2]
+    for row, src in ((7, 0), (8, 2), (9, 4)):  # the instructed response sits under the request without it
+        assert torch.equal(out.prompt_ids[row], rollout.prompt_ids[src])
+        assert 0 < out.completion_mask[row].sum() <= config.max_new_tokens
+    with pytest.raises(ValueError, match="prompts' texts"):
+        trainer.add_candidates(rollout, ["harmful", "summarize", "everyday"], np.full((3, 2), 0.5))
+    metrics = trainer.train_step(["a", "b", "c"], ["harmful", "summarize", "everyday"])
+    assert metrics["pairs"] + metrics["ties"] == 3 and "pairs/everyday/extra_chosen" in metrics
+
+
 def test_multi_weight_pool_pairs_carry_their_own_prefixes(tiny_model_dir, tmp_path, monkeypatch):
     config = tiny_config(tiny_model_dir, tmp_path / "run", pool_weights=3, loss_type="soft",
                          scalarisation="tchebycheff", max_steps=1)
@@ -617,6 +651,7 @@ def test_nll_min_target_lifts_only_decisive_pairs(tiny_model_dir, tmp_path):
 
 @pytest.mark.parametrize("overrides, msg", [
     (dict(guide_openers=["harmful"]), "must be category=opener"),
+    (dict(guide_instructions=["everyday"]), "guide_instructions item 'everyday' must be category=instruction"),
     (dict(scalarisation="max"), "scalarisation must be linear or tchebycheff"),
     (dict(pool_weights=0), "pool_weights must be >= 1"),
     (dict(soft_tau=0), "soft_tau must be a positive number"),

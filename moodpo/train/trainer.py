@@ -42,7 +42,7 @@ from moodpo.train.pairs import (SCALARISATIONS, build_pool, row_prompts, select_
 from moodpo.runs import (CONFIG_FILE, METRICS_FILE, TRACKER_DIR, append_jsonl, checkpoints, clear_stop,
                          rewrite_jsonl_before, stop_requested)
 from moodpo.sampling import (ReferenceLogps, Rollout, add_extra_responses, append_responses, encode_prompts,
-                             eos_token_ids, prompt_table, sample_after_openers, sample_responses, sequence_logps)
+                             eos_token_ids, generate_ids, prompt_table, sample_after_openers, sample_responses, sequence_logps)
 from moodpo.weights import WeightSampler
 
 log = logging.getLogger(__name__)
@@ -291,7 +291,7 @@ class Trainer:
         self.prompts = self._load_prompts()
         # Categories whose extra candidates' wins and losses are logged one by one.
         self.extra_categories = (sorted({p.category for p in self.prompts if p.category})
-                                 if config.extra_responses or config.guide_openers else [])
+                                 if config.extra_responses or config.guide_openers or config.guide_instructions else [])
         self.resume_from = None
         if config.resume:
             found = checkpoints(self.run_dir)
@@ -305,6 +305,7 @@ class Trainer:
         self._build_model()
         self.extra_responses = self._encode_extra_responses()
         self.guide_openers = self._encode_guide_openers()
+        self.guide_instructions = parse_guide_openers(config.guide_instructions, "guide_instructions")
         self.weights = WeightSampler(config.num_objectives, mode=config.weight_mode, alpha=config.alpha,
                                      fixed=config.fixed_weights, seed=config.seed * 1000 + acc.process_index,
                                      mirror=config.mirror_weights)
@@ -547,35 +548,56 @@ class Trainer:
             self.scheduler.step()
         return first, _weighted_mean(update.losses, batch.pair_weight), update.finite
 
-    def add_candidates(self, rollout: Rollout, categories: Sequence[str | None],
-                       weights: np.ndarray) -> tuple[Rollout, list[np.ndarray]]:
+    def add_candidates(self, rollout: Rollout, categories: Sequence[str | None], weights: np.ndarray,
+                       prompts: Sequence[str] | None = None) -> tuple[Rollout, list[np.ndarray]]:
         """Each prompt's candidates beyond its samples, appended to the rollout: the fixed
-        `extra_responses`, then one guided sample (`guide_openers`), under the prompt's weights (B, K).
+        `extra_responses`, then one guided sample (`guide_openers`), then one instructed sample
+        (`guide_instructions`, which needs the prompts' texts), under the prompt's weights (B, K).
         Returns the rollout and one (B,) array per candidate source: the row of each prompt's
         candidate, -1 for none."""
-        c, n, b = self.config, self.config.num_generations, len(categories)
-        sources = []
+        n, sources = self.config.num_generations, []
         if self.extra_responses:
             rollout, rows = add_extra_responses(rollout, self.extra_responses, categories, n,
                                                 pad_token_id=self.tokenizer.pad_token_id)
             sources.append(rows)
-        if self.guide_openers:
-            rng = np.random.default_rng([c.seed, self.step, self.accelerator.process_index])
-            choices = [self.guide_openers.get(cat) or self.guide_openers.get("*") for cat in categories]
+        for guides, sample, tag in ((self.guide_openers, self._sample_after_openers, []),
+                                    (self.guide_instructions, self._sample_instructed, [2])):
+            if not guides:
+                continue
+            rng = np.random.default_rng([self.config.seed, self.step, self.accelerator.process_index, *tag])
+            choices = [guides.get(cat) or guides.get("*") for cat in categories]
             guided = [i for i, options in enumerate(choices) if options]
-            rows = np.full(b, -1)
+            rows = np.full(len(categories), -1)
             if guided:
-                openers = [choices[i][rng.integers(len(choices[i]))] for i in guided]
+                picks = [choices[i][rng.integers(len(choices[i]))] for i in guided]
                 with gate_rows(self._unwrapped(), weights[guided]):
-                    ids, mask, texts = sample_after_openers(
-                        self._unwrapped(), self.tokenizer, rollout, [i * n for i in guided], openers,
-                        max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p, top_k=c.top_k,
-                        autocast=self.autocast, sampler=self.sampler)
+                    ids, mask, texts = sample(rollout, guided, picks, prompts, weights)
                 rows[guided] = len(rollout.texts) + np.arange(len(guided))
                 rollout = append_responses(rollout, [i * n for i in guided], ids, mask, texts,
                                            pad_token_id=self.tokenizer.pad_token_id)
             sources.append(rows)
         return rollout, sources
+
+    def _sample_after_openers(self, rollout: Rollout, guided: list[int], openers: list[list[int]], prompts, weights):
+        c = self.config
+        return sample_after_openers(self._unwrapped(), self.tokenizer, rollout, [i * c.num_generations for i in guided],
+                                    openers, max_new_tokens=c.max_new_tokens, temperature=c.temperature,
+                                    top_p=c.top_p, top_k=c.top_k, autocast=self.autocast, sampler=self.sampler)
+
+    def _sample_instructed(self, rollout: Rollout, guided: list[int], instructions: list[str], prompts, weights):
+        """One response per guided prompt, sampled with the instruction after the request (its own
+        weights' prefix kept); the caller pairs it under the request without the instruction."""
+        c = self.config
+        if prompts is None:
+            raise ValueError("guide_instructions need the prompts' texts")
+        prefixes = [build_prefix(c.objectives, weights[i], template=c.prefix_template, item=c.prefix_item)
+                    for i in guided]
+        ids, mask = encode_prompts(self.tokenizer, [f"{prompts[i]}\n\n{text}" for i, text in zip(guided, instructions)],
+                                   prefixes, c.max_prompt_tokens)
+        device = rollout.prompt_ids.device
+        return generate_ids(self._unwrapped(), self.tokenizer, ids.to(device), mask.to(device),
+                            max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p, top_k=c.top_k,
+                            autocast=self.autocast, sampler=self.sampler)
 
     def spread(self, weights: np.ndarray) -> np.ndarray:
         """The weights of the step's multi-weight pools, (pool_weights * B, K), the drawn ones first."""
@@ -623,7 +645,7 @@ class Trainer:
                                        temperature=c.temperature, top_p=c.top_p, top_k=c.top_k,
                                        max_prompt_tokens=c.max_prompt_tokens, autocast=self.autocast,
                                        sampler=self.sampler)
-        rollout, sources = self.add_candidates(rollout, categories or [None] * b, weights)
+        rollout, sources = self.add_candidates(rollout, categories or [None] * b, weights, prompts)
         t_gen = time.perf_counter()
 
         # Rewards see the prompt without the prefix (the paper's r_k(x, y)). The normaliser learns
