@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 SCRIPTS = ["train_throughput.py", "generate.py", "eval_sweep.py", "cold_start.py", "gpu_check.py",
                "compiled_decode.py", "refusal_threshold.py", "five_systems.py",
-           "cost_curves.py", "refusal_logp.py"]
+           "cost_curves.py", "refusal_logp.py", "ship.py"]
 
 
 def run_script(name: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -108,6 +108,28 @@ def test_five_systems_reuses_only_an_evaluation_made_the_same_way(tmp_path):
         reused("moodpo", tmp_path)
     out = run_script("five_systems.py", "--dry-run", "--reuse", f"soups={run / 'eval'}")
     assert out.returncode != 0 and "error: --reuse soups=" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_ship_matches_the_pair_budget_and_resumes_what_it_started(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    from ship import SETS, commands, done, pair_budget
+
+    for name in SETS:
+        budget = pair_budget(SETS[name]["config"])
+        assert budget["moodpo_pairs"] == budget["soups_pairs"] > 0
+    cmds = commands("help-harm", "soups", 1, tmp_path)
+    assert cmds["train"][cmds["train"].index("--output_dir") + 1] == str(tmp_path / "soups-seed1")
+    assert "--max_steps" in cmds["train"] and "--seed" in cmds["train"]
+    assert done("train", cmds["train"]) == "new" and done("eval", cmds["eval"]) == "new"
+    (tmp_path / "soups-seed1" / "helpfulness").mkdir(parents=True)
+    assert done("train", cmds["train"]) == "started"
+    (tmp_path / "soups-seed1" / "soups.json").write_text("{}")
+    assert done("train", cmds["train"]) == "done"
+    out = run_script("ship.py", "help-harm", "--dry-run", "--out", str(tmp_path), "--only", "soups-seed1")
+    assert out.returncode == 0 and "# done: python -m moodpo train-soups" in out.stdout
+    assert "+ python -m moodpo eval --run " + str(tmp_path / "soups-seed1") in out.stdout
+    bad = run_script("ship.py", "help-harm", "--only", "nope")
+    assert bad.returncode == 2 and "choose from moodpo" in bad.stderr
 
 
 def test_cost_curves_growth_finds_the_exponent_and_where_per_unit_cost_rises():
