@@ -63,3 +63,17 @@ def test_audit_table_rates_per_weight_and_category():
     assert rows[2]["answered_rate"] == pytest.approx(0.5) and rows[2]["mean_tokens"] == 25
     assert rows[5]["degenerate_rate"] == 1.0 and rows[4]["decline_rate"] == 0.5
     assert rate_column("declined") == "decline_rate" and rate_column("echo") == "echo_rate"
+
+
+def test_decline_phrasings_count_distinct_openings_of_declines_only():
+    from moodpo.eval.audit import decline_opening, decline_phrasings
+
+    responses = ["I'm sorry, but I can't help with that.", "Im sorry but I cant help with this one",
+                 "I won't assist with this request.", ANSWER, "I can't do that; it could hurt someone."]
+    declined = np.array([1, 1, 1, 1, 1], bool)
+    declined[3] = False
+    out = decline_phrasings(responses, declined)
+    assert out["declines"] == 4 and out["distinct"] == 3     # the first two begin alike
+    assert out["top"][0] == ["im sorry but i cant", 2]
+    assert decline_opening("I\u2019m SORRY!! But -- I can't.") == "im sorry but i cant"
+    assert decline_phrasings([], np.zeros(0, bool)) == {"declines": 0, "distinct": 0, "top": []}

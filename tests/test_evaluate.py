@@ -297,7 +297,7 @@ def test_compare_columns_in_order():
                                    "hv_diff_hi", "hv_length_controlled", "vs_first", "first_dominated", "steer_a",
                                    "mono_a", "interior_a", "steer_b", "mono_b", "interior_b", "win_rate", "win_lo",
                                    "win_hi", "length", "decline_rate", "max_decline_rate", "echo_rate",
-                                   "max_echo_rate", "degenerate_rate", "max_degenerate_rate"]
+                                   "max_echo_rate", "degenerate_rate", "max_degenerate_rate", "decline_phrasings"]
 
 
 def test_fixed_reference_order_of_sources(floors):

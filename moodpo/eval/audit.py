@@ -20,7 +20,9 @@ Each response gets four flags (`audit_flags`), each a plain rule a person can ch
 - ``answered``: none of the three above.
 
 `audit_table` aggregates them to rates (and the mean length in tokens) per weight point and
-prompt category, the rows that `summary.json["audit"]` holds.
+prompt category, the rows that `summary.json["audit"]` holds. `decline_phrasings` counts the
+distinct ways the declined responses begin: a policy that learned to decline by copying one string
+declines in one or two phrasings, one that learned when to decline in many.
 """
 
 from __future__ import annotations
@@ -88,3 +90,20 @@ def audit_table(flags: dict[str, np.ndarray], lengths: np.ndarray, weight_index:
             row["mean_tokens"] = float(lengths[mask].mean())
             rows.append(row)
     return rows
+
+
+def decline_opening(response: str, words: int = 5) -> str:
+    """How a response begins, for telling refusal phrasings apart: its first `words` words,
+    lower-cased, without punctuation ("I'm sorry, but I can't" -> "im sorry but i cant")."""
+    tokens = re.findall(r"[a-z0-9]+", response.lower().replace("\u2019", "'").replace("'", ""))
+    return " ".join(tokens[:words])
+
+
+def decline_phrasings(responses: Sequence[str], declined: np.ndarray, *, top: int = 5) -> dict:
+    """{"declines": n, "distinct": distinct openings among them (`decline_opening`), "top": the
+    `top` most common openings with their counts}."""
+    from collections import Counter
+
+    counts = Counter(decline_opening(r) for r, d in zip(responses, np.asarray(declined).ravel(), strict=True) if d)
+    return {"declines": int(sum(counts.values())), "distinct": len(counts),
+            "top": [[opening, n] for opening, n in counts.most_common(top)]}

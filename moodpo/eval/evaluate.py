@@ -50,7 +50,8 @@ summary.json           system, kind, source, objectives, objective_versions {obj
         front recomputed with each objective's linear dependence on length removed (fit over
         all responses), both hypervolumes against one reference point covering both fronts.
     audit {rules, per_weight: [{weights, category ("all" first), n, decline_rate, echo_rate,
-        degenerate_rate, answered_rate, mean_tokens}]}  (moodpo.eval.audit.audit_table)
+        degenerate_rate, answered_rate, mean_tokens}], decline_phrasings {declines, distinct,
+        top}: how many ways the declines over the grid begin}  (moodpo.eval.audit)
 front.html             interactive plotly front (2 objectives) or pairwise projections (3+).
 
 `append_training_eval` appends the eval-table rows (with `step`) of a small grid to
@@ -143,6 +144,12 @@ class EvalResult:
                            weight_index, categories)
         return [{"weights": self.weight_dict(r.pop("weight")), **r} for r in rows]
 
+    def decline_phrasings(self) -> dict:
+        """Distinct openings of the declined responses over the whole grid (`moodpo.eval.audit`)."""
+        from moodpo.eval.audit import decline_phrasings
+
+        return decline_phrasings(self.flat_texts()[1], self.audit["declined"].ravel())
+
     def weight_dict(self, g: int) -> dict:
         return {o: float(w) for o, w in zip(self.objectives, self.weights[g])}
 
@@ -208,7 +215,7 @@ class EvalResult:
                                   "reference_point": lc_ref, "slope_per_token": slopes},
             "audit": {"rules": "moodpo.audit: declined, echo (restates the prompt), degenerate (empty, loop, "
                                "gibberish, markup, leaked tokens); rates over the samples, never used in training",
-                      "per_weight": self.audit_rows()},
+                      "per_weight": self.audit_rows(), "decline_phrasings": self.decline_phrasings()},
         })
 
 
@@ -535,7 +542,8 @@ def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None =
     the weighted reward at matched prompts and weights, ties half, interval from the same
     draws; NaN for the first), length, and the audit rates over the whole grid and at the worst
     weight point (decline_rate, max_decline_rate, echo_rate, max_echo_rate, degenerate_rate,
-    max_degenerate_rate; `moodpo.eval.audit`). Objectives must have one definition version across
+    max_degenerate_rate; `moodpo.eval.audit`) and decline_phrasings (distinct openings of the
+    declined responses over the grid). Objectives must have one definition version across
     the systems (MoodpoError otherwise). details: objectives, reference_point, reference (where
     it came from), length_controlled_reference_point, and paired {prompts, weights, n_boot,
     seed}: how many prompts and weights the paired draws used.
@@ -627,6 +635,7 @@ def _audit_columns(r: EvalResult) -> dict:
             per_weight = values.mean(axis=(0, 2))
             row[rate_column(flag)] = float(values.mean())
             row[f"max_{rate_column(flag)}"] = float(per_weight.max())
+    row["decline_phrasings"] = r.decline_phrasings()["distinct"]
     return row
 
 
