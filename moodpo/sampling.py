@@ -62,15 +62,17 @@ def chat_texts(tokenizer, prompts: Sequence[str], prefixes: Sequence[str | None]
     A user prompt longer than `max_prompt_tokens` is cut to that many tokens before templating,
     so the template's special tokens are never cut.
     """
-    texts = []
-    for prompt, prefix in zip(prompts, prefixes, strict=True):
-        if max_prompt_tokens is not None:
-            ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            if len(ids) > max_prompt_tokens:
-                prompt = tokenizer.decode(ids[:max_prompt_tokens])
-        texts.append(tokenizer.apply_chat_template(build_messages(prompt, prefix), tokenize=False,
-                                                   add_generation_prompt=True))
-    return texts
+    return [tokenizer.apply_chat_template(build_messages(cut_prompt(tokenizer, prompt, max_prompt_tokens), prefix),
+                                          tokenize=False, add_generation_prompt=True)
+            for prompt, prefix in zip(prompts, prefixes, strict=True)]
+
+
+def cut_prompt(tokenizer, prompt: str, max_prompt_tokens: int | None) -> str:
+    """The prompt cut to its first `max_prompt_tokens` tokens (None: as it is)."""
+    if max_prompt_tokens is None:
+        return prompt
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return tokenizer.decode(ids[:max_prompt_tokens]) if len(ids) > max_prompt_tokens else prompt
 
 
 def encode_prompts(tokenizer, prompts, prefixes, max_prompt_tokens=None) -> tuple[torch.Tensor, torch.Tensor]:

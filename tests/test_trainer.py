@@ -602,6 +602,12 @@ def test_instructed_candidates_are_sampled_with_the_instruction_and_paired_witho
     for row, src in ((7, 0), (8, 2), (9, 4)):  # the instructed response sits under the request without it
         assert torch.equal(out.prompt_ids[row], rollout.prompt_ids[src])
         assert 0 < out.completion_mask[row].sum() <= config.max_new_tokens
+    # a request longer than max_prompt_tokens is cut before the instruction, never the instruction
+    seen.clear()
+    trainer.config.max_prompt_tokens = 3
+    trainer.add_candidates(rollout, ["harmful"], np.full((1, 2), 0.5), ["one two three four five six seven"])
+    assert "one two three\n\nAnswer in one sentence." in seen[0] and "seven" not in seen[0]
+    trainer.config.max_prompt_tokens = config.max_prompt_tokens
     with pytest.raises(ValueError, match="prompts' texts"):
         trainer.add_candidates(rollout, ["harmful", "summarize", "everyday"], np.full((3, 2), 0.5))
     metrics = trainer.train_step(["a", "b", "c"], ["harmful", "summarize", "everyday"])

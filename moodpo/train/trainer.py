@@ -41,8 +41,9 @@ from moodpo.train.pairs import (SCALARISATIONS, build_pool, row_prompts, select_
                           weight_dependent)
 from moodpo.runs import (CONFIG_FILE, METRICS_FILE, TRACKER_DIR, append_jsonl, checkpoints, clear_stop,
                          rewrite_jsonl_before, stop_requested)
-from moodpo.sampling import (ReferenceLogps, Rollout, add_extra_responses, append_responses, encode_prompts,
-                             eos_token_ids, generate_ids, prompt_table, sample_after_openers, sample_responses, sequence_logps)
+from moodpo.sampling import (ReferenceLogps, Rollout, add_extra_responses, append_responses, cut_prompt,
+                             encode_prompts, eos_token_ids, generate_ids, prompt_table, sample_after_openers,
+                             sample_responses, sequence_logps)
 from moodpo.weights import WeightSampler
 
 log = logging.getLogger(__name__)
@@ -592,8 +593,10 @@ class Trainer:
             raise ValueError("guide_instructions need the prompts' texts")
         prefixes = [build_prefix(c.objectives, weights[i], template=c.prefix_template, item=c.prefix_item)
                     for i in guided]
-        ids, mask = encode_prompts(self.tokenizer, [f"{prompts[i]}\n\n{text}" for i, text in zip(guided, instructions)],
-                                   prefixes, c.max_prompt_tokens)
+        # the request cut as the rollout cut it, then the instruction, so a long passage never cuts it off
+        requests = [cut_prompt(self.tokenizer, prompts[i], c.max_prompt_tokens) for i in guided]
+        ids, mask = encode_prompts(self.tokenizer, [f"{r}\n\n{text}" for r, text in zip(requests, instructions)],
+                                   prefixes)
         device = rollout.prompt_ids.device
         return generate_ids(self._unwrapped(), self.tokenizer, ids.to(device), mask.to(device),
                             max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p, top_k=c.top_k,
