@@ -7,14 +7,18 @@ and a comparison that pools the seeds.
     python bench/ship.py help-harm --only moodpo-seed1        # one system (train and evaluate it)
     python bench/ship.py help-harm --out runs/next/help-harm  # where the set goes (default)
 
-Every stage is skipped when its output exists (a finished run, an evaluation's summary.json) and
-resumed when a run has a checkpoint, so the set can be built over several sessions. Each stage's
+Every stage is skipped when its output exists (a finished run; an evaluation newer than its run's
+end), a run with a checkpoint resumes from it (a soups set member by member) and a run folder with
+nothing to resume starts over, so the set can be built over several sessions; a stage that does not
+finish (Ctrl-C, a STOP file, an error) stops the script with a one-line error. Each stage's
 wall and CPU time (user + system, the child's rusage) goes to <out>/cost.json and <out>/cost.md.
 
 Pair budget: a MO-ODPO step makes pool_weights pairs from each prompt slot (mirrored copies count
 as slots); a soups member has one-hot weights, so one pair a slot. The soups set trains its members
-for max_steps / K steps (K objectives) with pool_weights times the prompts a step, so it makes as
-many pairs, in updates of the same size, as the MO-ODPO run (docs/baselines.md).
+for max_steps / K steps (K objectives) with pool_weights times the prompts a step
+(per_device_train_batch_size), so it makes as many pairs, in updates of the same size, as the
+MO-ODPO run (docs/baselines.md). The budget is pairs, not generations: the soups set samples
+pool_weights times as many responses.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python bench/ship.py` from anywhere
+    sys.path.insert(0, str(ROOT))
 
 PY = [sys.executable, "-m", "moodpo"]
 SETS = {
@@ -50,11 +56,9 @@ def pair_budget(config: str) -> dict:
     if c.max_steps % k:
         raise SystemExit(f"error: {config}: max_steps {c.max_steps} must divide by its {k} objectives "
                          "for a soups set at the same pair budget")
-    overrides = {"max_steps": c.max_steps // k, "gradient_accumulation_steps": c.gradient_accumulation_steps * c.pool_weights}
-    return {"moodpo_pairs": c.max_steps * slots * c.pool_weights,
-            "soups_pairs": k * overrides["max_steps"] * c.per_device_train_batch_size
-            * overrides["gradient_accumulation_steps"],
-            "soups_overrides": overrides, "objectives": list(c.objectives)}
+    overrides = {"max_steps": c.max_steps // k, "per_device_train_batch_size": c.per_device_train_batch_size * c.pool_weights}
+    return {"moodpo_pairs": c.max_steps * slots * c.pool_weights, "soups_overrides": overrides,
+            "objectives": list(c.objectives)}
 
 
 def system_dir(system: str, seed: int) -> str:
@@ -82,33 +86,61 @@ def commands(name: str, system: str, seed: int, out: Path) -> dict[str, list[str
 
 
 def done(stage: str, argv: list[str]) -> str:
-    """'done', 'started' or 'new' for a stage, read from its output folder."""
-    folder = Path(argv[argv.index("--output_dir" if stage == "train" else "--out") + 1])
-    folder = folder if folder.is_absolute() else ROOT / folder
+    """A stage's state, read from its output folder. train: 'done' (a final adapter or a finished
+    soups set), 'started' (something to resume), 'stale' (a folder with nothing to resume: start it
+    over) or 'new'. eval: 'done' when its summary is newer than the run's end, else 'new'."""
+    from moodpo.runs import SOUPS_FILE, SUMMARY_FILE, checkpoints, final_adapter, has_final_adapter, is_soups
+
+    def folder_after(flag: str) -> Path:
+        path = Path(argv[argv.index(flag) + 1])
+        return path if path.is_absolute() else ROOT / path
+
     if stage == "eval":
-        return "done" if (folder / "summary.json").is_file() else "new"
-    if (folder / "soups.json").is_file() or (folder / "adapter").is_dir():
+        summary, run = folder_after("--out") / SUMMARY_FILE, folder_after("--run") if "--run" in argv else None
+        if not summary.is_file():
+            return "new"
+        if run is None or not run.is_dir():  # the base model: nothing to train
+            return "done"
+        end = run / SOUPS_FILE if is_soups(run) else final_adapter(run)
+        return "done" if end.exists() and summary.stat().st_mtime >= end.stat().st_mtime else "new"
+    run = folder_after("--output_dir")
+    if is_soups(run) or has_final_adapter(run):
         return "done"
-    return "started" if folder.is_dir() and any(folder.iterdir()) else "new"
+    if not run.is_dir() or not any(run.iterdir()):
+        return "new"
+    soups = "train-soups" in argv  # a soups set resumes member by member, a run from its last checkpoint
+    return "started" if soups or checkpoints(run) else "stale"
 
 
 def timed(argv: list[str]) -> dict:
-    """Run a command; its wall seconds and CPU-hours (children's user + system time)."""
+    """Run a command; its wall seconds, CPU-hours (children's user + system time) and exit code.
+    Ctrl-C reaches the child too; this waits for it to save and stop."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(argv, cwd=ROOT, check=True)
+    proc = subprocess.Popen(argv, cwd=ROOT)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        code = proc.wait()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": round(time.perf_counter() - start, 1), "cpu_h": round(cpu / 3600, 3)}
+    return {"wall_s": round(time.perf_counter() - start, 1), "cpu_h": round(cpu / 3600, 3), "exit": code}
 
 
 def write_cost(out: Path, cost: dict) -> None:
-    """<out>/cost.json and its table <out>/cost.md; a resumed stage's time covers its last part only."""
+    """<out>/cost.json and its table <out>/cost.md; a stage run in several parts (stopped, then
+    resumed) adds its parts up."""
     (out / "cost.json").write_text(json.dumps(cost, indent=1) + "\n")
-    lines = ["| system | stage | wall | CPU-h | resumed |", "|---|---|---|---|---|"]
-    lines += [f"| {system} | {stage} | {row['wall_s']} s | {row['cpu_h']} | {'yes' if row.get('resumed') else 'no'} |"
+    lines = ["| system | stage | wall | CPU-h | parts |", "|---|---|---|---|---|"]
+    lines += [f"| {system} | {stage} | {row['wall_s']} s | {row['cpu_h']} | {row['parts']} |"
               for system, stages in cost.items() for stage, row in stages.items()]
     (out / "cost.md").write_text("\n".join(lines) + "\n")
+
+
+def add_cost(cost: dict, system: str, stage: str, row: dict) -> None:
+    old = cost.setdefault(system, {}).get(stage, {"wall_s": 0.0, "cpu_h": 0.0, "parts": 0})
+    cost[system][stage] = {"wall_s": round(old["wall_s"] + row["wall_s"], 1),
+                           "cpu_h": round(old["cpu_h"] + row["cpu_h"], 3), "parts": old["parts"] + 1}
 
 
 def compare_command(out: Path, seeds: list[int]) -> list[str]:
@@ -127,7 +159,8 @@ def main() -> int:
                         help="only these, e.g. moodpo-seed1 soups base (default: all, then the comparison)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and the pair budgets, run nothing")
     args = parser.parse_args()
-    out = Path(args.out or f"runs/next/{args.set}")
+    out = Path(args.out).resolve() if args.out else ROOT / "runs" / "next" / args.set
+    out = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out  # commands run in ROOT; paths stay portable
     budget = pair_budget(SETS[args.set]["config"])
     jobs = [(s, seed) for s in ("moodpo", "soups") for seed in args.seeds] + [("base", 0)]
     if args.only:
@@ -136,29 +169,32 @@ def main() -> int:
             parser.error(f"--only {' '.join(sorted(unknown))}: choose from "
                          f"{' '.join(system_dir(s, seed) for s, seed in jobs)}")
         jobs = [(s, seed) for s, seed in jobs if system_dir(s, seed) in args.only]
-    print(f"# pairs: MO-ODPO {budget['moodpo_pairs']}, Rewarded Soups {budget['soups_pairs']} "
-          f"(members: {budget['soups_overrides']})")
-    cost_file = out / "cost.json"
+    print(f"# pairs: {budget['moodpo_pairs']} for MO-ODPO and for Rewarded Soups (members: {budget['soups_overrides']})")
+    cost_file = ROOT / out / "cost.json"
     cost = json.loads(cost_file.read_text()) if cost_file.is_file() else {}
     for system, seed in jobs:
         for stage, argv in commands(args.set, system, seed, out).items():
             state = done(stage, argv)
-            argv = argv + (["--resume"] if state == "started" else [])
+            argv = argv + {"started": ["--resume"], "stale": ["--overwrite"]}.get(state, [])
             print(("# done: " if state == "done" else "+ ") + "python -m moodpo " + shlex.join(argv[len(PY):]),
                   flush=True)
             if args.dry_run or state == "done":
                 continue
-            out.mkdir(parents=True, exist_ok=True)
+            (ROOT / out).mkdir(parents=True, exist_ok=True)
             row = timed(argv)
-            cost.setdefault(system_dir(system, seed), {})[stage] = {**row, "resumed": state == "started"}
-            write_cost(out, cost)  # after each stage, so a stopped set keeps what it measured
+            add_cost(cost, system_dir(system, seed), stage, row)
+            write_cost(ROOT / out, cost)  # after each stage, so a stopped set keeps what it measured
+            if row["exit"] or (stage == "train" and done(stage, argv) != "done"):
+                print(f"error: {system_dir(system, seed)} {stage} did not finish (exit {row['exit']}); "
+                      f"run this again to go on", file=sys.stderr)
+                return row["exit"] or 1
     compare = compare_command(out, args.seeds)
-    print("+ python -m moodpo " + shlex.join(compare[len(PY):]), flush=True)
-    ready = all((out / system_dir(s, seed) / "eval" / "summary.json").is_file() for s in ("moodpo", "soups")
-                for seed in args.seeds) and (out / "base" / "summary.json").is_file()
-    if not args.dry_run and not args.only and ready:
-        subprocess.run(compare, cwd=ROOT, check=True)
-    return 0
+    ready = all(done("eval", commands(args.set, s, seed, out)["eval"]) == "done" for s, seed in
+                [(s, seed) for s in ("moodpo", "soups") for seed in args.seeds] + [("base", 0)])
+    runs = ready and not args.dry_run and not args.only
+    print(("+ " if runs else "# when every evaluation is done: ") + "python -m moodpo " + shlex.join(compare[len(PY):]),
+          flush=True)
+    return subprocess.run(compare, cwd=ROOT).returncode if runs else 0
 
 
 if __name__ == "__main__":

@@ -110,24 +110,61 @@ def test_five_systems_reuses_only_an_evaluation_made_the_same_way(tmp_path):
     assert out.returncode != 0 and "error: --reuse soups=" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_ship_matches_the_pair_budget_and_resumes_what_it_started(tmp_path):
+def test_ship_soups_make_as_many_pairs_as_moodpo():
+    import dataclasses
+
     sys.path.insert(0, str(BENCH))
-    from ship import SETS, commands, done, pair_budget
+    from ship import ROOT as SHIP_ROOT, SETS, pair_budget
+
+    from moodpo.config import load_config
+    from moodpo.train.baselines import member_configs
 
     for name in SETS:
         budget = pair_budget(SETS[name]["config"])
-        assert budget["moodpo_pairs"] == budget["soups_pairs"] > 0
-    cmds = commands("help-harm", "soups", 1, tmp_path)
-    assert cmds["train"][cmds["train"].index("--output_dir") + 1] == str(tmp_path / "soups-seed1")
-    assert "--max_steps" in cmds["train"] and "--seed" in cmds["train"]
-    assert done("train", cmds["train"]) == "new" and done("eval", cmds["eval"]) == "new"
+        c = load_config(SHIP_ROOT / SETS[name]["config"])
+        members = member_configs(dataclasses.replace(c, **budget["soups_overrides"]), "unused").values()
+        pairs = sum(m.max_steps * m.per_device_train_batch_size * m.gradient_accumulation_steps * m.pool_weights
+                    for m in members)
+        assert pairs == budget["moodpo_pairs"] == c.max_steps * 16 * c.pool_weights
+        assert all(m.per_device_train_batch_size * m.gradient_accumulation_steps
+                   == c.per_device_train_batch_size * c.gradient_accumulation_steps * c.pool_weights for m in members)
+
+
+def test_ship_skips_resumes_or_restarts_each_stage_from_its_folder(tmp_path):
+    import os
+
+    sys.path.insert(0, str(BENCH))
+    from ship import commands, done
+
+    soups = commands("help-harm", "soups", 1, tmp_path)
+    assert soups["train"][soups["train"].index("--output_dir") + 1] == str(tmp_path / "soups-seed1")
+    assert done("train", soups["train"]) == "new" and done("eval", soups["eval"]) == "new"
     (tmp_path / "soups-seed1" / "helpfulness").mkdir(parents=True)
-    assert done("train", cmds["train"]) == "started"
-    (tmp_path / "soups-seed1" / "soups.json").write_text("{}")
-    assert done("train", cmds["train"]) == "done"
-    out = run_script("ship.py", "help-harm", "--dry-run", "--out", str(tmp_path), "--only", "soups-seed1")
-    assert out.returncode == 0 and "# done: python -m moodpo train-soups" in out.stdout
-    assert "+ python -m moodpo eval --run " + str(tmp_path / "soups-seed1") in out.stdout
+    assert done("train", soups["train"]) == "started"            # train-soups resumes member by member
+    run = commands("help-harm", "moodpo", 0, tmp_path)
+    (tmp_path / "moodpo").mkdir()
+    (tmp_path / "moodpo" / "config.yaml").write_text("seed: 0\n")
+    assert done("train", run["train"]) == "stale"                # stopped before its first checkpoint
+    (tmp_path / "moodpo" / "checkpoints" / "step-000003").mkdir(parents=True)
+    (tmp_path / "moodpo" / "checkpoints" / "step-000003" / "trainer_state.json").write_text("{}")
+    assert done("train", run["train"]) == "started"
+    (tmp_path / "moodpo" / "adapter").mkdir()
+    (tmp_path / "moodpo" / "adapter" / "adapter_config.json").write_text("{}")
+    assert done("train", run["train"]) == "done"
+    (tmp_path / "moodpo" / "eval").mkdir()
+    (tmp_path / "moodpo" / "eval" / "summary.json").write_text("{}")
+    os.utime(tmp_path / "moodpo" / "adapter", (1e9, 1e9))
+    assert done("eval", run["eval"]) == "done"
+    os.utime(tmp_path / "moodpo" / "eval" / "summary.json", (1e8, 1e8))   # evaluated before the run ended
+    assert done("eval", run["eval"]) == "new"
+    base = commands("help-harm", "base", 0, tmp_path)
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "summary.json").write_text("{}")
+    assert done("eval", base["eval"]) == "done"
+    out = run_script("ship.py", "help-harm", "--dry-run", "--out", str(tmp_path), "--only", "moodpo")
+    assert out.returncode == 0 and "# done: python -m moodpo train" in out.stdout
+    assert "+ python -m moodpo eval --run " + str(tmp_path / "moodpo") in out.stdout
+    assert "# when every evaluation is done: python -m moodpo compare" in out.stdout
     bad = run_script("ship.py", "help-harm", "--only", "nope")
     assert bad.returncode == 2 and "choose from moodpo" in bad.stderr
 

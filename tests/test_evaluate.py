@@ -238,13 +238,14 @@ def test_objectives_command_prints_correlations(tiny_model_dir, capsys):
     (["sweep", "--model_name_or_path", "{tiny}", "--alpha", "0", "--output_dir", "{tmp}/s"],
      "--alpha values must be > 0"),
     (["sweep", "--model_name_or_path", "{tiny}", "--alpha", "1", "--output_dir", "{tmp}/s", "--eval_categories", "nope"],
-     "nope"),
+     "no prompts in categories ['nope']"),
 ])
 def test_bad_input_is_one_line(args, message, tiny_model_dir, tmp_path, capsys):
     args = [a.format(tiny=tiny_model_dir, tmp=tmp_path) for a in args]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+    assert not list(tmp_path.glob("s-*"))  # a sweep with bad input fails before training any alpha
 
 
 FLOORED = ["python:test_evaluate:letters", "python:test_evaluate:letters_too"]
@@ -297,7 +298,7 @@ def test_compare_columns_in_order():
                                    "hv_diff_hi", "hv_length_controlled", "vs_first", "first_dominated", "steer_a",
                                    "mono_a", "interior_a", "steer_b", "mono_b", "interior_b", "win_rate", "win_lo",
                                    "win_hi", "length", "decline_rate", "max_decline_rate", "echo_rate",
-                                   "max_echo_rate", "degenerate_rate", "max_degenerate_rate", "decline_phrasings"]
+                                   "max_echo_rate", "degenerate_rate", "max_degenerate_rate", "declines", "decline_phrasings"]
 
 
 def test_fixed_reference_order_of_sources(floors):

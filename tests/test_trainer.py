@@ -562,8 +562,12 @@ def test_guided_candidates_begin_with_an_opener_and_join_the_pool(tiny_model_dir
     n = 2
     rollout = sample_responses(trainer._unwrapped(), trainer.tokenizer, ["a", "b", "c"], ["p"] * 3, num_samples=n,
                                max_new_tokens=4)
-    out, sources = trainer.add_candidates(rollout, ["harmful", "summarize", "everyday"], np.full((3, 2), 0.5))
+    out, sources = trainer.add_candidates(rollout, ["harmful", "summarize", "everyday"], np.full((3, 2), 0.5),
+                                          ["a", "b", "c"])
     assert [rows.tolist() for rows in sources] == [[6, -1, 7]]
+    # the opener is drawn from the harmful list by the step's own generator, seeded [seed, step, process]
+    drawn = ["No way", "I can't"][np.random.default_rng([config.seed, 0, 0]).integers(2)]
+    assert out.texts[6].startswith(drawn)
     assert out.texts[:6] == rollout.texts
     assert out.texts[6].startswith(("No way", "I can't")) and out.texts[7].startswith("Sure")
     for row, src in ((6, 0), (7, 4)):       # a guided row carries its prompt's own prefix
@@ -608,8 +612,11 @@ def test_instructed_candidates_are_sampled_with_the_instruction_and_paired_witho
     trainer.add_candidates(rollout, ["harmful"], np.full((1, 2), 0.5), ["one two three four five six seven"])
     assert "one two three\n\nAnswer in one sentence." in seen[0] and "seven" not in seen[0]
     trainer.config.max_prompt_tokens = config.max_prompt_tokens
-    with pytest.raises(ValueError, match="prompts' texts"):
-        trainer.add_candidates(rollout, ["harmful", "summarize", "everyday"], np.full((3, 2), 0.5))
+    # mirrored copies: prompt i + B/2 gets its instructed response under its own (mirrored) prompt row
+    mirrored = sample_responses(trainer._unwrapped(), trainer.tokenizer, ["a", "a"], ["p", "q"], num_samples=n,
+                                max_new_tokens=4)
+    out, sources = trainer.add_candidates(mirrored, ["everyday"] * 2, np.array([[0.2, 0.8], [0.8, 0.2]]), ["a", "a"])
+    assert sources[-1].tolist() == [4, 5] and torch.equal(out.prompt_ids[5], mirrored.prompt_ids[2])
     metrics = trainer.train_step(["a", "b", "c"], ["harmful", "summarize", "everyday"])
     assert metrics["pairs"] + metrics["ties"] == 3 and "pairs/everyday/extra_chosen" in metrics
 
@@ -670,6 +677,15 @@ def test_recipe_options_errors(tmp_path, overrides, msg):
 
     with pytest.raises(MoodpoError, match=msg):
         tiny_config("unused", tmp_path / "run", **overrides)
+
+
+def test_a_guide_for_a_category_the_prompts_lack_is_refused(tiny_model_dir, tmp_path):
+    from moodpo.errors import MoodpoError
+
+    config = tiny_config(tiny_model_dir, tmp_path / "run", guide_instructions=["everday=Be brief."])
+    with pytest.raises(MoodpoError, match="guide_instructions names everday, not a category of the training prompts"):
+        Trainer(config, show_progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_guide_opener_longer_than_the_budget_is_refused(tiny_model_dir, tmp_path):

@@ -22,12 +22,14 @@ Each response gets four flags (`audit_flags`), each a plain rule a person can ch
 `audit_table` aggregates them to rates (and the mean length in tokens) per weight point and
 prompt category, the rows that `summary.json["audit"]` holds. `decline_phrasings` counts the
 distinct ways the declined responses begin: a policy that learned to decline by copying one string
-declines in one or two phrasings, one that learned when to decline in many.
+declines in one or two phrasings. Many phrasings do not prove the policy's own words (ten guided
+openers copied give ten); read the commonest openings next to the run's `guide_openers`.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -102,8 +104,6 @@ def decline_opening(response: str, words: int = 5) -> str:
 def decline_phrasings(responses: Sequence[str], declined: np.ndarray, *, top: int = 5) -> dict:
     """{"declines": n, "distinct": distinct openings among them (`decline_opening`), "top": the
     `top` most common openings with their counts}."""
-    from collections import Counter
-
     counts = Counter(decline_opening(r) for r, d in zip(responses, np.asarray(declined).ravel(), strict=True) if d)
     return {"declines": int(sum(counts.values())), "distinct": len(counts),
             "top": [[opening, n] for opening, n in counts.most_common(top)]}

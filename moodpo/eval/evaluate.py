@@ -542,8 +542,9 @@ def compare_results(results: Sequence[EvalResult], names: Sequence[str] | None =
     the weighted reward at matched prompts and weights, ties half, interval from the same
     draws; NaN for the first), length, and the audit rates over the whole grid and at the worst
     weight point (decline_rate, max_decline_rate, echo_rate, max_echo_rate, degenerate_rate,
-    max_degenerate_rate; `moodpo.eval.audit`) and decline_phrasings (distinct openings of the
-    declined responses over the grid). Objectives must have one definition version across
+    max_degenerate_rate; `moodpo.eval.audit`), declines (declined responses over the grid) and
+    decline_phrasings (their distinct openings: it grows with declines, so compare it at similar
+    counts). Objectives must have one definition version across
     the systems (MoodpoError otherwise). details: objectives, reference_point, reference (where
     it came from), length_controlled_reference_point, and paired {prompts, weights, n_boot,
     seed}: how many prompts and weights the paired draws used.
@@ -635,7 +636,8 @@ def _audit_columns(r: EvalResult) -> dict:
             per_weight = values.mean(axis=(0, 2))
             row[rate_column(flag)] = float(values.mean())
             row[f"max_{rate_column(flag)}"] = float(per_weight.max())
-    row["decline_phrasings"] = r.decline_phrasings()["distinct"]
+    phrasings = r.decline_phrasings()
+    row.update(declines=phrasings["declines"], decline_phrasings=phrasings["distinct"])
     return row
 
 

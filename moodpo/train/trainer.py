@@ -222,7 +222,8 @@ def step_metrics(objectives: Sequence[str], *, raw: np.ndarray, rewards: np.ndar
         "response/length_rejected": lengths[b:].mean().item(),
     }
     if extra:
-        # Share of the kept pairs whose chosen (rejected) response is a fixed one, not a sample.
+        # Share of the kept pairs whose chosen (rejected) response is not a sample (a fixed, guided or
+        # instructed candidate).
         for side, picked in (("chosen", chosen), ("rejected", rejected)):
             metrics[f"pairs/extra_{side}"] = float((pool[rows, picked][keep] >= num_sampled).mean()) if keep.any() else 0.0
         # Per category, counts (not shares, so that a category absent from a step adds nothing): how
@@ -338,7 +339,14 @@ class Trainer:
         from moodpo.data import load_prompts
 
         c = self.config
-        prompts = load_prompts(c.prompts, c.prompt_split, limit=c.max_prompts, seed=c.seed)
+        every = load_prompts(c.prompts, c.prompt_split, seed=c.seed)  # max_prompts keeps a prefix of it
+        found = {p.category for p in every}
+        for field in ("extra_responses", "guide_openers", "guide_instructions"):  # a misspelt one would do nothing
+            unknown = sorted({str(item).partition("=")[0].strip() for item in getattr(c, field)} - found - {"*"})
+            if unknown:
+                raise MoodpoError(f"{field} names {', '.join(unknown)}, not a category of the training prompts "
+                                  f"({', '.join(sorted(x for x in found if x)) or 'none'}); fix the name or use '*'")
+        prompts = every[:c.max_prompts]
         if not prompts:
             raise MoodpoError(f"prompt source {c.prompts!r} ({c.prompt_split}) holds no prompts")
         return repeat_categories(prompts, parse_category_repeats(c.category_repeats))
@@ -550,57 +558,67 @@ class Trainer:
         return first, _weighted_mean(update.losses, batch.pair_weight), update.finite
 
     def add_candidates(self, rollout: Rollout, categories: Sequence[str | None], weights: np.ndarray,
-                       prompts: Sequence[str] | None = None) -> tuple[Rollout, list[np.ndarray]]:
+                       prompts: Sequence[str]) -> tuple[Rollout, list[np.ndarray]]:
         """Each prompt's candidates beyond its samples, appended to the rollout: the fixed
         `extra_responses`, then one guided sample (`guide_openers`), then one instructed sample
-        (`guide_instructions`, which needs the prompts' texts), under the prompt's weights (B, K).
+        (`guide_instructions`), each under the prompt's weights (B, K) and paired under its prompt.
         Returns the rollout and one (B,) array per candidate source: the row of each prompt's
         candidate, -1 for none."""
-        n, sources = self.config.num_generations, []
+        c, n, pad = self.config, self.config.num_generations, self.tokenizer.pad_token_id
+        sources = []
         if self.extra_responses:
-            rollout, rows = add_extra_responses(rollout, self.extra_responses, categories, n,
-                                                pad_token_id=self.tokenizer.pad_token_id)
+            rollout, rows = add_extra_responses(rollout, self.extra_responses, categories, n, pad_token_id=pad)
             sources.append(rows)
-        for guides, sample, tag in ((self.guide_openers, self._sample_after_openers, []),
-                                    (self.guide_instructions, self._sample_instructed, [2])):
-            if not guides:
-                continue
-            rng = np.random.default_rng([self.config.seed, self.step, self.accelerator.process_index, *tag])
-            choices = [guides.get(cat) or guides.get("*") for cat in categories]
-            guided = [i for i, options in enumerate(choices) if options]
+        if self.guide_openers:
+            guided, openers = self._draw(self.guide_openers, categories, tag=())
             rows = np.full(len(categories), -1)
             if guided:
-                picks = [choices[i][rng.integers(len(choices[i]))] for i in guided]
                 with gate_rows(self._unwrapped(), weights[guided]):
-                    ids, mask, texts = sample(rollout, guided, picks, prompts, weights)
-                rows[guided] = len(rollout.texts) + np.arange(len(guided))
-                rollout = append_responses(rollout, [i * n for i in guided], ids, mask, texts,
-                                           pad_token_id=self.tokenizer.pad_token_id)
+                    ids, mask, texts = sample_after_openers(
+                        self._unwrapped(), self.tokenizer, rollout, [i * n for i in guided], openers,
+                        max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p, top_k=c.top_k,
+                        autocast=self.autocast, sampler=self.sampler)
+                rollout = self._append(rollout, guided, rows, ids, mask, texts)
+            sources.append(rows)
+        if self.guide_instructions:
+            guided, instructions = self._draw(self.guide_instructions, categories, tag=(2,))
+            rows = np.full(len(categories), -1)
+            if guided:
+                with gate_rows(self._unwrapped(), weights[guided]):
+                    ids, mask, texts = self._sample_instructed([prompts[i] for i in guided], weights[guided],
+                                                               instructions, rollout.prompt_ids.device)
+                rollout = self._append(rollout, guided, rows, ids, mask, texts)
             sources.append(rows)
         return rollout, sources
 
-    def _sample_after_openers(self, rollout: Rollout, guided: list[int], openers: list[list[int]], prompts, weights):
-        c = self.config
-        return sample_after_openers(self._unwrapped(), self.tokenizer, rollout, [i * c.num_generations for i in guided],
-                                    openers, max_new_tokens=c.max_new_tokens, temperature=c.temperature,
-                                    top_p=c.top_p, top_k=c.top_k, autocast=self.autocast, sampler=self.sampler)
+    def _draw(self, guides: dict[str, list], categories: Sequence[str | None], tag: tuple) -> tuple[list[int], list]:
+        """The prompts with a guide for their category (or '*') and one guide drawn for each."""
+        rng = np.random.default_rng([self.config.seed, self.step, self.accelerator.process_index, *tag])
+        choices = [guides.get(cat) or guides.get("*") for cat in categories]
+        guided = [i for i, options in enumerate(choices) if options]
+        return guided, [choices[i][rng.integers(len(choices[i]))] for i in guided]
 
-    def _sample_instructed(self, rollout: Rollout, guided: list[int], instructions: list[str], prompts, weights):
-        """One response per guided prompt, sampled with the instruction after the request (its own
-        weights' prefix kept); the caller pairs it under the request without the instruction."""
+    def _append(self, rollout: Rollout, guided: list[int], rows: np.ndarray, ids, mask, texts) -> Rollout:
+        """The rollout with each guided prompt's new response under that prompt's own prompt row;
+        rows (B,) gets the new rows' indices."""
+        rows[guided] = len(rollout.texts) + np.arange(len(guided))
+        n = self.config.num_generations
+        return append_responses(rollout, [i * n for i in guided], ids, mask, texts,
+                                pad_token_id=self.tokenizer.pad_token_id)
+
+    def _sample_instructed(self, requests: list[str], weights: np.ndarray, instructions: list[str], device):
+        """One response per request, sampled with its instruction after the request and its own
+        weights' prefix; the caller pairs it under the request without the instruction."""
         c = self.config
-        if prompts is None:
-            raise ValueError("guide_instructions need the prompts' texts")
-        prefixes = [build_prefix(c.objectives, weights[i], template=c.prefix_template, item=c.prefix_item)
-                    for i in guided]
+        prefixes = [build_prefix(c.objectives, w, template=c.prefix_template, item=c.prefix_item) for w in weights]
         # the request cut as the rollout cut it, then the instruction, so a long passage never cuts it off
-        requests = [cut_prompt(self.tokenizer, prompts[i], c.max_prompt_tokens) for i in guided]
+        requests = [cut_prompt(self.tokenizer, r, c.max_prompt_tokens) for r in requests]
         ids, mask = encode_prompts(self.tokenizer, [f"{r}\n\n{text}" for r, text in zip(requests, instructions)],
                                    prefixes)
-        device = rollout.prompt_ids.device
         return generate_ids(self._unwrapped(), self.tokenizer, ids.to(device), mask.to(device),
-                            max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p, top_k=c.top_k,
-                            autocast=self.autocast, sampler=self.sampler)
+                            max_new_tokens=c.max_new_tokens, min_new_tokens=c.min_new_tokens,
+                            temperature=c.temperature, top_p=c.top_p, top_k=c.top_k, autocast=self.autocast,
+                            sampler=self.sampler)
 
     def spread(self, weights: np.ndarray) -> np.ndarray:
         """The weights of the step's multi-weight pools, (pool_weights * B, K), the drawn ones first."""
@@ -629,7 +647,8 @@ class Trainer:
     def train_step(self, prompts: Sequence[str], categories: Sequence[str | None] | None = None) -> dict:
         """One MO-ODPO step on this process's prompts; returns the step's metrics (all processes reduced).
 
-        `categories` (one per prompt) select the `extra_responses` and `guide_openers`; without them
+        `categories` (one per prompt) select the `extra_responses`, `guide_openers` and
+        `guide_instructions`; without them
         only '*' applies. With mirror_weights the prompts are a list repeated twice.
         """
         from moodpo.objectives import score_all
