@@ -88,21 +88,23 @@ def commands(name: str, system: str, seed: int, out: Path) -> dict[str, list[str
 def done(stage: str, argv: list[str]) -> str:
     """A stage's state, read from its output folder. train: 'done' (a final adapter or a finished
     soups set), 'started' (something to resume), 'stale' (a folder with nothing to resume: start it
-    over) or 'new'. eval: 'done' when its summary is newer than the run's end, else 'new'."""
-    from moodpo.runs import SOUPS_FILE, SUMMARY_FILE, checkpoints, final_adapter, has_final_adapter, is_soups
+    over) or 'new'. eval: 'done' when it evaluated the run's final adapter (its step; a soups set is
+    evaluable only once finished), else 'new'."""
+    from moodpo.runs import ADAPTER_STEP_FILE, SUMMARY_FILE, checkpoints, final_adapter, has_final_adapter, is_soups
 
     def folder_after(flag: str) -> Path:
         path = Path(argv[argv.index(flag) + 1])
         return path if path.is_absolute() else ROOT / path
 
     if stage == "eval":
-        summary, run = folder_after("--out") / SUMMARY_FILE, folder_after("--run") if "--run" in argv else None
+        summary, run = folder_after("--out") / SUMMARY_FILE, folder_after("--run")
         if not summary.is_file():
             return "new"
-        if run is None or not run.is_dir():  # the base model: nothing to train
+        if not run.is_dir() or is_soups(run):  # the base model has nothing to train
             return "done"
-        end = run / SOUPS_FILE if is_soups(run) else final_adapter(run)
-        return "done" if end.exists() and summary.stat().st_mtime >= end.stat().st_mtime else "new"
+        step = final_adapter(run) / ADAPTER_STEP_FILE
+        final = json.loads(step.read_text())["step"] if step.is_file() else None
+        return "done" if final is not None and json.loads(summary.read_text()).get("step") == final else "new"
     run = folder_after("--output_dir")
     if is_soups(run) or has_final_adapter(run):
         return "done"

@@ -131,8 +131,6 @@ def test_ship_soups_make_as_many_pairs_as_moodpo():
 
 
 def test_ship_skips_resumes_or_restarts_each_stage_from_its_folder(tmp_path):
-    import os
-
     sys.path.insert(0, str(BENCH))
     from ship import commands, done
 
@@ -150,12 +148,12 @@ def test_ship_skips_resumes_or_restarts_each_stage_from_its_folder(tmp_path):
     assert done("train", run["train"]) == "started"
     (tmp_path / "moodpo" / "adapter").mkdir()
     (tmp_path / "moodpo" / "adapter" / "adapter_config.json").write_text("{}")
+    (tmp_path / "moodpo" / "adapter" / "step.json").write_text('{"step": 24}')
     assert done("train", run["train"]) == "done"
     (tmp_path / "moodpo" / "eval").mkdir()
-    (tmp_path / "moodpo" / "eval" / "summary.json").write_text("{}")
-    os.utime(tmp_path / "moodpo" / "adapter", (1e9, 1e9))
+    (tmp_path / "moodpo" / "eval" / "summary.json").write_text('{"step": 24}')
     assert done("eval", run["eval"]) == "done"
-    os.utime(tmp_path / "moodpo" / "eval" / "summary.json", (1e8, 1e8))   # evaluated before the run ended
+    (tmp_path / "moodpo" / "eval" / "summary.json").write_text('{"step": 18}')   # evaluated before the run ended
     assert done("eval", run["eval"]) == "new"
     base = commands("help-harm", "base", 0, tmp_path)
     (tmp_path / "base").mkdir()
