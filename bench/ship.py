@@ -133,8 +133,9 @@ def write_cost(out: Path, cost: dict) -> None:
     """<out>/cost.json and its table <out>/cost.md; a stage run in several parts (stopped, then
     resumed) adds its parts up."""
     (out / "cost.json").write_text(json.dumps(cost, indent=1) + "\n")
-    lines = ["| system | stage | wall | CPU-h | parts |", "|---|---|---|---|---|"]
-    lines += [f"| {system} | {stage} | {row['wall_s']} s | {row['cpu_h']} | {row['parts']} |"
+    lines = ["| system | stage | wall | CPU-h | parts | measured |", "|---|---|---|---|---|---|"]
+    lines += [f"| {system} | {stage} | {row['wall_s']} s | {row.get('cpu_h') if row.get('cpu_h') is not None else '-'} | "
+              f"{row['parts']} | {row.get('note', 'by bench/ship.py')} |"
               for system, stages in cost.items() for stage, row in stages.items()]
     (out / "cost.md").write_text("\n".join(lines) + "\n")
 
@@ -142,7 +143,7 @@ def write_cost(out: Path, cost: dict) -> None:
 def add_cost(cost: dict, system: str, stage: str, row: dict) -> None:
     old = cost.setdefault(system, {}).get(stage, {"wall_s": 0.0, "cpu_h": 0.0, "parts": 0})
     cost[system][stage] = {"wall_s": round(old["wall_s"] + row["wall_s"], 1),
-                           "cpu_h": round(old["cpu_h"] + row["cpu_h"], 3), "parts": old["parts"] + 1}
+                           "cpu_h": round((old.get("cpu_h") or 0.0) + row["cpu_h"], 3), "parts": old["parts"] + 1}
 
 
 def compare_command(out: Path, seeds: list[int]) -> list[str]:
