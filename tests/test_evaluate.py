@@ -1,6 +1,7 @@
 """Evaluation, baselines and their commands, end to end on a tiny Llama (2 grid points, few prompts)."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -160,6 +161,9 @@ def test_soups_and_compare(tiny_model_dir, run_dir, tmp_path, capsys):
     run_cli(*soup_args, "--resume")  # finished members are kept, not retrained
     assert (soups / "conciseness" / "metrics.jsonl").read_text() == before
     assert (soups / "soups.json").is_file()
+    shutil.rmtree(soups / "conciseness" / "checkpoints")  # as git keeps a member: its adapter, no checkpoints
+    run_cli(*soup_args, "--resume")
+    assert (soups / "conciseness" / "metrics.jsonl").read_text() == before
 
     run_cli("eval", "--run", soups, *TINY_EVAL)
     run_cli("eval", "--run", f"base:{tiny_model_dir}", "--objectives", *OBJECTIVES, *TINY_EVAL,

@@ -26,7 +26,7 @@ from moodpo.cards import write_card
 from moodpo.config import TrainConfig
 from moodpo.errors import MoodpoError
 from moodpo.eval.evaluate import sanitize
-from moodpo.runs import SOUPS_FILE, checkpoints, has_final_adapter, read_state
+from moodpo.runs import ADAPTER_STEP_FILE, SOUPS_FILE, checkpoints, final_adapter, has_final_adapter, read_state
 from moodpo.weights import one_hot
 
 log = logging.getLogger(__name__)
@@ -61,11 +61,15 @@ def member_configs(config: TrainConfig, out_dir: str | Path) -> dict[str, TrainC
 
 
 def _member_state(config: TrainConfig) -> str:
-    """'finished', 'started' (has a checkpoint) or 'new'."""
+    """'finished' (its final adapter is at max_steps: step.json, else its last checkpoint's step),
+    'started' (has a checkpoint) or 'new'. A member copied without its checkpoints (git keeps
+    adapters, not checkpoints) still counts as finished."""
     run = Path(config.output_dir)
     found = checkpoints(run)
-    if has_final_adapter(run) and found:
-        step = read_state(found[-1])["step"]
+    if has_final_adapter(run):
+        step_file = final_adapter(run) / ADAPTER_STEP_FILE
+        step = (json.loads(step_file.read_text())["step"] if step_file.is_file()
+                else read_state(found[-1])["step"] if found else -1)
         if step >= config.max_steps:
             return "finished"
     return "started" if found else "new"
