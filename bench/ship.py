@@ -24,6 +24,7 @@ pool_weights times as many responses.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import shlex
@@ -46,6 +47,7 @@ SETS = {
 NAMES = {"moodpo": "MO-ODPO", "soups": "Rewarded Soups", "base": "Prompted base"}
 
 
+@functools.cache
 def pair_budget(config: str) -> dict:
     """Pairs a MO-ODPO run makes and the soups overrides that make as many, from the config."""
     from moodpo.config import load_config
@@ -90,7 +92,7 @@ def done(stage: str, argv: list[str]) -> str:
     soups set), 'started' (something to resume), 'stale' (a folder with nothing to resume: start it
     over) or 'new'. eval: 'done' when it evaluated the run's final adapter (its step; a soups set is
     evaluable only once finished), else 'new'."""
-    from moodpo.runs import ADAPTER_STEP_FILE, SUMMARY_FILE, checkpoints, final_adapter, has_final_adapter, is_soups
+    from moodpo.runs import SUMMARY_FILE, checkpoints, has_final_adapter, is_soups, latest_adapter
 
     def folder_after(flag: str) -> Path:
         path = Path(argv[argv.index(flag) + 1])
@@ -102,8 +104,7 @@ def done(stage: str, argv: list[str]) -> str:
             return "new"
         if not run.is_dir() or is_soups(run):  # the base model has nothing to train
             return "done"
-        step = final_adapter(run) / ADAPTER_STEP_FILE
-        final = json.loads(step.read_text())["step"] if step.is_file() else None
+        final = latest_adapter(run)[1] if has_final_adapter(run) else None
         return "done" if final is not None and json.loads(summary.read_text()).get("step") == final else "new"
     run = folder_after("--output_dir")
     if is_soups(run) or has_final_adapter(run):

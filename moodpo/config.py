@@ -242,7 +242,7 @@ class TrainConfig:
         self._check_loss_extras(k)
         self.extra_responses = [f"{name}={text}" for name, text in parse_extra_responses(self.extra_responses).items()]
         parse_guide_openers(self.guide_openers)
-        parse_guide_openers(self.guide_instructions, "guide_instructions")
+        parse_guide_instructions(self.guide_instructions)
         self.category_repeats = [f"{name}={count}" for name, count in parse_category_repeats(self.category_repeats).items()]
         if self.resume and self.overwrite:
             bad("choose one of resume and overwrite")
@@ -339,13 +339,21 @@ def parse_extra_responses(items: list[str]) -> dict[str, str]:
     return out
 
 
-def parse_guide_openers(items: list[str], field: str = "guide_openers") -> dict[str, list[str]]:
+def parse_guide_openers(items: list[str]) -> dict[str, list[str]]:
     """{"harmful": ["I can't help with that", ...]} from ["harmful=I can't help with that", ...]; a category may
-    appear more than once. Also reads `guide_instructions` (field names it in errors)."""
+    appear more than once."""
+    return _category_lists(items, "guide_openers", "category=opener, e.g. \"harmful=I can't help with that\"")
+
+
+def parse_guide_instructions(items: list[str]) -> dict[str, list[str]]:
+    """{"everyday": ["Answer briefly, in one sentence.", ...]} from ["everyday=Answer briefly, ...", ...]."""
+    return _category_lists(items, "guide_instructions",
+                           "category=instruction, e.g. \"everyday=Answer briefly, in one sentence.\"")
+
+
+def _category_lists(items: list[str], field_name: str, example: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    example = ("category=opener, e.g. \"harmful=I can't help with that\"" if field == "guide_openers" else
-               "category=instruction, e.g. \"everyday=Answer briefly, in one sentence.\"")
-    for name, text in _category_items(items, field, example):
+    for name, text in _category_items(items, field_name, example):
         out.setdefault(name, []).append(text)
     return out
 

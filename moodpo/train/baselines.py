@@ -26,7 +26,7 @@ from moodpo.cards import write_card
 from moodpo.config import TrainConfig
 from moodpo.errors import MoodpoError
 from moodpo.eval.evaluate import sanitize
-from moodpo.runs import ADAPTER_STEP_FILE, SOUPS_FILE, checkpoints, final_adapter, has_final_adapter, read_state
+from moodpo.runs import SOUPS_FILE, checkpoints, has_final_adapter, latest_adapter
 from moodpo.weights import one_hot
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,8 @@ def _member_state(config: TrainConfig) -> str:
     run = Path(config.output_dir)
     found = checkpoints(run)
     if has_final_adapter(run):
-        step_file = final_adapter(run) / ADAPTER_STEP_FILE
-        step = (json.loads(step_file.read_text())["step"] if step_file.is_file()
-                else read_state(found[-1])["step"] if found else -1)
-        if step >= config.max_steps:
+        _, step = latest_adapter(run)
+        if step is not None and step >= config.max_steps:
             return "finished"
     return "started" if found else "new"
 

@@ -30,7 +30,7 @@ import torch
 from moodpo.train.checkpoint import load_checkpoint, save_checkpoint, save_final
 from moodpo.conditioning import build_prefix
 from moodpo.config import (TrainConfig, load_run_config, parse_category_repeats, parse_extra_responses,
-                           parse_guide_openers)
+                           parse_guide_instructions, parse_guide_openers)
 from moodpo.errors import MoodpoError
 from moodpo.fastgen import FastSampler
 from moodpo.fastgen import supports as fastgen_supports
@@ -307,7 +307,7 @@ class Trainer:
         self._build_model()
         self.extra_responses = self._encode_extra_responses()
         self.guide_openers = self._encode_guide_openers()
-        self.guide_instructions = parse_guide_openers(config.guide_instructions, "guide_instructions")
+        self.guide_instructions = parse_guide_instructions(config.guide_instructions)
         self.weights = WeightSampler(config.num_objectives, mode=config.weight_mode, alpha=config.alpha,
                                      fixed=config.fixed_weights, seed=config.seed * 1000 + acc.process_index,
                                      mirror=config.mirror_weights)
@@ -341,8 +341,11 @@ class Trainer:
         c = self.config
         every = load_prompts(c.prompts, c.prompt_split, seed=c.seed)  # max_prompts keeps a prefix of it
         found = {p.category for p in every}
-        for field in ("extra_responses", "guide_openers", "guide_instructions"):  # a misspelt one would do nothing
-            unknown = sorted({str(item).partition("=")[0].strip() for item in getattr(c, field)} - found - {"*"})
+        guides = {"extra_responses": parse_extra_responses(c.extra_responses),
+                  "guide_openers": parse_guide_openers(c.guide_openers),
+                  "guide_instructions": parse_guide_instructions(c.guide_instructions)}
+        for field, by_category in guides.items():  # a misspelt category would do nothing
+            unknown = sorted(set(by_category) - found - {"*"})
             if unknown:
                 raise MoodpoError(f"{field} names {', '.join(unknown)}, not a category of the training prompts "
                                   f"({', '.join(sorted(x for x in found if x)) or 'none'}); fix the name or use '*'")
