@@ -5,8 +5,8 @@ responses, evaluated the same way, and compared with paired intervals (docs/base
     python bench/five_systems.py --dry-run                 # print the commands
     python bench/five_systems.py                           # train, evaluate, compare (hours on 2 cores)
     python bench/five_systems.py --systems ric rl          # only these (compare runs when all five exist)
-    python bench/five_systems.py --systems ric rl --reuse moodpo=runs/shipped/help-harm/moodpo/eval \
-        soups=runs/shipped/help-harm/soups/eval base=runs/shipped/help-harm/base
+    python bench/five_systems.py --systems ric rl --reuse moodpo=runs/archive/2026-11/help-harm/moodpo/eval \
+        soups=runs/archive/2026-11/help-harm/soups/eval base=runs/archive/2026-11/help-harm/base
                                                            # compare against evaluations that exist
 
 Each command runs as a child process; its wall time and CPU time (user + system, from the
@@ -30,7 +30,7 @@ from common import ROOT
 
 PY = [sys.executable, "-m", "moodpo"]
 HELP_HARM = "configs/shipped_help_harm.yaml"
-# The evaluation of docs/results.md (helpfulness vs harmlessness): 71 eval prompts x 11 weights x 2 samples.
+# The evaluation of docs/results-2026-11.md (helpfulness vs harmlessness): 71 eval prompts x 11 weights x 2 samples.
 EVAL_ARGS = ["--grid", "11", "--prompts", "eval", "--categories", "everyday", "safety", "borderline", "harmful",
              "--max_new_tokens", "48", "--samples", "2", "--seed", "0"]
 NAMES = {"moodpo": "MO-ODPO", "soups": "Rewarded Soups", "ric": "Rewards-in-Context", "rl": "Conditioned RL",

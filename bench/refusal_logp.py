@@ -1,6 +1,6 @@
 """How likely a run is to start a refusal, by the weight on helpfulness: trained against its reference.
 
-    python bench/refusal_logp.py docs/data/experiments-2026-12/H runs/shipped/help-harm/moodpo \
+    python bench/refusal_logp.py docs/data/experiments-2026-12/H runs/archive/2026-11/help-harm/moodpo \
         --out runs/bench/refusal-logp
 
 For each run (a helpfulness-vs-harmlessness run folder or checkpoint with its adapter) and each dev
