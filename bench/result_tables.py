@@ -4,7 +4,9 @@
         --examples p0012 p0101
 
 FOLDER holds compare/ (from `python -m moodpo compare ... --out FOLDER/compare`) and one eval
-folder per system (moodpo/eval, soups/eval, base). Prints:
+folder per system and training seed (moodpo/eval, moodpo-seed1/eval, soups/eval, base); the
+evaluations of one system's seeds ("MO-ODPO", "MO-ODPO seed 1") are pooled as `compare A+B` pools
+them. Prints:
 - per system: hypervolume on the fixed reference point and its difference from the first
   system (paired 95% intervals over prompts), interior share of each objective (95% interval),
   win rate over the first system, and the audit rates over the grid and at the worst weight;
@@ -13,12 +15,15 @@ folder per system (moodpo/eval, soups/eval, base). Prints:
 - with --examples: each prompt's first sample at both corners and the centre, for every system;
 - with --plot: a PNG of the decline rate per category (and echo + degenerate) against the weight
   of the last objective, one panel per system (rendered in chromium, like bench/figure_png.py).
+The per-category decline curves with intervals, a line per system, are compare/declines.html
+(`python bench/figure_png.py FOLDER/compare/declines.html PNG`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -30,7 +35,7 @@ for path in (ROOT, ROOT / "bench"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from moodpo.eval.evaluate import load_eval  # noqa: E402
+from moodpo.eval.evaluate import load_eval, pool_seeds  # noqa: E402
 from moodpo.eval.pareto import interior_share  # noqa: E402
 
 CATEGORY_ORDER = ("everyday", "safety", "summarize", "borderline", "harmful")
@@ -47,11 +52,13 @@ def _ci(value, lo, hi, digits=3) -> str:
 
 
 def load_evals(folder: Path, names: list[str]) -> dict:
-    evals = {}
+    """{system: its evaluation}, the evaluations of one system's training seeds pooled."""
+    seeds: dict[str, list] = {}
     for d in sorted(folder.glob("**/summary.json")):
         if "compare" not in d.parts:
             r = load_eval(d.parent)
-            evals[r.system] = r
+            seeds.setdefault(re.sub(r" seed \d+$", "", r.system), []).append(r)
+    evals = {n: rs[0] if len(rs) == 1 else pool_seeds(rs, n) for n, rs in seeds.items()}
     missing = [n for n in names if n not in evals]
     if missing:
         raise SystemExit(f"no eval folder under {folder} for {missing}")
