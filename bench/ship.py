@@ -1,6 +1,6 @@
 """One shipped set of issue 19, stage by stage: MO-ODPO and its Rewarded Soups at the same pair
 budget, each over several training seeds, the prompted base, their evaluations on the eval split
-and a comparison that pools the seeds.
+and two comparisons that pool the seeds (against the base; MO-ODPO against Rewarded Soups).
 
     python bench/ship.py help-harm --dry-run                  # print the commands and the pair budgets
     python bench/ship.py help-harm                            # train, evaluate, compare (hours on 2 cores)
@@ -147,11 +147,15 @@ def add_cost(cost: dict, system: str, stage: str, row: dict) -> None:
                            "cpu_h": round((old.get("cpu_h") or 0.0) + row["cpu_h"], 3), "parts": old["parts"] + 1}
 
 
-def compare_command(out: Path, seeds: list[int]) -> list[str]:
+def compare_commands(out: Path, seeds: dict[str, list[int]]) -> list[list[str]]:
+    """Two comparisons pooling each system's seeds: compare/ against the prompted base (hypervolume
+    differences and win rates over it) and compare-soups/, MO-ODPO against its Rewarded Soups."""
     def pooled(system: str) -> str:
-        return "+".join(str(out / system_dir(system, s) / "eval") for s in seeds)
-    return PY + ["compare", str(out / "base"), pooled("soups"), pooled("moodpo"),
-                 "--names", NAMES["base"], NAMES["soups"], NAMES["moodpo"], "--out", str(out / "compare")]
+        return "+".join(str(out / system_dir(system, s) / "eval") for s in seeds[system])
+    return [PY + ["compare", str(out / "base"), pooled("soups"), pooled("moodpo"),
+                  "--names", NAMES["base"], NAMES["soups"], NAMES["moodpo"], "--out", str(out / "compare")],
+            PY + ["compare", pooled("soups"), pooled("moodpo"),
+                  "--names", NAMES["soups"], NAMES["moodpo"], "--out", str(out / "compare-soups")]]
 
 
 def main() -> int:
@@ -159,6 +163,8 @@ def main() -> int:
     parser.add_argument("set", choices=list(SETS), help="the objective pair")
     parser.add_argument("--out", default=None, help="folder of the set (default: runs/next/<set>)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="training seeds (default: 0 1)")
+    parser.add_argument("--soups_seeds", nargs="+", type=int, default=None,
+                        help="training seeds of Rewarded Soups, where fewer than MO-ODPO's fit (default: --seeds)")
     parser.add_argument("--only", nargs="+", default=None, metavar="SYSTEM",
                         help="only these, e.g. moodpo-seed1 soups base (default: all, then the comparison)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and the pair budgets, run nothing")
@@ -166,7 +172,8 @@ def main() -> int:
     out = Path(args.out).resolve() if args.out else ROOT / "runs" / "next" / args.set
     out = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out  # commands run in ROOT; paths stay portable
     budget = pair_budget(SETS[args.set]["config"])
-    jobs = [(s, seed) for s in ("moodpo", "soups") for seed in args.seeds] + [("base", 0)]
+    seeds = {"moodpo": args.seeds, "soups": args.soups_seeds or args.seeds, "base": [0]}
+    jobs = [(s, seed) for s in ("moodpo", "soups", "base") for seed in seeds[s]]
     if args.only:
         unknown = set(args.only) - {system_dir(s, seed) for s, seed in jobs}
         if unknown:
@@ -192,14 +199,14 @@ def main() -> int:
                 print(f"error: {system_dir(system, seed)} {stage} did not finish (exit {row['exit']}); "
                       f"run this again to go on", file=sys.stderr)
                 return row["exit"] or 1
-    compare = compare_command(out, args.seeds)
-    ready = all(done("eval", commands(args.set, s, seed, out)["eval"]) == "done" for s, seed in
-                [(s, seed) for s in ("moodpo", "soups") for seed in args.seeds] + [("base", 0)])
+    ready = all(done("eval", commands(args.set, s, seed, out)["eval"]) == "done" for s, seed in jobs)
     runs = ready and not args.dry_run and not args.only
-    print(("+ " if runs else "# when every evaluation is done: ") + "python -m moodpo " + shlex.join(compare[len(PY):]),
-          flush=True)
-    return subprocess.run(compare, cwd=ROOT).returncode if runs else 0
-
+    code = 0
+    for compare in compare_commands(out, seeds):
+        print(("+ " if runs else "# when every evaluation is done: ") + "python -m moodpo "
+              + shlex.join(compare[len(PY):]), flush=True)
+        code = code or (subprocess.run(compare, cwd=ROOT).returncode if runs else 0)
+    return code
 
 if __name__ == "__main__":
     sys.exit(main())

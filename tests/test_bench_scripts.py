@@ -163,6 +163,12 @@ def test_ship_skips_resumes_or_restarts_each_stage_from_its_folder(tmp_path):
     assert out.returncode == 0 and "# done: python -m moodpo train" in out.stdout
     assert "+ python -m moodpo eval --run " + str(tmp_path / "moodpo") in out.stdout
     assert "# when every evaluation is done: python -m moodpo compare" in out.stdout
+    fewer = run_script("ship.py", "help-harm", "--dry-run", "--out", str(tmp_path), "--soups_seeds", "0")
+    compares = [line for line in fewer.stdout.splitlines() if "moodpo compare" in line]
+    moodpo = f"{tmp_path}/moodpo/eval+{tmp_path}/moodpo-seed1/eval"
+    assert len(compares) == 2 and "soups-seed1" not in fewer.stdout
+    assert f"{tmp_path / 'base'} {tmp_path}/soups/eval {moodpo}" in compares[0] and compares[0].endswith("compare")
+    assert f"compare {tmp_path}/soups/eval {moodpo}" in compares[1] and compares[1].endswith("compare-soups")
     bad = run_script("ship.py", "help-harm", "--only", "nope")
     assert bad.returncode == 2 and "choose from moodpo" in bad.stderr
 
