@@ -91,10 +91,23 @@ def test_the_default_config_is_the_shipped_recipe():
 
     default = load_config(ROOT / "configs" / "default.yaml").to_dict()
     shipped = load_run_config(ROOT / "runs" / SHIPPED_POLICY).to_dict()
-    # what may differ: where it writes and the live front (the shipped runs were trained without it)
+    # what may differ: where it writes and checkpoints, and the live front (the shipped runs were
+    # trained without it)
     differ = {k for k in default if default[k] != shipped[k]}
-    assert differ <= {"output_dir", "eval_every", "eval_grid", "eval_prompts"}
+    assert differ <= {"output_dir", "save_steps", "eval_every", "eval_grid", "eval_prompts"}
     assert default["eval_every"] > 0 and default["eval_grid"] == 3
+
+
+def test_the_help_harm_and_soups_configs_are_the_shipped_recipes():
+    from moodpo.train.baselines import member_configs
+
+    help_harm = load_config(ROOT / "configs" / "help_harm.yaml").to_dict()
+    shipped = load_run_config(ROOT / "runs" / "shipped" / "help-harm" / "moodpo").to_dict()
+    assert {k for k in help_harm if help_harm[k] != shipped[k]} <= {"output_dir"}
+    soups = ROOT / "runs" / "shipped" / "help-concise" / "soups"
+    for objective, member in member_configs(load_config(ROOT / "configs" / "soups.yaml"), soups).items():
+        member, trained = member.to_dict(), load_run_config(soups / objective).to_dict()
+        assert {k for k in member if member[k] != trained[k]} <= {"output_dir"}, objective
 
 
 def test_experiments_have_a_one_line_header_and_come_after_the_working_recipes():

@@ -1,4 +1,4 @@
-"""The trained demo policies shipped in runs/shipped/: each loads, and its eval table reproduces.
+"""The policies shipped in runs/shipped/ (issue 19, built by bench/ship.py): each loads, and its eval table reproduces.
 
 The first and the last batch of each shipped evaluation (its first weight point and its other
 corner) are generated again with the evaluation's rows, seed and settings, so each is the same
@@ -11,6 +11,7 @@ passes too.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -41,21 +42,25 @@ def test_the_app_opens_on_a_shipped_policy():
     assert (RUNS / SHIPPED_POLICY / "config.yaml").is_file() and (RUNS / SHIPPED_POLICY / "adapter").is_dir()
 
 
-# help-harm also holds the paper's other two baselines (bench/five_systems.py, docs/baselines.md)
-BASELINES = {"help-harm": {"ric/eval": "Rewards-in-Context", "rl/eval": "Conditioned RL"}}
+SYSTEM_FOLDER = re.compile(r"(moodpo|soups)(-seed\d+)?/eval|base")
 
 
 @pytest.mark.parametrize("folder", SETS, ids=[p.name for p in SETS])
 def test_each_shipped_set_compares_moodpo_soups_and_base(folder):
-    names = {p.relative_to(folder).as_posix() for p in EVALS if folder in p.parents}
-    extra = BASELINES.get(folder.name, {})
-    assert names == {"moodpo/eval", "soups/eval", "base", *extra}
+    """MO-ODPO over at least two training seeds, its Rewarded Soups and the prompted base, evaluated
+    alike, and the two comparisons that pool the seeds (bench/ship.py)."""
+    names = {p.relative_to(folder).as_posix() for p in EVALS if folder in p.parents and "compare" not in p.parts}
+    assert all(SYSTEM_FOLDER.fullmatch(n) for n in names), names
+    assert {"moodpo/eval", "moodpo-seed1/eval", "soups/eval", "base"} <= names
     compare = json.loads((folder / "compare" / "compare.json").read_text())
-    assert [s["system"] for s in compare["systems"]] == ["MO-ODPO", "Rewarded Soups", *extra.values(), "Prompted base"]
+    assert [s["system"] for s in compare["systems"]] == ["Prompted base", "Rewarded Soups", "MO-ODPO"]
+    versus = json.loads((folder / "compare-soups" / "compare.json").read_text())
+    assert [s["system"] for s in versus["systems"]] == ["Rewarded Soups", "MO-ODPO"]
     summaries = [json.loads((folder / n / "summary.json").read_text()) for n in sorted(names)]
     # Same prompts, grid, seed, samples and generation settings for every system.
     same = ("prompts", "grid", "seed", "samples_per_prompt", "batch_size", "settings", "objectives")
     assert all(s[k] == summaries[0][k] for s in summaries for k in same)
+    assert (folder / "cost.md").is_file()
 
 
 def _versioned(shipped) -> list[str]:
