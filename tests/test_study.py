@@ -76,7 +76,7 @@ def test_study_config_yaml_and_overrides(tmp_path, base):
     path.write_text(path.read_text() + "colour: blue\n")
     with pytest.raises(MoodpoError, match="unknown study config field 'colour'"):
         load_study_config(path)
-    for name in ("demo", "base_steering"):
+    for name in ("demo", "base_steering", "shipped"):
         assert load_study_config(f"configs/studies/{name}.yaml").comparisons
 
 
