@@ -5,7 +5,7 @@ and two comparisons that pool the seeds (against the base; MO-ODPO against Rewar
     python bench/ship.py help-harm --dry-run                  # print the commands and the pair budgets
     python bench/ship.py help-harm                            # train, evaluate, compare (hours on 2 cores)
     python bench/ship.py help-harm --only moodpo-seed1        # one system (train and evaluate it)
-    python bench/ship.py help-harm --out runs/next/help-harm  # where the set goes (default)
+    python bench/ship.py help-harm --out runs/shipped/help-harm  # where the set goes (default)
 
 Every stage is skipped when its output exists (a finished run; an evaluation newer than its run's
 end), a run with a checkpoint resumes from it (a soups set member by member) and a run folder with
@@ -161,7 +161,7 @@ def compare_commands(out: Path, seeds: dict[str, list[int]]) -> list[list[str]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("set", choices=list(SETS), help="the objective pair")
-    parser.add_argument("--out", default=None, help="folder of the set (default: runs/next/<set>)")
+    parser.add_argument("--out", default=None, help="folder of the set (default: runs/shipped/<set>)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="training seeds (default: 0 1)")
     parser.add_argument("--soups_seeds", nargs="+", type=int, default=None,
                         help="training seeds of Rewarded Soups, where fewer than MO-ODPO's fit (default: --seeds)")
@@ -169,7 +169,7 @@ def main() -> int:
                         help="only these, e.g. moodpo-seed1 soups base (default: all, then the comparison)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and the pair budgets, run nothing")
     args = parser.parse_args()
-    out = Path(args.out).resolve() if args.out else ROOT / "runs" / "next" / args.set
+    out = Path(args.out).resolve() if args.out else ROOT / "runs" / "shipped" / args.set
     out = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out  # commands run in ROOT; paths stay portable
     budget = pair_budget(SETS[args.set]["config"])
     seeds = {"moodpo": args.seeds, "soups": args.soups_seeds or args.seeds, "base": [0]}
