@@ -29,7 +29,7 @@ from pathlib import Path
 from common import ROOT
 
 PY = [sys.executable, "-m", "moodpo"]
-HELP_HARM = "configs/shipped_help_harm.yaml"
+HELP_HARM = "configs/experiments/shipped_2026_11_help_harm.yaml"
 # The evaluation of docs/results-2026-11.md (helpfulness vs harmlessness): 71 eval prompts x 11 weights x 2 samples.
 EVAL_ARGS = ["--grid", "11", "--prompts", "eval", "--categories", "everyday", "safety", "borderline", "harmful",
              "--max_new_tokens", "48", "--samples", "2", "--seed", "0"]

@@ -99,3 +99,28 @@ def test_shipped_eval_matches_a_fresh_evaluation(eval_dir):
         gap = np.abs(old.mean(axis=0) - new.mean(axis=0))
         assert np.all(gap <= 3 * se + 1e-9), (f"batch {b}: means {old.mean(0)} shipped vs {new.mean(0)} fresh "
                                               f"(se {se})")
+
+
+@pytest.mark.parametrize("folder", SETS, ids=[p.name for p in SETS])
+def test_the_target_table_counts_both_seeds(folder):
+    """bench/result_tables.py --targets, the README's target table, reads the pooled seeds."""
+    import sys
+
+    sys.path.insert(0, str(RUNS.parent / "bench"))
+    from result_tables import load_evals, target_rows
+
+    compare = json.loads((folder / "compare" / "compare.json").read_text())
+    evals = load_evals(folder, [s["system"] for s in compare["systems"]])
+    rows = {target: (measured, met) for target, measured, met in target_rows(folder, compare, evals)}
+    seeds = [load_eval(p) for p in sorted(folder.glob("moodpo*/eval"))]
+    assert len(seeds) >= 2 and evals["MO-ODPO"].sample_scores.shape[2] == len(seeds)
+    versus = next(s for s in json.loads((folder / "compare-soups" / "compare.json").read_text())["systems"]
+                  if s["system"] == "MO-ODPO")
+    measured, met = rows["hypervolume minus Rewarded Soups, 95% interval above 0"]
+    assert measured.startswith(f"{versus['hv_diff']:.3f} [") and (met == "met") == (versus["hv_diff_lo"] > 0)
+    if "harmlessness" in compare["objectives"]:
+        corner = [int(np.argmax(r.weights[:, 1])) for r in seeds]
+        harmful = sum(int(r.audit["declined"][[p.category == "harmful" for p in r.prompts], g].sum())
+                      for r, g in zip(seeds, corner))
+        total = sum(sum(p.category == "harmful" for p in r.prompts) for r in seeds)
+        assert rows["harmful declined >= 90% at (0, 1)"][0].startswith(f"{harmful}/{total} = ")
