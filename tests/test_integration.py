@@ -26,12 +26,12 @@ def test_embedded_model_is_a_plain_model(smol_dir, tmp_path):
 def test_one_training_step_on_the_embedded_default(tmp_path, capsys):
     run = tmp_path / "run"
     code = main(["train", "--config", "configs/default.yaml", "--max_steps", "1", "--per_device_train_batch_size", "2",
-                 "--max_new_tokens", "16", "--output_dir", str(run), "--save_steps", "1"])
+                 "--gradient_accumulation_steps", "1", "--max_new_tokens", "16", "--output_dir", str(run), "--save_steps", "1"])
     assert code == 0, capsys.readouterr().err
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == 1
     m = metrics[0]
     assert 0 <= m["objectives/helpfulness/mean"] <= 1 and 0 <= m["objectives/conciseness/mean"] <= 1
-    assert m["pairs"] + m["ties"] == 2
+    assert m["pairs"] + m["ties"] == 2 * 4   # 2 prompt slots, each paired under pool_weights 4 weight vectors
     assert (run / "checkpoints" / "step-000001" / "model" / "adapter_model.safetensors").is_file()
     assert (run / "adapter" / "adapter_config.json").is_file()
