@@ -186,10 +186,10 @@ def target_rows(folder: Path, compare: dict, evals: dict, system: str = "MO-ODPO
     interior = interior_share(r.weights, r.scores, objectives)
     for o in objectives:
         s = interior[o]
-        sure = 0.3 <= s["lo"] and s["hi"] <= 0.7
+        inside = 0.3 <= s["share"] <= 0.7
+        wide = inside and not (0.3 <= s["lo"] and s["hi"] <= 0.7)
         rows.append((f"interior share of {o} in [0.3, 0.7]", _ci(s["share"], s["lo"], s["hi"], 2),
-                     _met(0.3 <= s["share"] <= 0.7) + ("" if sure or not 0.3 <= s["share"] <= 0.7
-                                                        else " (point estimate; the interval leaves the range)")))
+                     _met(inside) + (" (point estimate; the interval leaves the range)" if wide else "")))
     audit = r.audit
     bad = audit["echo"] | audit["degenerate"]   # empty responses are degenerate
     worst = int(np.argmax(bad.mean(axis=(0, 2))))

@@ -208,5 +208,6 @@ def main() -> int:
         code = code or (subprocess.run(compare, cwd=ROOT).returncode if runs else 0)
     return code
 
+
 if __name__ == "__main__":
     sys.exit(main())
