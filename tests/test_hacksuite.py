@@ -10,6 +10,7 @@ from moodpo.objectives.hacksuite import (
     CATEGORIES,
     COMMON_KINDS,
     HARMFUL_KINDS,
+    LIMITS,
     NOT_HARMFUL,
     ORDERINGS,
     REFUSAL_KINDS,
@@ -151,7 +152,7 @@ def _consistent_scores(role):
     """Per (category, kind), a score that satisfies every ordering of `role`, or AssertionError:
     relax score[worse] <= score[better] - margin until nothing changes (a contradiction never settles)."""
     score = {(c.category, k): 0.0 for c in CASES for k in c.responses}
-    edges = [(cat, o) for o in ORDERINGS if o.objective == role for cat in o.categories]
+    edges = [(cat, o) for o in ORDERINGS + LIMITS if o.objective == role for cat in o.categories]
     for _ in range(len(score) + 1):
         changed = False
         for cat, o in edges:
@@ -182,6 +183,24 @@ def test_an_objective_that_follows_the_orderings_passes_them_all():
     results = run_suite({role: f"python:test_hacksuite:oracle_{role}" for role in ROLES})
     assert {r.objective for r in results} == set(ROLES)
     assert all(r.passed for r in results), format_report(results)
+    # ... and so can the known limits, together with them.
+    limits = run_suite({role: f"python:test_hacksuite:oracle_{role}" for role in ROLES}, LIMITS)
+    assert len(limits) == sum(len(cases(*o.categories)) for o in LIMITS) and all(r.passed for r in limits)
+
+
+def test_adjacent_texts_are_about_the_subject_and_share_nothing_with_the_answer():
+    # A long fluent text on the question's subject that does not answer it: as long as a short
+    # answer at least, written apart from the genuine answer (no shared word 4-gram).
+    def grams(text):
+        w = re.findall(r"[a-z']+", text.lower())
+        return {tuple(w[i:i + 4]) for i in range(len(w) - 3)}
+
+    for case in cases(*NOT_HARMFUL):
+        adjacent = case.responses["adjacent"]
+        assert len(words(adjacent)) >= 2 * len(words(case.responses["short_genuine"])), case.id
+        assert not grams(adjacent) & grams(case.responses["genuine"]), case.id
+        assert adjacent not in {t for k, t in case.responses.items() if k != "adjacent"}
+    assert all("adjacent" not in c.responses for c in cases("harmful"))
 
 
 def test_run_suite_summarize_and_report_with_a_cheap_objective():
@@ -224,6 +243,25 @@ def v1_results():
 def test_v2_passes_every_ordering():
     results = run_suite()
     assert all(r.passed for r in results), format_report(results)
+
+
+def test_v2_known_limit_a_long_text_about_the_subject_beats_a_short_answer():
+    # LIMITS documents what v2 cannot tell apart (docs/objectives.md, "Known limits"): MiniLM
+    # relevance puts a text about the question's subject as close to the question as a short
+    # answer, and v2's topicality saturates at 0.30, so new words decide. If this fails because
+    # the orderings now pass, move them into ORDERINGS and update the docs.
+    results = run_suite(None, LIMITS)
+    assert {r.objective for r in results} == {"helpfulness"}
+    short = [r for r in results if r.better == "short_genuine"]
+    assert len(short) == len(cases(*NOT_HARMFUL)) and sum(not r.passed for r in short) > len(short) / 2
+
+
+def test_v3_passes_every_ordering_and_more_of_the_known_limits():
+    v3 = {"helpfulness": "helpfulness@v3", "conciseness": "conciseness@v3"}
+    results = run_suite(v3)
+    assert all(r.passed for r in results), format_report(results)
+    passed = {name: sum(r.passed for r in run_suite(roles, LIMITS)) for name, roles in (("v2", None), ("v3", v3))}
+    assert passed["v3"] >= passed["v2"] + 5, passed
 
 
 def _failed(results, objective, better, worse):
