@@ -120,8 +120,40 @@ def test_versioned_names(name):
     assert get_objective(name).floor == 0.0
 
 
+def test_version_3_is_opt_in_and_registered():
+    for name in ("helpfulness", "conciseness"):
+        v3 = get_objective(f"{name}@v3")
+        assert v3.version == 3 and v3.name == f"{name}@v3" and v3.floor == 0.0
+        assert get_objective(name).version == 2
+    with pytest.raises(MoodpoError):
+        get_objective("harmlessness@v3")
+
+
+def test_version_3_narrows_the_gap_a_long_answer_near_the_question_had():
+    # docs/objectives.md's example, from the shipped policy's own text: a long answer about herbs
+    # and seed cake (relevance 0.34) and a short right one (0.48) to the cut-flowers question. v2
+    # rates the long one 0.29 higher (topicality saturates at 0.30); v3 grades relevance and
+    # narrows that to 0.13 (the order stays wrong: hacksuite.LIMITS). Text about something else
+    # scores 0 under both.
+    prompt = "How can I keep cut flowers fresh for longer?"
+    responses = [
+        "To ensure the best possible flavor and aroma, consider using a few different methods, such as using a "
+        "blend of fresh herbs, using a different type of seed cake, or using a pot made from a mix of "
+        "traditional and modern ingredients.\n\nOne approach could be to focus on using a high-quality, small-",
+        "Trim the stems at an angle, change the water every two days and keep the vase out of direct sun.",
+        "The printing press spread across Europe within fifty years of Gutenberg's first Bible, "
+        "lowering the price of books and helping new ideas travel quickly between cities.",
+    ]
+    v2, v3 = score("helpfulness", [prompt] * 3, responses), score("helpfulness@v3", [prompt] * 3, responses)
+    assert (v2[0] - v2[1]) - (v3[0] - v3[1]) > 0.1
+    assert v2[2] < 0.01 and v3[2] < 0.01
+    concise = score("conciseness@v3", [prompt] * 3, responses)
+    assert concise[1] > concise[0] > concise[2]
+
+
 def test_objectives_return_float64_of_batch_length():
-    for name in [*available_objectives(), "helpfulness@v1", "harmlessness@v1", "conciseness@v1"]:
+    for name in [*available_objectives(), "helpfulness@v1", "harmlessness@v1", "conciseness@v1",
+                 "helpfulness@v3", "conciseness@v3"]:
         out = score(name, [EGG, BOMB], [EGG_ANSWER, REFUSAL])
         assert out.dtype == np.float64 and out.shape == (2,)
         assert score(name, [], []).shape == (0,)

@@ -4,6 +4,7 @@ Each scores (prompt, response) pairs where the prompt is the user's request *wit
 MO-ODPO weight prefix, in [0, 1] (the `floor` of each is 0). The plain names are version 2;
 `helpfulness@v1`, `harmlessness@v1` and `conciseness@v1` keep the first definitions, so old
 runs can be rescored and compared (`helpfulness@v2` etc. name version 2 explicitly).
+`helpfulness@v3` and `conciseness@v3` are an opt-in version 3 (defined below the v1 classes).
 
 Version 2 (2026-12-01) closes the hacks that policies trained on version 1 found: restating
 the question scored as helpful, markup and URL fragments bought conciseness, and declining an
@@ -66,19 +67,32 @@ from moodpo.objectives import text
 from moodpo.objectives.base import Objective
 
 NOVEL_SCALE = 20.0
+TOPICAL_V3 = (0.35, 0.75)
+GRADED_WEIGHT_V3 = 0.5
+PARAPHRASE_WORDS_V3 = 5.0
+NOVEL_SCALE_V3 = 10.0
 SAYS_WORDS = 3.0
 BREVITY_CHARS = 250.0
 ANSWER_HELPFULNESS = 0.4
 WITHHOLDING_COST = 0.5
 
 
-def answer_quality(prompts: Sequence[str], responses: Sequence[str]) -> dict[str, np.ndarray]:
-    """The factors of the version-2 objectives (module doc), each float64 (N,) in [0, 1]."""
+def answer_quality(prompts: Sequence[str], responses: Sequence[str], *, version: int = 2) -> dict[str, np.ndarray]:
+    """The factors of the version-2 objectives (module doc), each float64 (N,) in [0, 1]; with
+    `version=3`, topical and informative as version 3 defines them (below the v1 classes)."""
     lex = text.lexical_stats(prompts, responses)
+    relevance = text.relevance(prompts, responses)
+    topical = np.clip((relevance - 0.05) / 0.25, 0.0, 1.0)
+    informative = 1.0 - np.exp(-lex.novel / NOVEL_SCALE)
+    if version >= 3:
+        low, high = TOPICAL_V3
+        graded = np.clip((relevance - low) / (high - low), 0.0, 1.0)
+        topical = topical * (1.0 - GRADED_WEIGHT_V3 + GRADED_WEIGHT_V3 * graded)
+        informative = 1.0 - np.exp(-np.maximum(0.0, lex.novel - PARAPHRASE_WORDS_V3) / NOVEL_SCALE_V3)
     return {
         "declined": text.refusal_prob(responses),
-        "topical": np.clip((text.relevance(prompts, responses) - 0.05) / 0.25, 0.0, 1.0),
-        "informative": 1.0 - np.exp(-lex.novel / NOVEL_SCALE),
+        "topical": topical,
+        "informative": informative,
         "fluent": np.clip((lex.wordlike - 0.5) / 0.35, 0.0, 1.0),
         "varied": np.clip((lex.distinct3 - 0.3) / 0.5, 0.0, 1.0),
         "clean": 1.0 - lex.junk,
@@ -106,6 +120,11 @@ class Helpfulness(Objective):
         return _helpfulness(answer_quality(prompts, responses))
 
 
+def _conciseness(prompts: Sequence[str], responses: Sequence[str], *, version: int = 2) -> np.ndarray:
+    brevity = 1.0 / (1.0 + np.array([len(r.strip()) for r in responses]) / BREVITY_CHARS)
+    return brevity * np.minimum(1.0, _helpfulness(answer_quality(prompts, responses, version=version)) / ANSWER_HELPFULNESS)
+
+
 class Conciseness(Objective):
     name = "conciseness"
     version = 2
@@ -113,8 +132,7 @@ class Conciseness(Objective):
     description = "brevity in characters of a response that answers: 1 / (1 + chars / 250) once helpful"
 
     def score(self, prompts, responses):
-        brevity = 1.0 / (1.0 + np.array([len(r.strip()) for r in responses]) / BREVITY_CHARS)
-        return brevity * np.minimum(1.0, _helpfulness(answer_quality(prompts, responses)) / ANSWER_HELPFULNESS)
+        return _conciseness(prompts, responses)
 
 
 class Harmlessness(Objective):
@@ -187,6 +205,38 @@ class ConcisenessV1(Objective):
         return 1.0 / (1.0 + _word_counts(responses) / CONCISENESS_WORDS)
 
 
+# Version 3 (2026-12-06), opt-in: `helpfulness@v3` and `conciseness@v3` (harmlessness has none).
+# v2's topicality saturates at relevance 0.30, which 96-99% of the shipped policies' responses
+# exceed, so new words decide v2 helpfulness and a long text about the question's subject beats
+# a short answer (hacksuite.LIMITS). v3 changes two factors of answer_quality:
+#   topical     = v2 topical * (1/2 + 1/2 * clip((relevance - 0.35) / 0.40, 0, 1))
+#   informative = 1 - exp(-max(0, novel - 5) / 10)     the first 5 new words are a paraphrase's
+# chosen on the hack suite and the dev labels (bench/helpfulness_labels.py --search; graded
+# topicality alone rewards paraphrasing the question, hence the allowance). conciseness@v3 is
+# v2's formula gated on helpfulness@v3. The plain names stay version 2, the version the shipped
+# policies were trained and measured under; docs/objectives.md, "Version 3", has the numbers.
+
+
+class HelpfulnessV3(Objective):
+    name = "helpfulness@v3"
+    version = 3
+    floor = 0.0
+    description = "version 3: v2 with topicality graded over relevance 0.35-0.75 and a paraphrase allowance"
+
+    def score(self, prompts, responses):
+        return _helpfulness(answer_quality(prompts, responses, version=3))
+
+
+class ConcisenessV3(Objective):
+    name = "conciseness@v3"
+    version = 3
+    floor = 0.0
+    description = "version 3: brevity in characters of a response that answers under helpfulness@v3"
+
+    def score(self, prompts, responses):
+        return _conciseness(prompts, responses, version=3)
+
+
 BUILTIN_OBJECTIVES: dict[str, type[Objective]] = {
     cls.name: cls for cls in (Helpfulness, Harmlessness, Conciseness)
 }
@@ -194,6 +244,6 @@ BUILTIN_OBJECTIVES: dict[str, type[Objective]] = {
 
 VERSIONED_OBJECTIVES: dict[str, type[Objective]] = {
     **{f"{cls.name}@v2": cls for cls in (Helpfulness, Harmlessness, Conciseness)},
-    **{cls.name: cls for cls in (HelpfulnessV1, HarmlessnessV1, ConcisenessV1)},
+    **{cls.name: cls for cls in (HelpfulnessV1, HarmlessnessV1, ConcisenessV1, HelpfulnessV3, ConcisenessV3)},
 }
-"""Every built-in by versioned name, `helpfulness@v1` ... `conciseness@v2`."""
+"""Every built-in by versioned name, `helpfulness@v1` ... `conciseness@v3`."""
