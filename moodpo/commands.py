@@ -228,11 +228,11 @@ def cmd_train_method(args: argparse.Namespace) -> int:
 
 
 def _compare(paths, out, names=None, legend_title="system", ref=None):
-    from moodpo.eval.evaluate import format_table, write_compare
+    from moodpo.eval.evaluate import format_compare, write_compare
 
     results = [_load_system(p) for p in paths]
     table, details = write_compare(results, out, names, legend_title=legend_title, ref=ref)
-    print(format_table(table))
+    print(format_compare(table))
     point = ", ".join(f"{o}={v:.4g}" for o, v in zip(details["objectives"], details["reference_point"]))
     print(f"hypervolume reference point ({point}): {details['reference']}")
     print(f"reference point and overlaid fronts: {Path(out) / 'compare.json'}, {Path(out) / 'compare.html'}; "

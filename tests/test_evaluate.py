@@ -173,7 +173,8 @@ def test_soups_and_compare(tiny_model_dir, run_dir, tmp_path, capsys):
     capsys.readouterr()
     run_cli("compare", run_dir, soups, tmp_path / "base", "--out", tmp_path / "cmp")
     printed = capsys.readouterr().out
-    assert "hypervolume" in printed and "win_rate" in printed and "soups (soups)" in printed
+    assert "hypervolume [95% CI]" in printed and "wins over tiny" in printed and "soups (soups)" in printed
+    assert "minus tiny" in printed and "interior conciseness" in printed and "first_dominated" not in printed
     table = pd.read_csv(tmp_path / "cmp" / "compare.csv")
     assert list(table["system"]) == ["tiny", "soups (soups)", f"base ({tiny_model_dir})"]
     assert table.loc[1:, "win_rate"].between(0, 1).all()

@@ -716,6 +716,31 @@ def format_table(table: pd.DataFrame) -> str:
     return table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
 
 
+def format_compare(table: pd.DataFrame) -> str:
+    """`compare_results`' table as a person reads it: each measure with its interval in one
+    column, those against the first system named after it; compare.csv has every column."""
+    first = table["system"].iloc[0]
+
+    def interval(row, key, lo, hi, sign=""):
+        if not np.isfinite(row[key]):
+            return "-"
+        return f"{row[key]:{sign}.3f} [{row[lo]:{sign}.3f}, {row[hi]:{sign}.3f}]"
+
+    rows = []
+    for _, r in table.iterrows():
+        row = {"system": r["system"], "hypervolume [95% CI]": interval(r, "hypervolume", "hv_lo", "hv_hi"),
+               f"minus {first}": interval(r, "hv_diff", "hv_diff_lo", "hv_diff_hi", "+"),
+               f"wins over {first}": interval(r, "win_rate", "win_lo", "win_hi"),
+               f"front vs {first}": r["vs_first"]}
+        for key in [c for c in table.columns if c.startswith("interior_")]:
+            row[f"interior {key.removeprefix('interior_')}"] = f"{r[key]:.2f}" if np.isfinite(r[key]) else "-"
+        row["tokens"] = f"{r['length']:.0f}"
+        row["declined/echo/degenerate (worst)"] = " ".join(
+            f"{r[f'{k}_rate']:.2f}({r[f'max_{k}_rate']:.2f})" for k in ("decline", "echo", "degenerate"))
+        rows.append(row)
+    return pd.DataFrame(rows).to_string(index=False)
+
+
 def sanitize(name: str) -> str:
     """A folder name for an objective or model spec: 'hf:org/model' -> 'hf_org_model'."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_.") or "objective"
