@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moodpo.eval.evaluate import batch_seed, eval_batches, load_eval
+from moodpo.eval.evaluate import batch_seed, compare_results, eval_batches, load_eval
 from moodpo.objectives import get_objective, objective_versions, score_all
 from moodpo.policy import load_policy
 from moodpo.sampling_settings import GenerationSettings
@@ -114,6 +114,11 @@ def test_the_target_table_counts_both_seeds(folder):
     rows = {target: (measured, met) for target, measured, met in target_rows(folder, compare, evals)}
     seeds = [load_eval(p) for p in sorted(folder.glob("moodpo*/eval"))]
     assert len(seeds) >= 2 and evals["MO-ODPO"].sample_scores.shape[2] == len(seeds)
+    soups = sorted(folder.glob("soups*/eval"))
+    assert evals["Rewarded Soups"].sample_scores.shape[2] == len(soups)  # every soups seed on disk is pooled
+    pooled, _ = compare_results([evals["Rewarded Soups"], evals["MO-ODPO"]])
+    committed = json.loads((folder / "compare-soups" / "compare.json").read_text())["systems"]
+    assert [s["hypervolume"] for s in committed] == pytest.approx(list(pooled["hypervolume"]))
     versus = next(s for s in json.loads((folder / "compare-soups" / "compare.json").read_text())["systems"]
                   if s["system"] == "MO-ODPO")
     measured, met = rows["hypervolume minus Rewarded Soups, 95% interval above 0"]
