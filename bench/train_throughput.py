@@ -1,13 +1,15 @@
 """Online-DPO training throughput: moodpo's trainer against TRL's OnlineDPOTrainer, side by side.
 
-    python bench/train_throughput.py [--steps 3] [--trl-gc-steps 1]
+    python bench/train_throughput.py [--steps 3] [--trl-gc-steps 1] [--precision bf16|fp32]
 
 Both trainers get the embedded SmolLM2-135M-Instruct, LoRA r=16 (alpha 32) on q/k/v/o, 8 prompts
 x 2 samples a step, exactly 64 new tokens (min = max = 64), temperature 1, the same reward (the
 built-in helpfulness and harmlessness objectives at weights 0.5/0.5, on the prompt without the
 prefix), the same system prefix in the prompt, the sigmoid DPO loss with beta 0.1, AdamW and
-bf16 autocast. Each trainer lives in its own process, so each reports its own peak memory; the
-parent feeds both the same 8 prompts each round and alternates A B A B after one warm-up step.
+bf16 autocast (`--precision fp32`: both in float32, what `precision: auto` picks on a CPU without
+native bf16, e.g. AVX2 only). Each trainer lives in its own process, so each reports its own peak
+memory; the parent feeds both the same 8 prompts each round and alternates A B A B after one
+warm-up step.
 
 TRL is driven one `training_step` at a time (plus clipping and the optimizer step, what
 `Trainer.train` does around it) under bf16 autocast, with gradient checkpointing off (its
@@ -33,7 +35,7 @@ OBJECTIVES = ("helpfulness", "harmlessness")
 BATCH, SAMPLES, TOKENS = 8, 2, 64
 
 
-def _ours(fast: bool):
+def _ours(fast: bool, precision: str = "bf16"):
     from moodpo.config import TrainConfig
     from moodpo.train.trainer import Trainer
 
@@ -41,13 +43,15 @@ def _ours(fast: bool):
     config = TrainConfig(objectives=list(OBJECTIVES), weight_mode="fixed", fixed_weights=list(PREFIX_WEIGHTS),
                          per_device_train_batch_size=BATCH, num_generations=SAMPLES, max_new_tokens=TOKENS,
                          min_new_tokens=TOKENS, temperature=1.0, beta=0.1, lora_r=16, lora_alpha=32, learning_rate=2e-4,
-                         precision="bf16", fast_path=fast, output_dir=run_dir, save_steps=0, max_steps=1000,
+                         precision=precision, fast_path=fast, output_dir=run_dir, save_steps=0, max_steps=1000,
                          overwrite=True)
     trainer = Trainer(config, show_progress=False)
     return lambda prompts: trainer.train_step(prompts)
 
 
-def _trl(gradient_checkpointing: bool):
+def _trl(gradient_checkpointing: bool, precision: str = "bf16"):
+    import contextlib
+
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -71,7 +75,8 @@ def _trl(gradient_checkpointing: bool):
     prefix = build_prefix(OBJECTIVES, PREFIX_WEIGHTS)
     args = OnlineDPOConfig(output_dir=tempfile.mkdtemp(prefix="bench-trl-"), per_device_train_batch_size=BATCH,
                            max_new_tokens=TOKENS, generation_kwargs={"min_new_tokens": TOKENS}, temperature=1.0,
-                           top_p=1.0, beta=0.1, loss_type="sigmoid", learning_rate=2e-4, bf16=True, use_cpu=True,
+                           top_p=1.0, beta=0.1, loss_type="sigmoid", learning_rate=2e-4,
+                           bf16=precision == "bf16", use_cpu=True,
                            gradient_checkpointing=gradient_checkpointing, reward_weights=list(PREFIX_WEIGHTS),
                            report_to="none", max_grad_norm=1.0)
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
@@ -83,7 +88,8 @@ def _trl(gradient_checkpointing: bool):
     params = [p for p in trainer.model.parameters() if p.requires_grad]
 
     def step(prompts):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        cast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+        with cast:
             trainer.training_step(trainer.model, {"prompt": [build_messages(p, prefix) for p in prompts]})
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         trainer.optimizer.step()
@@ -117,7 +123,7 @@ def serve(step, conn) -> None:
         conn.send((time.perf_counter() - start, metrics.get("time/generate"), peak_rss_gb()))
 
 
-def worker(kind: str, conn) -> None:
+def worker(kind: str, precision: str, conn) -> None:
     import logging
     import warnings
 
@@ -127,8 +133,8 @@ def worker(kind: str, conn) -> None:
     logging.disable(logging.WARNING)
     torch.manual_seed(0)
     try:
-        step = {"ours": lambda: _ours(True), "ours-plain": lambda: _ours(False),
-                "trl": lambda: _trl(False), "trl-gc": lambda: _trl(True)}[kind]()
+        step = {"ours": lambda: _ours(True, precision), "ours-plain": lambda: _ours(False, precision),
+                "trl": lambda: _trl(False, precision), "trl-gc": lambda: _trl(True, precision)}[kind]()
         conn.send(("ready", peak_rss_gb()))
         serve(step, conn)
     except (BrokenPipeError, KeyboardInterrupt):
@@ -138,10 +144,10 @@ def worker(kind: str, conn) -> None:
 
 
 class Contender:
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, precision: str = "bf16"):
         self.kind, self.times, self.generate, self.rss = kind, [], [], 0.0
         self.conn, child = mp.Pipe()
-        self.process = mp.get_context("spawn").Process(target=worker, args=(kind, child), daemon=True)
+        self.process = mp.get_context("spawn").Process(target=worker, args=(kind, precision, child), daemon=True)
         self.process.start()
         child.close()  # the worker holds the other end; if it dies, recv() here raises instead of waiting
         _, self.rss = self.conn.recv()
@@ -182,20 +188,27 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3, help="timed steps of each trainer after one warm-up step")
     p.add_argument("--trl-gc-steps", type=int, default=1, help="timed steps of TRL with gradient checkpointing (0: skip)")
     p.add_argument("--plain", action="store_true", help="also time moodpo with transformers' generate")
+    p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16",
+                   help="both trainers: bf16 autocast (default) or float32 (what `precision: auto` picks on "
+                        "a CPU without native bf16)")
     args = p.parse_args()
+
+    import torch
 
     from moodpo.data import load_prompts
 
     prompts = [x.text for x in load_prompts("builtin", "train", seed=0)]
     batches = iter([prompts[i:i + BATCH] for i in range(0, len(prompts), BATCH)])
-    peak = matmul_peak_gflops()
-    print(f"machine: {machine()}; bf16 matmul peak {peak:.0f} GFLOP/s", flush=True)
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    peak = matmul_peak_gflops(dtype)  # bf16 on a CPU without native bf16 is slow: measure what runs
+    print(f"machine: {machine()}; {args.precision} matmul peak {peak:.0f} GFLOP/s; both trainers in {args.precision}",
+          flush=True)
 
     kinds = ["ours", "trl"] + (["ours-plain"] if args.plain else [])
     contenders, gc = [], None
     try:  # the workers are closed on every way out, so a good run ends without their tracebacks
         for kind in kinds:
-            contenders.append(Contender(kind))
+            contenders.append(Contender(kind, args.precision))
         warm = next(batches)
         for c in contenders:
             print(f"{c.kind}: warm-up step {c.step(warm, record=False):.1f} s", flush=True)
@@ -207,7 +220,7 @@ def main() -> None:
         for c in contenders:
             c.close()
         if args.trl_gc_steps:
-            gc = Contender("trl-gc")  # no warm-up step: its first step also loads the scorers (a few s of ~160)
+            gc = Contender("trl-gc", args.precision)  # no warm-up step: its first step also loads the scorers (a few s of ~160)
             for _ in range(args.trl_gc_steps):
                 print(f"trl with gradient checkpointing: {gc.step(next(batches)):.1f} s", flush=True)
     finally:
@@ -224,7 +237,7 @@ def main() -> None:
               f"{gc.pairs_per_second:>9.3f}{'-':>9}{gc.rss:>9.2f}")
     ours, trl = contenders[0], contenders[1]
     print(f"step FLOPs: ours {flops['ours'] / 1e12:.2f} T, trl {flops['trl'] / 1e12:.2f} T; "
-          f"bf16 matmul peak {peak:.0f} GFLOP/s")
+          f"{args.precision} matmul peak {peak:.0f} GFLOP/s")
     print(f"peak memory: ours {ours.rss:.2f} GB, trl {trl.rss:.2f} GB")
     if gc is not None:
         print(f"vs TRL with gradient checkpointing: {ours.pairs_per_second / gc.pairs_per_second:.2f}x")
