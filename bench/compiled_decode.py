@@ -1,12 +1,16 @@
-"""The compiled decode step against the eager fast path, on the embedded model.
+"""The fast sampler's decode step three ways, on the embedded model.
 
-    python bench/compiled_decode.py [--tokens 64] [--batches 1 16] [--repeats 3]
+    python bench/compiled_decode.py [--tokens 64] [--batches 1 2 16] [--repeats 3] [--precision auto]
 
-`FastSampler(compile=True)` against `FastSampler()`, greedy, exactly --tokens new tokens from the
-app's prefix and prompt, in the sampler's default dtype (bf16). Prints the first call of the compiled
-sampler (compilation included), then the median of --repeats alternating rounds per batch size,
-tokens/s, whether the greedy tokens agree, and `ratio=` (compiled over eager tokens/s at the
-largest batch).
+Greedy, exactly --tokens new tokens from the app's prefix and prompt, in the dtype --precision gives
+(auto, the app's setting: bf16 where the CPU has native bf16, float32 otherwise):
+- plain: `FastSampler(pack=False)`, eager, `x @ w` on (in, out) weights (torch's default matmul);
+- packed: `FastSampler()`, eager, oneDNN linears on packed weights where the sampler takes them
+  (float32 on a CPU; elsewhere it is the same as plain);
+- compiled: `FastSampler(compile=True)`, each decode step one inductor graph, packed where packed is.
+Prints the first call of the compiled sampler (compilation included), then the median of --repeats
+alternating rounds per batch size, tokens/s, whether the greedy tokens agree with plain's, and
+`ratio=` (compiled over plain tokens/s at the first batch size, the Steer tab's case).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from common import machine, median, ratio_line
 
 from moodpo.conditioning import build_prefix
 from moodpo.fastgen import FastSampler
-from moodpo.models import load_model, load_tokenizer
+from moodpo.models import autocast_dtype, load_model, load_tokenizer
 from moodpo.sampling import encode_prompts, eos_token_ids
 
 PROMPT = "Give me three tips for staying focused while studying."
@@ -28,14 +32,18 @@ PROMPT = "Give me three tips for staying focused while studying."
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=64)
-    ap.add_argument("--batches", type=int, nargs="+", default=[1, 16])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 2, 16])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     args = ap.parse_args()
     print(machine())
     model, tok = load_model("smollm2-135m"), load_tokenizer("smollm2-135m")
     prefix = build_prefix(["helpfulness", "harmlessness"], [0.5, 0.5])
     eos = eos_token_ids(model, tok)
-    eager, compiled = FastSampler(model), FastSampler(model, compile=True)
+    dtype = autocast_dtype(args.precision) or torch.float32
+    samplers = {"plain": FastSampler(model, dtype, pack=False), "packed": FastSampler(model, dtype),
+                "compiled": FastSampler(model, dtype, compile=True)}
+    print(f"dtype: {dtype}; oneDNN packed weights: {samplers['packed'].packed}")
 
     def run(sampler, b):
         ids, mask = encode_prompts(tok, [PROMPT] * b, [prefix] * b)
@@ -46,23 +54,27 @@ def main() -> None:
         return time.perf_counter() - start, out
 
     with torch.no_grad():
-        first, _ = run(compiled, args.batches[0])
-        print(f"compiled, first call (compilation included): {first:.1f} s; still compiled: {compiled.compiled}")
+        first, _ = run(samplers["compiled"], args.batches[0])
+        print(f"compiled, first call (compilation included): {first:.1f} s; "
+              f"still compiled: {samplers['compiled'].compiled}")
         ratio = None
         for b in args.batches:
-            run(compiled, b), run(eager, b)  # a warm-up each (a new batch size may recompile)
-            times = {"eager": [], "compiled": []}
-            same = True
+            for sampler in samplers.values():  # a warm-up each (a new batch size recompiles)
+                run(sampler, b)
+            times = {name: [] for name in samplers}
+            same = {name: True for name in samplers}
             for _ in range(args.repeats):
-                seconds, eager_tokens = run(eager, b)
-                times["eager"].append(seconds)
-                seconds, compiled_tokens = run(compiled, b)
-                times["compiled"].append(seconds)
-                same &= torch.equal(eager_tokens, compiled_tokens)
-            rates = {k: b * args.tokens / median(v) for k, v in times.items()}
-            print(f"batch {b:3d}: eager {median(times['eager']):6.2f} s ({rates['eager']:6.1f} tok/s), compiled "
-                  f"{median(times['compiled']):6.2f} s ({rates['compiled']:6.1f} tok/s); greedy tokens equal: {same}")
-            ratio = rates["compiled"] / rates["eager"]
+                tokens = {}
+                for name, sampler in samplers.items():
+                    seconds, tokens[name] = run(sampler, b)
+                    times[name].append(seconds)
+                    same[name] &= torch.equal(tokens[name], tokens["plain"])
+            rates = {name: b * args.tokens / median(v) for name, v in times.items()}
+            print(f"batch {b:3d}: " + "; ".join(
+                f"{name} {median(times[name]):6.2f} s ({rates[name]:6.1f} tok/s, {rates[name] / rates['plain']:.2f}x"
+                f"{'' if same[name] else ', greedy tokens differ'})" for name in samplers), flush=True)
+            if ratio is None:
+                ratio = rates["compiled"] / rates["plain"]
     print(ratio_line(ratio))
 
 

@@ -1,6 +1,6 @@
 """Online-DPO training throughput: moodpo's trainer against TRL's OnlineDPOTrainer, side by side.
 
-    python bench/train_throughput.py [--steps 3] [--trl-gc-steps 1] [--precision bf16|fp32]
+    python bench/train_throughput.py [--steps 3] [--trl-gc-steps 1] [--precision bf16|fp32] [--baseline REV]
 
 Both trainers get the embedded SmolLM2-135M-Instruct, LoRA r=16 (alpha 32) on q/k/v/o, 8 prompts
 x 2 samples a step, exactly 64 new tokens (min = max = 64), temperature 1, the same reward (the
@@ -17,6 +17,10 @@ fastest setting here) and, for --trl-gc-steps steps, on (TRL's default; these st
 enough that the first is timed too, scorer loading included). The last line is
 `ratio=<our pairs/s over TRL's (checkpointing off) pairs/s>`.
 
+`--baseline REV` adds moodpo's trainer as of a git revision (its `moodpo/` exported to a temporary
+folder and imported by that worker alone), so a change is timed against what it replaces in the
+same run.
+
 Each trainer also runs one step under torch's FlopCounterMode; achieved GFLOP/s of a step is
 those FLOPs over the median step time, next to a measured bf16 matmul peak of this machine.
 """
@@ -25,10 +29,12 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import subprocess
+import sys
 import tempfile
 import time
 
-from common import machine, matmul_peak_gflops, median, peak_rss_gb, ratio_line
+from common import ROOT, machine, matmul_peak_gflops, median, peak_rss_gb, ratio_line
 
 PREFIX_WEIGHTS = (0.5, 0.5)
 OBJECTIVES = ("helpfulness", "harmlessness")
@@ -103,7 +109,16 @@ def _trl(gradient_checkpointing: bool, precision: str = "bf16"):
 def serve(step, conn) -> None:
     """Answer the parent's commands until it sends None or goes away (a closed pipe ends the loop
     quietly: the parent may stop early, after an error or Ctrl-C)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
+
+    # The fast sampler's oneDNN linear on packed (out, in) weights is not in torch's FLOP table.
+    @register_flop_formula(torch.ops.mkldnn._linear_pointwise)
+    def _(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+        rows = 1
+        for d in x_shape[:-1]:
+            rows *= d
+        return 2 * rows * w_shape[0] * w_shape[1]
 
     while True:
         try:
@@ -132,9 +147,15 @@ def worker(kind: str, precision: str, conn) -> None:
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     torch.manual_seed(0)
+    if kind.startswith("ours@"):  # moodpo as of a revision, exported by the parent (`export_revision`)
+        folder = kind.split("=", 1)[1]
+        sys.path.insert(0, folder)
+        import moodpo
+        assert moodpo.__file__.startswith(folder), f"moodpo imported from {moodpo.__file__}, not {folder}"
     try:
         step = {"ours": lambda: _ours(True, precision), "ours-plain": lambda: _ours(False, precision),
-                "trl": lambda: _trl(False, precision), "trl-gc": lambda: _trl(True, precision)}[kind]()
+                "trl": lambda: _trl(False, precision), "trl-gc": lambda: _trl(True, precision)}.get(
+            kind, lambda: _ours(True, precision))()
         conn.send(("ready", peak_rss_gb()))
         serve(step, conn)
     except (BrokenPipeError, KeyboardInterrupt):
@@ -146,6 +167,7 @@ def worker(kind: str, precision: str, conn) -> None:
 class Contender:
     def __init__(self, kind: str, precision: str = "bf16"):
         self.kind, self.times, self.generate, self.rss = kind, [], [], 0.0
+        self.name = kind.split("=", 1)[0]  # ours@REV without its folder
         self.conn, child = mp.Pipe()
         self.process = mp.get_context("spawn").Process(target=worker, args=(kind, precision, child), daemon=True)
         self.process.start()
@@ -183,11 +205,22 @@ class Contender:
         return BATCH / median(self.times)
 
 
+def export_revision(rev: str) -> str:
+    """`moodpo/` as of git revision `rev`, exported to a new temporary folder; returns the folder."""
+    folder = tempfile.mkdtemp(prefix=f"bench-{rev}-")
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "moodpo"], capture_output=True)
+    if archive.returncode:
+        raise SystemExit(f"train_throughput: error: cannot export revision {rev!r}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+    return folder
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=3, help="timed steps of each trainer after one warm-up step")
     p.add_argument("--trl-gc-steps", type=int, default=1, help="timed steps of TRL with gradient checkpointing (0: skip)")
     p.add_argument("--plain", action="store_true", help="also time moodpo with transformers' generate")
+    p.add_argument("--baseline", metavar="REV", help="also time moodpo's trainer as of this git revision")
     p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16",
                    help="both trainers: bf16 autocast (default) or float32 (what `precision: auto` picks on "
                         "a CPU without native bf16)")
@@ -205,18 +238,20 @@ def main() -> None:
           flush=True)
 
     kinds = ["ours", "trl"] + (["ours-plain"] if args.plain else [])
+    if args.baseline:
+        kinds.append(f"ours@{args.baseline}={export_revision(args.baseline)}")
     contenders, gc = [], None
     try:  # the workers are closed on every way out, so a good run ends without their tracebacks
         for kind in kinds:
             contenders.append(Contender(kind, args.precision))
         warm = next(batches)
         for c in contenders:
-            print(f"{c.kind}: warm-up step {c.step(warm, record=False):.1f} s", flush=True)
+            print(f"{c.name}: warm-up step {c.step(warm, record=False):.1f} s", flush=True)
         flops = {c.kind: c.flops(next(batches)) for c in contenders}
         for i in range(args.steps):
             batch = next(batches)
             for c in contenders:
-                print(f"round {i + 1} {c.kind}: {c.step(batch):.1f} s", flush=True)
+                print(f"round {i + 1} {c.name}: {c.step(batch):.1f} s", flush=True)
         for c in contenders:
             c.close()
         if args.trl_gc_steps:
@@ -230,7 +265,7 @@ def main() -> None:
     print(f"\n{'trainer':<34}{'s/step':>8}{'generate s':>12}{'pairs/s':>9}{'GFLOP/s':>9}{'peak GB':>9}")
     for c in contenders:
         gen = f"{median(c.generate):.1f}" if c.generate else "-"
-        print(f"{c.kind:<34}{median(c.times):>8.1f}{gen:>12}{c.pairs_per_second:>9.3f}"
+        print(f"{c.name:<34}{median(c.times):>8.1f}{gen:>12}{c.pairs_per_second:>9.3f}"
               f"{flops[c.kind] / median(c.times) / 1e9:>9.0f}{c.rss:>9.2f}")
     if gc is not None:
         print(f"{'trl (gradient checkpointing, default)':<34}{median(gc.times):>8.1f}{'-':>12}"
@@ -241,6 +276,8 @@ def main() -> None:
     print(f"peak memory: ours {ours.rss:.2f} GB, trl {trl.rss:.2f} GB")
     if gc is not None:
         print(f"vs TRL with gradient checkpointing: {ours.pairs_per_second / gc.pairs_per_second:.2f}x")
+    for c in contenders[2:]:
+        print(f"vs {c.name}: {ours.pairs_per_second / c.pairs_per_second:.2f}x")
     print(ratio_line(ours.pairs_per_second / trl.pairs_per_second))
 
 

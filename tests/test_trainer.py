@@ -319,8 +319,8 @@ def test_replay_updates_draw_past_steps_pairs(tiny_model_dir, tmp_path):
     config = tiny_config(tiny_model_dir, tmp_path / "run", updates_per_step=4, replay_steps=2, max_steps=4)
     trainer = Trainer(config, show_progress=False)
     used, new_pairs = [], []
-    real = trainer.policy_logps
-    trainer.policy_logps = lambda pairs: used.append(pairs) or real(pairs)
+    real = trainer.update
+    trainer.update = lambda step: used.append(step.pairs) or real(step)   # an update's pairs, all micro-batches
 
     class Replay(collections.deque):
         def append(self, item):
@@ -331,7 +331,7 @@ def test_replay_updates_draw_past_steps_pairs(tiny_model_dir, tmp_path):
     assert trainer.train().status == "finished"
     assert len(used) == 4 * 4 and len(trainer.replay) == 2
 
-    def same(update, pairs):  # an update sees its pairs sorted by length and trimmed: the same responses
+    def same(update, pairs):  # the same responses, in any order
         return sorted(update.texts) == sorted(pairs.texts)
 
     for step in range(4):
@@ -425,7 +425,8 @@ def test_gradient_accumulation_gives_the_full_batchs_gradient(tiny_model_dir, tm
 
         trainer.optimizer.step = step
         metrics[name] = trainer.train().metrics[0]
-    assert passes == {"one batch": [4], "two micro-batches": [2, 2]}  # chosen + rejected rows per pass
+    # chosen + rejected rows per pass; one batch may still split by length (micro_batches)
+    assert passes["two micro-batches"] == [2, 2] and sum(passes["one batch"]) == 4
     one, two = metrics["one batch"], metrics["two micro-batches"]
     assert one["pairs"] == two["pairs"] > 0 and one["loss"] == pytest.approx(two["loss"], abs=1e-6)
     assert any(g.abs().sum() > 0 for g in grads["one batch"])
@@ -438,10 +439,30 @@ def test_micro_batches_sort_by_length_and_respect_both_bounds():
 
     lengths = np.array([50, 10, 40, 20, 30, 60, 5])
     batches = micro_batches(lengths, min_batches=1, max_size=3)
-    assert [lengths[b].tolist() for b in batches] == [[5, 10, 20], [30, 40], [50, 60]]
+    assert sorted(np.concatenate(batches).tolist()) == list(range(7)) and max(len(b) for b in batches) <= 3
+    assert [x for b in batches for x in lengths[b].tolist()] == sorted(lengths.tolist())   # shortest first
     assert len(micro_batches(lengths, min_batches=5, max_size=16)) == 5
     assert sorted(np.concatenate(micro_batches(lengths, min_batches=4, max_size=2)).tolist()) == list(range(7))
     assert [b.tolist() for b in micro_batches(np.array([3, 3]), min_batches=4, max_size=16)] == [[0], [1]]
+    # Data-parallel processes need the same count whatever their lengths: equal sizes, as few as allowed.
+    equal = micro_batches(lengths, min_batches=1, max_size=3, by_padding=False)
+    assert [lengths[b].tolist() for b in equal] == [[5, 10, 20], [30, 40], [50, 60]]
+    assert len(micro_batches(np.array([60, 60, 60, 180]), min_batches=1, max_size=16, by_padding=False)) == 1
+
+
+def test_length_groups_split_where_padding_costs_more_than_a_batch():
+    from moodpo.sampling import length_groups
+
+    # A step's prompts as they come: most short, a few long (token counts with the prefix).
+    lengths = np.array([54, 62, 174, 171, 54, 167, 181, 58])
+    groups = length_groups(lengths, overhead=32)
+    assert [lengths[g].tolist() for g in groups] == [[54, 54, 58, 62], [167, 171, 174, 181]]
+    padded = sum(len(g) * lengths[g].max() for g in groups)
+    assert padded + 32 * len(groups) < len(lengths) * lengths.max() + 32        # cheaper than one batch
+    assert len(length_groups(np.full(8, 60), overhead=16)) == 1                 # equal lengths: never split
+    assert len(length_groups(lengths, overhead=10_000)) == 1                    # a costly batch: never split
+    assert [len(g) for g in length_groups(np.full(8, 60), max_size=3)] == [2, 3, 3]
+    assert length_groups(np.array([], dtype=int)) == []
 
 
 def ragged_pairs(tokenizer, m: int = 5):
@@ -515,7 +536,8 @@ def test_length_sorted_trimmed_micro_batches_give_the_full_padding_gradient(tiny
     update = trainer.update(PairBatch(pairs, ref_logps, pair_weight, num_pairs))
 
     full_width = pairs.prompt_ids.shape[1] + pairs.completion_ids.shape[1]
-    assert [rows for rows, _ in widths] == [4, 4, 2]                 # 2, 2 and 1 pairs, chosen + rejected
+    rows = [rows for rows, _ in widths]                              # chosen + rejected of at most 2 pairs each
+    assert sum(rows) == 2 * m and len(rows) >= 3 and max(rows) <= 4
     assert widths[0][1] < widths[-1][1] <= full_width               # shortest first, each trimmed
     assert sum(rows * width for rows, width in widths) < 2 * m * full_width
     torch.testing.assert_close(update.losses, losses.detach(), rtol=1e-5, atol=1e-5)

@@ -41,9 +41,9 @@ from moodpo.train.pairs import (SCALARISATIONS, build_pool, row_prompts, select_
                           weight_dependent)
 from moodpo.runs import (CONFIG_FILE, METRICS_FILE, TRACKER_DIR, append_jsonl, checkpoints, clear_stop,
                          rewrite_jsonl_before, stop_requested)
-from moodpo.sampling import (ReferenceLogps, Rollout, add_extra_responses, append_responses, cut_prompt,
+from moodpo.sampling import (GROUP_OVERHEAD_TOKENS, ReferenceLogps, Rollout, add_extra_responses, append_responses, cut_prompt,
                              encode_prompts, eos_token_ids, generate_ids, prompt_table, sample_after_openers,
-                             sample_responses, sequence_logps)
+                             length_groups, sample_responses, sequence_logps)
 from moodpo.weights import WeightSampler
 
 log = logging.getLogger(__name__)
@@ -81,11 +81,19 @@ def _tracker_config(config: TrainConfig) -> dict:
     return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in config.to_dict().items()}
 
 
-def micro_batches(lengths: np.ndarray, *, min_batches: int, max_size: int) -> list[np.ndarray]:
+def micro_batches(lengths: np.ndarray, *, min_batches: int, max_size: int, by_padding: bool = True
+                  ) -> list[np.ndarray]:
     """Pair indices (m,) split into micro-batches of similar length: at least `min_batches`, each of
     at most `max_size` pairs, shortest first. lengths: (m,) tokens of each pair (prompt plus its
-    longer response). Each micro-batch is padded only to its own longest row, so sorting first
-    puts little compute into padding; the gradients add up to the same update in any order."""
+    longer response). Each micro-batch is padded only to its own longest row; the gradients add up
+    to the same update in any order.
+
+    by_padding: split where padding would cost more than another micro-batch
+    (`sampling.length_groups`, at twice its default overhead: a micro-batch has a backward too).
+    Otherwise the fewest micro-batches the bounds allow, of equal size: their count depends on m
+    only, which data-parallel processes need (each micro-batch runs collectives)."""
+    if by_padding:
+        return length_groups(lengths, min_groups=min_batches, max_size=max_size, overhead=2 * GROUP_OVERHEAD_TOKENS)
     order = np.argsort(lengths, kind="stable")
     count = max(min_batches, -(-len(lengths) // max_size))
     return [rows for rows in np.array_split(order, count) if len(rows)]
@@ -495,7 +503,7 @@ class Trainer:
         completions = pairs.lengths.view(2, m).max(0).values                # the longer response of each pair
         lengths = (pairs.prompt_mask[:m].sum(-1) + completions).cpu().numpy()
         batches = micro_batches(lengths, min_batches=c.gradient_accumulation_steps,
-                                max_size=c.max_pairs_per_micro_batch)
+                                max_size=c.max_pairs_per_micro_batch, by_padding=acc.num_processes == 1)
         out, finite = [], True
         for j, rows in enumerate(batches):
             index = torch.as_tensor(np.concatenate([rows, rows + m]), device=ref_logps.device)
