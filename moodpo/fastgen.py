@@ -492,18 +492,61 @@ def _sample(logits: torch.Tensor, *, do_sample: bool, temperature: float, top_k:
     if top_k and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
-        cumulative = sorted_logits.softmax(-1).cumsum(-1)
-        remove = cumulative <= 1 - top_p
-        remove[..., -1] = False
-        logits = logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
-    # Inverse-CDF draw: the same distribution as torch.multinomial, whose exponential-race
-    # implementation costs about 13 ms a step for 16 rows of a 49k vocabulary on this CPU.
-    cdf = logits.softmax(-1).cumsum(-1)
     if generators is None:
-        u = torch.rand(cdf.shape[0], 1, device=cdf.device, dtype=cdf.dtype)
+        u = torch.rand(logits.shape[0], 1, device=logits.device, dtype=logits.dtype)
     else:
-        u = torch.cat([torch.rand(1, 1, generator=g, dtype=cdf.dtype).to(cdf.device) for g in generators])
-    u = u * cdf[:, -1:]
-    return torch.searchsorted(cdf, u).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
+        u = torch.cat([torch.rand(1, 1, generator=g, dtype=logits.dtype).to(logits.device) for g in generators])
+    if top_p >= 1.0:
+        return _draw(logits, u)
+    token = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
+    near = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
+    if logits.shape[-1] > TOP_P_CANDIDATES:
+        values, index = torch.topk(logits, TOP_P_CANDIDATES, dim=-1)                   # (B, K) descending
+        values = values - logits.logsumexp(-1, keepdim=True)                            # log-probs
+        near = values.exp().sum(-1) >= top_p
+        if near.any():
+            token[near] = _draw_top_p_candidates(values[near], index[near], top_p, u[near])
+    far = ~near
+    if far.any():
+        token[far] = _draw(_top_p_mask(logits[far], top_p), u[far])
+    return token
+
+
+# Top-p looks for its nucleus among this many most likely tokens first (a partial selection instead
+# of sorting the 49k-token vocabulary, 4.6 ms a step on the CPU measured); a row whose nucleus is
+# larger takes the full sort.
+TOP_P_CANDIDATES = 1024
+
+
+def _top_p_mask(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """transformers' TopPLogitsWarper: the smallest tokens whose mass is at most 1 - top_p masked."""
+    sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
+    cumulative = sorted_logits.softmax(-1).cumsum(-1)
+    remove = cumulative <= 1 - top_p
+    remove[..., -1] = False
+    return logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
+
+
+def _draw_top_p_candidates(logps: torch.Tensor, index: torch.Tensor, top_p: float, u: torch.Tensor) -> torch.Tensor:
+    """`_draw(_top_p_mask(logits))` for rows whose K most likely tokens hold at least top_p of the
+    mass, from those alone: logps, index (B, K) their log-probs (descending) and token ids. Every
+    token outside them is masked (their mass, 1 - sum, is at most 1 - top_p), and the mask inside
+    follows the same cumulative sum from the least likely token; the draw walks the kept tokens in
+    vocabulary order, as `_draw` does, so a row draws the same token either way up to float rounding.
+    """
+    probs = logps.exp()
+    outside = 1 - probs.sum(-1, keepdim=True)
+    cumulative = outside + probs.flip(-1).cumsum(-1)                                  # from the least likely
+    remove = (cumulative <= 1 - top_p).flip(-1)
+    remove[..., 0] = False                                                             # never the most likely
+    by_id = index.argsort(-1)
+    kept = logps.masked_fill(remove, float("-inf")).gather(-1, by_id)
+    return index.gather(-1, by_id).gather(-1, _draw(kept, u)[:, None]).squeeze(-1)
+
+
+def _draw(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The index each row's uniform u (B, 1) picks by inverse CDF over softmax(logits) (B, V): the
+    same distribution as torch.multinomial, whose exponential-race implementation costs about 13 ms
+    a step for 16 rows of a 49k vocabulary on this CPU."""
+    cdf = logits.softmax(-1).cumsum(-1)
+    return torch.searchsorted(cdf, u * cdf[:, -1:]).squeeze(-1).clamp(max=cdf.shape[-1] - 1)

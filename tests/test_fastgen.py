@@ -184,6 +184,23 @@ def test_sampling_distribution_matches_transformers_warpers(temperature, top_k, 
     torch.testing.assert_close(freq, expected, atol=0.01, rtol=0)
 
 
+def test_top_p_from_candidates_draws_what_the_full_sort_draws():
+    """Rows whose nucleus lies among the TOP_P_CANDIDATES most likely tokens skip the sort of the
+    vocabulary; they, and the rows that fall back to it, draw the token the full sort gives."""
+    from moodpo.fastgen import TOP_P_CANDIDATES, _draw, _top_p_mask
+
+    torch.manual_seed(0)
+    logits = torch.randn(48, 49152) * torch.linspace(0.5, 8, 48)[:, None]             # flat to peaked rows
+    probs = (logits / 0.7).softmax(-1)
+    near = probs.topk(TOP_P_CANDIDATES, dim=-1).values.sum(-1) >= 0.95
+    assert 0 < near.sum() < len(near)                                                   # both paths run
+    got = _sample(logits, do_sample=True, temperature=0.7, top_k=0, top_p=0.95,
+                  generators=[torch.Generator().manual_seed(i) for i in range(48)])
+    u = torch.cat([torch.rand(1, 1, generator=torch.Generator().manual_seed(i)) for i in range(48)])
+    assert torch.equal(got, _draw(_top_p_mask(logits / 0.7, 0.95), u))
+    assert torch.all(probs.gather(-1, got[:, None]) > 0)
+
+
 @pytest.mark.parametrize("precision,rtol,atol", [("fp32", 1e-5, 1e-4), ("bf16", 0.01, 0.01)])
 def test_fast_path_loss_equals_a_plain_reference(tiny_model_dir, tmp_path, precision, rtol, atol):
     """The trainer's loss on one batch against DPO written out plainly: full forward, log-softmax, gather."""
