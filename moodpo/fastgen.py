@@ -339,7 +339,7 @@ class FastSampler:
         lengths = mask.sum(-1)
         for group in length_groups(lengths.cpu().numpy()):
             rows = torch.as_tensor(group, device=self.device)
-            width = int(lengths[rows].max())
+            width = max(1, int(lengths[rows].max()))
             g_ids, g_mask = ids[rows, p - width:], mask[rows, p - width:]
             g_scales = scales if scales is None else {k: v[rows] if len(v) == u else v for k, v in scales.items()}
             g_cache = self._new_cache(len(rows), width)
