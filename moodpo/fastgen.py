@@ -121,8 +121,8 @@ def _weight(module, adapters: bool = True) -> torch.Tensor:
 
 
 def _rms(h: torch.Tensor, weight: torch.Tensor, eps: float, dtype: torch.dtype) -> torch.Tensor:
-    """RMSNorm in float32, cast to the matmul dtype."""
-    return (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps) * weight).to(dtype)
+    """RMSNorm in float32, cast to the matmul dtype (one op: `F.rms_norm` is transformers' formula)."""
+    return F.rms_norm(h, (h.shape[-1],), weight, eps).to(dtype)
 
 
 def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -380,11 +380,11 @@ class FastSampler:
         # An ungated snapshot's factors are all None.
         for (w_in, w_qkv, w_o, w_post, w_gu, w_down), (l_qkv, l_o, l_gu, l_down), (k_cache, v_cache) in zip(
                 self.layers, self.lora, cache):
-            qkv = mm(self._rms(h, w_in), w_qkv, l_qkv)
-            qh, kh, vh = qkv.split([nh * hd, nkv * hd, nkv * hd], dim=-1)
-            qh = self._rope(qh.view(b, q, nh, hd).transpose(1, 2).float(), cos, sin)
-            k_cache[:, :, start:end] = self._rope(kh.view(b, q, nkv, hd).transpose(1, 2).float(), cos, sin)
-            v_cache[:, :, start:end] = vh.view(b, q, nkv, hd).transpose(1, 2)
+            heads = mm(self._rms(h, w_in), w_qkv, l_qkv).view(b, q, nh + 2 * nkv, hd).transpose(1, 2)
+            qk = self._rope(heads[:, :nh + nkv].float(), cos, sin)                  # queries and keys at once
+            qh = qk[:, :nh]
+            k_cache[:, :, start:end] = qk[:, nh:]
+            v_cache[:, :, start:end] = heads[:, nh + nkv:]
             attn = F.scaled_dot_product_attention(qh, k_cache[:, :, :end], v_cache[:, :, :end], attn_mask=mask,
                                                   enable_gqa=nh != nkv)
             h = h + mm(attn.transpose(1, 2).reshape(b, q, nh * hd), w_o, l_o).float()
