@@ -154,8 +154,8 @@ def worker(kind: str, precision: str, conn) -> None:
         assert moodpo.__file__.startswith(folder), f"moodpo imported from {moodpo.__file__}, not {folder}"
     try:
         step = {"ours": lambda: _ours(True, precision), "ours-plain": lambda: _ours(False, precision),
-                "trl": lambda: _trl(False, precision), "trl-gc": lambda: _trl(True, precision)}.get(
-            kind, lambda: _ours(True, precision))()
+                "trl": lambda: _trl(False, precision), "trl-gc": lambda: _trl(True, precision)}[
+            "ours" if kind.startswith("ours@") else kind]()
         conn.send(("ready", peak_rss_gb()))
         serve(step, conn)
     except (BrokenPipeError, KeyboardInterrupt):

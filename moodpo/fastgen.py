@@ -56,12 +56,16 @@ def onednn_available(device: torch.device, dtype: torch.dtype) -> bool:
             and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
 
 
+def _onednn_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x (..., in) through oneDNN's linear on a weight packed by `_reorder_linear_weight` (out, in)."""
+    return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+
+
 @torch.library.custom_op("moodpo::packed_linear", mutates_args=())
 def packed_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """x (..., in) through oneDNN's linear on a weight packed by `_reorder_linear_weight` (out, in).
-    A custom op so that a compiled graph calls it as it is (inductor cannot lower the oneDNN op on
-    a weight that is a graph input rather than a frozen constant)."""
-    return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+    """`_onednn_linear` as a custom op, so that a compiled graph calls it as it is (inductor cannot
+    lower the oneDNN op on a weight that is a graph input rather than a frozen constant)."""
+    return _onednn_linear(x, w)
 
 
 @packed_linear.register_fake
@@ -77,7 +81,7 @@ def _mm(x: torch.Tensor, w: torch.Tensor, packed: bool) -> torch.Tensor:
         return x @ w
     if torch.compiler.is_compiling():
         return packed_linear(x, w)
-    return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")  # eagerly without the custom op's dispatch
+    return _onednn_linear(x, w)  # eagerly without the custom op's dispatch
 
 
 def _unwrap(model):
@@ -152,11 +156,11 @@ def _decode_step(weights, cache: list[tuple[torch.Tensor, torch.Tensor]], token:
     mask = keys_mask[:, None, None, :]                                               # (B, 1, 1, L)
     h = F.embedding(token, embed)                                                    # (B, 1, D) float32
     for (w_in, w_qkv, w_o, w_post, w_gu, w_down), (k_cache, v_cache) in zip(layers, cache):
-        qkv = _mm(_rms(h, w_in, eps, dtype), w_qkv, packed)
-        qh, kh, vh = qkv.split([heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], dim=-1)
-        qh = _rope(qh.view(b, 1, heads, head_dim).transpose(1, 2).float(), cos, sin, dtype)
-        k_cache.index_copy_(2, slot, _rope(kh.view(b, 1, kv_heads, head_dim).transpose(1, 2).float(), cos, sin, dtype))
-        v_cache.index_copy_(2, slot, vh.view(b, 1, kv_heads, head_dim).transpose(1, 2))
+        qkv = _mm(_rms(h, w_in, eps, dtype), w_qkv, packed).view(b, 1, heads + 2 * kv_heads, head_dim).transpose(1, 2)
+        qk = _rope(qkv[:, :heads + kv_heads].float(), cos, sin, dtype)                 # queries and keys at once
+        qh = qk[:, :heads]
+        k_cache.index_copy_(2, slot, qk[:, heads:])
+        v_cache.index_copy_(2, slot, qkv[:, heads + kv_heads:])
         attn = F.scaled_dot_product_attention(qh, k_cache, v_cache, attn_mask=mask, enable_gqa=heads != kv_heads)
         h = h + _mm(attn.transpose(1, 2).reshape(b, 1, heads * head_dim), w_o, packed).float()
         gate, up = _mm(_rms(h, w_post, eps, dtype), w_gu, packed).chunk(2, dim=-1)
