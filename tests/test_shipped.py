@@ -47,11 +47,11 @@ SYSTEM_FOLDER = re.compile(r"(moodpo|soups)(-seed\d+)?/eval|base")
 
 @pytest.mark.parametrize("folder", SETS, ids=[p.name for p in SETS])
 def test_each_shipped_set_compares_moodpo_soups_and_base(folder):
-    """MO-ODPO over at least two training seeds, its Rewarded Soups and the prompted base, evaluated
-    alike, and the two comparisons that pool the seeds (bench/ship.py)."""
+    """MO-ODPO and its Rewarded Soups over at least two training seeds each, and the prompted base,
+    evaluated alike, and the two comparisons that pool the seeds (bench/ship.py)."""
     names = {p.relative_to(folder).as_posix() for p in EVALS if folder in p.parents}
     assert all(SYSTEM_FOLDER.fullmatch(n) for n in names), names
-    assert {"moodpo/eval", "moodpo-seed1/eval", "soups/eval", "base"} <= names
+    assert {"moodpo/eval", "moodpo-seed1/eval", "soups/eval", "soups-seed1/eval", "base"} <= names
     compare = json.loads((folder / "compare" / "compare.json").read_text())
     assert [s["system"] for s in compare["systems"]] == ["Prompted base", "Rewarded Soups", "MO-ODPO"]
     versus = json.loads((folder / "compare-soups" / "compare.json").read_text())
