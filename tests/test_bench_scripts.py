@@ -14,7 +14,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 SCRIPTS = ["train_throughput.py", "generate.py", "eval_sweep.py", "cold_start.py", "gpu_check.py",
-               "compiled_decode.py", "refusal_threshold.py", "five_systems.py",
+               "compiled_decode.py", "frozen_decode.py", "refusal_threshold.py", "five_systems.py",
            "cost_curves.py", "refusal_logp.py", "ship.py"]
 
 

@@ -1,0 +1,145 @@
+"""The fast sampler's packed eager decode step against one compiled with frozen weights, batch 1.
+
+    python bench/frozen_decode.py [--mode mkl|cpp_wrapper|cpp_gemm] [--tokens 64] [--repeats 3]
+
+The question this answers: is the Steer tab's remaining cost per token per-op dispatch that a fused
+graph would remove? `compiled_decode.py` cannot answer it, because its compiled graph takes the
+weights as inputs and inductor calls oneDNN's linear on them through a Python custom op. Here the
+decode step is an `nn.Module` whose float32 weights are parameters, compiled with inductor's
+`freezing` (weights become constants, so inductor prepacks the linears itself and fuses everything
+else into C++ kernels), for inference only:
+- mkl: inductor's default on x86 float32, MKL's packed sgemm (`mkl::_mkl_linear`);
+- cpp_wrapper: the same with inductor's C++ wrapper (no Python between kernels);
+- cpp_gemm: max-autotune with inductor's own C++ GEMM template against ATen.
+Greedy, exactly --tokens new tokens from the app's prefix and prompt, float32; the contenders share
+one prefill and differ only in the decode steps: the sampler's eager step (Steer's path: attention
+over the slots written so far), the same computation with the static cache that compiled graphs
+need (attention over every slot, unwritten ones masked), and the frozen graph (static cache). Prints
+compilation time, the medians of alternating rounds (ms a token), whether the greedy tokens agree,
+and `ratio=` (frozen over Steer's eager step, tokens/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from common import machine, median, ratio_line
+
+from moodpo.conditioning import build_prefix
+from moodpo.fastgen import FastSampler, _rms, _rope, _unwrap
+from moodpo.models import load_model, load_tokenizer
+from moodpo.sampling import encode_prompts
+
+PROMPT = "Give me three tips for staying focused while studying."
+
+
+class FrozenStep(nn.Module):
+    """`fastgen._decode_step` in float32 with the weights as (out, in) parameters, for freezing."""
+
+    def __init__(self, model, sampler: FastSampler):
+        super().__init__()
+        net = _unwrap(model)
+
+        def param(*tensors):
+            return nn.Parameter(torch.cat([t.detach().float() for t in tensors]).contiguous(), requires_grad=False)
+
+        self.embed, self.norm, self.head = (param(net.model.embed_tokens.weight), param(net.model.norm.weight),
+                                            param(net.lm_head.weight))
+        self.layers = nn.ModuleList()
+        for layer in net.model.layers:
+            a, m, block = layer.self_attn, layer.mlp, nn.Module()
+            block.w_in, block.w_post = param(layer.input_layernorm.weight), param(layer.post_attention_layernorm.weight)
+            block.qkv, block.o = param(a.q_proj.weight, a.k_proj.weight, a.v_proj.weight), param(a.o_proj.weight)
+            block.gu, block.down = param(m.gate_proj.weight, m.up_proj.weight), param(m.down_proj.weight)
+            self.layers.append(block)
+        self.register_buffer("inv_freq", sampler.inv_freq.clone())
+        self.heads, self.kv_heads, self.hd, self.eps = (sampler.num_heads, sampler.num_kv_heads, sampler.head_dim,
+                                                        sampler.eps)
+
+    def forward(self, cache, token, position, slot, keys_mask):
+        b, nh, nkv, hd, eps, f32 = token.shape[0], self.heads, self.kv_heads, self.hd, self.eps, torch.float32
+        freqs = position.float()[..., None] * self.inv_freq
+        emb = torch.cat([freqs, freqs], dim=-1)[:, None]
+        cos, sin = emb.cos(), emb.sin()
+        mask = keys_mask[:, None, None, :]
+        h = F.embedding(token, self.embed)
+        for block, (k_cache, v_cache) in zip(self.layers, cache):
+            qkv = F.linear(_rms(h, block.w_in, eps, f32), block.qkv).view(b, 1, nh + 2 * nkv, hd).transpose(1, 2)
+            qk = _rope(qkv[:, :nh + nkv], cos, sin, f32)
+            k_cache.index_copy_(2, slot, qk[:, nh:])
+            v_cache.index_copy_(2, slot, qkv[:, nh + nkv:])
+            attn = F.scaled_dot_product_attention(qk[:, :nh], k_cache, v_cache, attn_mask=mask, enable_gqa=nh != nkv)
+            h = h + F.linear(attn.transpose(1, 2).reshape(b, 1, nh * hd), block.o)
+            gate, up = F.linear(_rms(h, block.w_post, eps, f32), block.gu).chunk(2, dim=-1)
+            h = h + F.linear(F.silu(gate) * up, block.down)
+        return F.linear(_rms(h, self.norm, eps, f32)[:, -1], self.head)
+
+
+def configure(mode: str) -> None:
+    import torch._inductor.config as inductor
+
+    inductor.freezing = True
+    inductor.cpp_wrapper = mode == "cpp_wrapper"
+    if mode == "cpp_gemm":
+        inductor.max_autotune, inductor.max_autotune_gemm_backends = True, "CPP,ATEN"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mode", choices=["mkl", "cpp_wrapper", "cpp_gemm"], default="mkl")
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    print(machine())
+    configure(args.mode)
+    model, tok = load_model("smollm2-135m").float(), load_tokenizer("smollm2-135m")
+    sampler = FastSampler(model, torch.float32)
+    frozen = torch.compile(FrozenStep(model, sampler).eval(), dynamic=False)
+    ids, mask = encode_prompts(tok, [PROMPT], [build_prefix(["helpfulness", "harmlessness"], [0.5, 0.5])])
+    p, n = ids.shape[1], args.tokens
+    length = -(-(p + n) // 64) * 64
+    print(f"mode {args.mode}; eager weights oneDNN-packed: {sampler.packed}")
+
+    def decode(step) -> tuple[float, torch.Tensor]:
+        hidden, cache = sampler._prefill(ids, mask.bool(), length)
+        logits, keys = sampler._logits(hidden), torch.zeros(1, length, dtype=torch.bool)
+        keys[:, :p] = mask.bool()
+        position, out = mask.long().sum(-1, keepdim=True), []
+        start = time.perf_counter()
+        for t in range(n):
+            out.append(logits.argmax(-1))
+            keys[:, p + t] = True
+            logits = step(cache, out[-1][:, None], position + t, torch.tensor([p + t]), keys)
+        return time.perf_counter() - start, torch.stack(out, 1)
+
+    def static(cache, token, position, slot, keys):   # the graph compile=True compiles, run eagerly
+        return sampler._step(token, position, int(slot), keys, cache)
+
+    def eager(cache, token, position, slot, keys):    # what Steer runs: attention over the written slots only
+        return sampler._logits(sampler._forward(token, position, int(slot), keys, cache)[:, -1])
+
+    with torch.no_grad():
+        decode(eager)
+        seconds, _ = decode(frozen)
+        print(f"frozen, first call (compilation included): {seconds:.1f} s", flush=True)
+        steps = {"eager": eager, "static": static, "frozen": frozen}
+        times, same = {name: [] for name in steps}, True
+        for _ in range(args.repeats):
+            tokens = {}
+            for name, step in steps.items():
+                seconds, tokens[name] = decode(step)
+                times[name].append(seconds)
+            same &= all(torch.equal(tokens["eager"], t) for t in tokens.values())
+    ms = {k: 1000 * median(v) / n for k, v in times.items()}
+    print(f"batch 1, {n} tokens, ms a token: packed eager (Steer's path) {ms['eager']:.1f}; packed eager, "
+          f"static cache (compile=True's graph) {ms['static']:.1f}; frozen ({args.mode}) {ms['frozen']:.1f}; "
+          f"greedy tokens {'agree' if same else 'differ'}")
+    print(ratio_line(ms["eager"] / ms["frozen"]))
+
+
+if __name__ == "__main__":
+    main()
