@@ -6,8 +6,8 @@ prompt and new tokens, generation and update apart.
     python bench/cost_curves.py --out DIR             # where cost_curves.{json,html,png} go
 
 One point is one configuration of moodpo's trainer on the embedded SmolLM2-135M-Instruct (LoRA r=16,
-bf16, the fast sampler, exactly N new tokens: min = max), run in its own process so that its peak
-memory is its own: one warm-up step, then --steps timed steps (median). The scorer and pair building
+--precision: auto, the default, is bf16 on a CPU with native bf16 and float32 otherwise; the fast
+sampler; exactly N new tokens: min = max), run in its own process so that its peak memory is its own: one warm-up step, then --steps timed steps (median). The scorer and pair building
 are timed apart from the update (time/score). Each axis varies one factor from the centre point.
 
 The report says, per axis and stage, the exponent of a power-law fit (1 = linear, < 1 = sub-linear:
@@ -36,7 +36,7 @@ UNITS = {"batch": "prompt", "samples": "sample", "tokens": "new token"}
 TITLES = {"batch": "prompts a step", "samples": "samples a prompt", "tokens": "new tokens a sample"}
 
 
-def measure(point: dict, steps: int, conn) -> None:
+def measure(point: dict, steps: int, precision: str, conn) -> None:
     """Child process: build the trainer for one point, warm up, time `steps` steps, send medians."""
     import logging
     import warnings
@@ -55,7 +55,7 @@ def measure(point: dict, steps: int, conn) -> None:
                              fixed_weights=[0.5, 0.5], per_device_train_batch_size=point["batch"],
                              num_generations=point["samples"], max_new_tokens=point["tokens"],
                              min_new_tokens=point["tokens"], temperature=1.0, beta=0.1, lora_r=16, lora_alpha=32,
-                             learning_rate=2e-4, precision="bf16", output_dir=tempfile.mkdtemp(prefix="bench-cost-"),
+                             learning_rate=2e-4, precision=precision, output_dir=tempfile.mkdtemp(prefix="bench-cost-"),
                              save_steps=0, max_steps=1000, overwrite=True,
                              # one pair a prompt: every point runs its step's pairs in one micro-batch
                              max_pairs_per_micro_batch=max(16, point["batch"] * point["samples"]))
@@ -75,9 +75,9 @@ def measure(point: dict, steps: int, conn) -> None:
         conn.close()
 
 
-def run_point(point: dict, steps: int) -> dict:
+def run_point(point: dict, steps: int, precision: str = "auto") -> dict:
     parent, child = mp.Pipe()
-    process = mp.get_context("spawn").Process(target=measure, args=(point, steps, child), daemon=True)
+    process = mp.get_context("spawn").Process(target=measure, args=(point, steps, precision, child), daemon=True)
     process.start()
     child.close()
     try:
@@ -108,7 +108,7 @@ def growth(xs: list[float], ys: list[float]) -> dict:
     return {"exponent": round(slope, 2), "superlinear_from": knee}
 
 
-def figure(points: list[dict]):
+def figure(points: list[dict], dtype: str = "bf16"):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -132,7 +132,7 @@ def figure(points: list[dict]):
     fig.update_yaxes(rangemode="tozero")
     c = CENTRE
     fig.update_layout(title=f"One training step around {c['batch']} prompts x {c['samples']} samples x "
-                            f"{c['tokens']} new tokens (SmolLM2-135M, LoRA, bf16)", height=620, width=1100)
+                            f"{c['tokens']} new tokens (SmolLM2-135M, LoRA, {dtype})", height=620, width=1100)
     return fig
 
 
@@ -141,13 +141,18 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=2, help="timed steps a point, after one warm-up step")
     parser.add_argument("--quick", action="store_true", help="shorter axes")
     parser.add_argument("--out", default="runs/bench", help="folder for cost_curves.json, .html and .png")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                        help="the trainer's precision (auto: bf16 where the CPU has native bf16, float32 otherwise)")
     args = parser.parse_args()
     if args.steps < 1:
         parser.error("--steps must be at least 1")
     axes = QUICK if args.quick else AXES
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {machine()}", flush=True)
+    from moodpo.models import autocast_dtype
+
+    dtype = "bf16" if autocast_dtype(args.precision) is not None else "fp32"
+    print(f"machine: {machine()}; precision {args.precision}: {dtype}", flush=True)
     measured: dict[tuple, dict] = {}
     points = []
     todo = [(axis, {**CENTRE, axis: value}) for axis, values in axes.items() for value in values]
@@ -155,7 +160,7 @@ def main() -> int:
         key = tuple(point.values())
         if key not in measured:  # the centre point serves every axis
             started = time.perf_counter()
-            measured[key] = run_point(point, args.steps)
+            measured[key] = run_point(point, args.steps, args.precision)
             result = measured[key]
             took = time.perf_counter() - started
             if "error" in result:
@@ -174,10 +179,10 @@ def main() -> int:
             knee = f", per {UNITS[axis]} more than 25% dearer from {g['superlinear_from']}" if g["superlinear_from"] else ""
             print(f"{axis:>8} {stage:>14}: exponent {g['exponent']}{knee}")
     (out / "cost_curves.json").write_text(json.dumps({"machine": machine(), "centre": CENTRE, "steps": args.steps,
-                                                      "points": points, "growth": summary}, indent=1) + "\n")
+                                                      "precision": dtype, "points": points, "growth": summary}, indent=1) + "\n")
     from moodpo.plots import write_html
 
-    write_html(figure(points), out / "cost_curves.html")
+    write_html(figure(points, dtype), out / "cost_curves.html")
     try:
         from figure_png import save_png
 
