@@ -26,11 +26,10 @@ import time
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from common import machine, median, ratio_line
 
 from moodpo.conditioning import build_prefix
-from moodpo.fastgen import FastSampler, _rms, _rope, _unwrap
+from moodpo.fastgen import FastSampler, _decode_step
 from moodpo.models import load_model, load_tokenizer
 from moodpo.sampling import encode_prompts
 
@@ -38,45 +37,24 @@ PROMPT = "Give me three tips for staying focused while studying."
 
 
 class FrozenStep(nn.Module):
-    """`fastgen._decode_step` in float32 with the weights as (out, in) parameters, for freezing."""
+    """The sampler's decode step (`fastgen._decode_step`, what `compile=True` compiles) with an
+    unpacked float32 snapshot's weights as parameters, so that freezing makes them constants."""
 
-    def __init__(self, model, sampler: FastSampler):
+    def __init__(self, sampler: FastSampler):
         super().__init__()
-        net = _unwrap(model)
 
-        def param(*tensors):
-            return nn.Parameter(torch.cat([t.detach().float() for t in tensors]).contiguous(), requires_grad=False)
+        def param(t: torch.Tensor) -> nn.Parameter:
+            return nn.Parameter(t, requires_grad=False)
 
-        self.embed, self.norm, self.head = (param(net.model.embed_tokens.weight), param(net.model.norm.weight),
-                                            param(net.lm_head.weight))
-        self.layers = nn.ModuleList()
-        for layer in net.model.layers:
-            a, m, block = layer.self_attn, layer.mlp, nn.Module()
-            block.w_in, block.w_post = param(layer.input_layernorm.weight), param(layer.post_attention_layernorm.weight)
-            block.qkv, block.o = param(a.q_proj.weight, a.k_proj.weight, a.v_proj.weight), param(a.o_proj.weight)
-            block.gu, block.down = param(m.gate_proj.weight, m.up_proj.weight), param(m.down_proj.weight)
-            self.layers.append(block)
+        self.embed, self.norm, self.head = param(sampler.embed), param(sampler.norm), param(sampler.lm_head)
+        self.layers = nn.ModuleList(nn.ParameterList(param(w) for w in layer) for layer in sampler.layers)
         self.register_buffer("inv_freq", sampler.inv_freq.clone())
-        self.heads, self.kv_heads, self.hd, self.eps = (sampler.num_heads, sampler.num_kv_heads, sampler.head_dim,
-                                                        sampler.eps)
+        self.options = dict(heads=sampler.num_heads, kv_heads=sampler.num_kv_heads, head_dim=sampler.head_dim,
+                            eps=sampler.eps, dtype=torch.float32)
 
     def forward(self, cache, token, position, slot, keys_mask):
-        b, nh, nkv, hd, eps, f32 = token.shape[0], self.heads, self.kv_heads, self.hd, self.eps, torch.float32
-        freqs = position.float()[..., None] * self.inv_freq
-        emb = torch.cat([freqs, freqs], dim=-1)[:, None]
-        cos, sin = emb.cos(), emb.sin()
-        mask = keys_mask[:, None, None, :]
-        h = F.embedding(token, self.embed)
-        for block, (k_cache, v_cache) in zip(self.layers, cache):
-            qkv = F.linear(_rms(h, block.w_in, eps, f32), block.qkv).view(b, 1, nh + 2 * nkv, hd).transpose(1, 2)
-            qk = _rope(qkv[:, :nh + nkv], cos, sin, f32)
-            k_cache.index_copy_(2, slot, qk[:, nh:])
-            v_cache.index_copy_(2, slot, qkv[:, nh + nkv:])
-            attn = F.scaled_dot_product_attention(qk[:, :nh], k_cache, v_cache, attn_mask=mask, enable_gqa=nh != nkv)
-            h = h + F.linear(attn.transpose(1, 2).reshape(b, 1, nh * hd), block.o)
-            gate, up = F.linear(_rms(h, block.w_post, eps, f32), block.gu).chunk(2, dim=-1)
-            h = h + F.linear(F.silu(gate) * up, block.down)
-        return F.linear(_rms(h, self.norm, eps, f32)[:, -1], self.head)
+        weights = (self.embed, [tuple(layer) for layer in self.layers], self.norm, self.head)
+        return _decode_step(weights, cache, token, position, slot, keys_mask, self.inv_freq, **self.options)
 
 
 def configure(mode: str) -> None:
@@ -98,7 +76,7 @@ def main() -> None:
     configure(args.mode)
     model, tok = load_model("smollm2-135m").float(), load_tokenizer("smollm2-135m")
     sampler = FastSampler(model, torch.float32)
-    frozen = torch.compile(FrozenStep(model, sampler).eval(), dynamic=False)
+    frozen = torch.compile(FrozenStep(FastSampler(model, torch.float32, pack=False)).eval(), dynamic=False)
     ids, mask = encode_prompts(tok, [PROMPT], [build_prefix(["helpfulness", "harmlessness"], [0.5, 0.5])])
     p, n = ids.shape[1], args.tokens
     length = -(-(p + n) // 64) * 64
