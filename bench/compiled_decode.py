@@ -43,7 +43,7 @@ def main() -> None:
     dtype = autocast_dtype(args.precision) or torch.float32
     samplers = {"plain": FastSampler(model, dtype, pack=False), "packed": FastSampler(model, dtype),
                 "compiled": FastSampler(model, dtype, compile=True)}
-    print(f"dtype: {dtype}; oneDNN packed weights: {samplers['packed'].packed}")
+    print(f"dtype: {dtype}; packed sampler's layout: {samplers['packed'].layout}")
 
     def run(sampler, b):
         ids, mask = encode_prompts(tok, [PROMPT] * b, [prefix] * b)

@@ -80,7 +80,7 @@ def main() -> None:
     ids, mask = encode_prompts(tok, [PROMPT], [build_prefix(["helpfulness", "harmlessness"], [0.5, 0.5])])
     p, n = ids.shape[1], args.tokens
     length = -(-(p + n) // 64) * 64
-    print(f"mode {args.mode}; eager weights oneDNN-packed: {sampler.packed}")
+    print(f"mode {args.mode}; eager weights' layout: {sampler.layout}")
 
     def decode(step) -> tuple[float, torch.Tensor]:
         hidden, cache = sampler._prefill(ids, mask.bool(), length)

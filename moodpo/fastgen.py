@@ -73,12 +73,27 @@ def _(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return x.new_empty(*x.shape[:-1], w.shape[0])
 
 
-def _mm(x: torch.Tensor, w: torch.Tensor, packed: bool) -> torch.Tensor:
-    """x (..., in) times a snapshot weight: (in, out) when not packed, oneDNN's packed (out, in) when
-    packed. On the AVX2 CPU measured, the packed linear ran a decode step's matmuls up to 1.9x faster
-    than `x @ w` at 2-16 rows (MKL's small-batch sgemm), and no slower at 1 or 256 rows."""
-    if not packed:
+def fp16_available(device: torch.device, dtype: torch.dtype) -> bool:
+    """True where the snapshot's matrices can be stored in float16 for fbgemm's fp16 GEMM (`_mm`): a CPU
+    snapshot in float32 with torch's fbgemm engine, unless MOODPO_FP16=0."""
+    return (os.environ.get("MOODPO_FP16", "1") != "0" and device.type == "cpu" and dtype == torch.float32
+            and "fbgemm" in torch.backends.quantized.supported_engines
+            and hasattr(torch.ops.quantized, "linear_prepack_fp16"))
+
+
+def _mm(x: torch.Tensor, w, layout: str) -> torch.Tensor:
+    """x (..., in) times a snapshot matrix in one of three layouts (`FastSampler.layout`):
+    - "plain": (in, out) in the snapshot's dtype, `x @ w`;
+    - "onednn": oneDNN's packed (out, in) float32. On the AVX2 CPU measured it ran a decode step's
+      matmuls up to 1.9x faster than `x @ w` at 2-16 rows (MKL's small-batch sgemm), no slower at 1 or 256;
+    - "fp16": fbgemm's packed float16 weight; x stays float32, the products accumulate in float32 (the
+      weights are rounded to float16, nothing else). Half the bytes a token: 1.1-2.2x oneDNN's linear
+      from 1 to 2048 rows on the same CPU (BENCHMARKS.md).
+    """
+    if layout == "plain":
         return x @ w
+    if layout == "fp16":
+        return torch.ops.quantized.linear_dynamic_fp16(x, w)
     if torch.compiler.is_compiling():
         return packed_linear(x, w)
     return _onednn_linear(x, w)  # eagerly without the custom op's dispatch
@@ -138,7 +153,7 @@ def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, dtype: torch.dt
 def _decode_step(weights, cache: list[tuple[torch.Tensor, torch.Tensor]], token: torch.Tensor,
                  position: torch.Tensor, slot: torch.Tensor, keys_mask: torch.Tensor, inv_freq: torch.Tensor, *,
                  heads: int, kv_heads: int, head_dim: int, eps: float, dtype: torch.dtype,
-                 packed: bool = False) -> torch.Tensor:
+                 layout: str = "plain") -> torch.Tensor:
     """One decode step with static shapes, the graph `compile=True` compiles: logits (B, V) of the
     next token after `token` (B, 1) at `position` (B, 1), its keys and values written into every
     layer's cache (B, kv_heads, L, head_dim) at `slot` (1,); keys_mask (B, L) the keys each row sees.
@@ -146,7 +161,7 @@ def _decode_step(weights, cache: list[tuple[torch.Tensor, torch.Tensor]], token:
     The same computation as `FastSampler._forward` for one token, except that attention runs over
     all L cache slots (unwritten ones masked) instead of the first start + 1, so no shape changes
     from step to step. weights: (embed, layers, norm, lm_head) of the snapshot, passed as inputs
-    so that a refreshed snapshot reuses the compiled graph; packed: the weights are oneDNN's (`_mm`).
+    so that a refreshed snapshot reuses the compiled graph; layout: the weights' (`_mm`).
     """
     embed, layers, norm, lm_head = weights
     b = token.shape[0]
@@ -156,16 +171,16 @@ def _decode_step(weights, cache: list[tuple[torch.Tensor, torch.Tensor]], token:
     mask = keys_mask[:, None, None, :]                                               # (B, 1, 1, L)
     h = F.embedding(token, embed)                                                    # (B, 1, D) float32
     for (w_in, w_qkv, w_o, w_post, w_gu, w_down), (k_cache, v_cache) in zip(layers, cache):
-        qkv = _mm(_rms(h, w_in, eps, dtype), w_qkv, packed).view(b, 1, heads + 2 * kv_heads, head_dim).transpose(1, 2)
+        qkv = _mm(_rms(h, w_in, eps, dtype), w_qkv, layout).view(b, 1, heads + 2 * kv_heads, head_dim).transpose(1, 2)
         qk = _rope(qkv[:, :heads + kv_heads].float(), cos, sin, dtype)                 # queries and keys at once
         qh = qk[:, :heads]
         k_cache.index_copy_(2, slot, qk[:, heads:])
         v_cache.index_copy_(2, slot, qkv[:, heads + kv_heads:])
         attn = F.scaled_dot_product_attention(qh, k_cache, v_cache, attn_mask=mask, enable_gqa=heads != kv_heads)
-        h = h + _mm(attn.transpose(1, 2).reshape(b, 1, heads * head_dim), w_o, packed).float()
-        gate, up = _mm(_rms(h, w_post, eps, dtype), w_gu, packed).chunk(2, dim=-1)
-        h = h + _mm(F.silu(gate) * up, w_down, packed).float()
-    return _mm(_rms(h, norm, eps, dtype)[:, -1], lm_head, packed).float()
+        h = h + _mm(attn.transpose(1, 2).reshape(b, 1, heads * head_dim), w_o, layout).float()
+        gate, up = _mm(_rms(h, w_post, eps, dtype), w_gu, layout).chunk(2, dim=-1)
+        h = h + _mm(F.silu(gate) * up, w_down, layout).float()
+    return _mm(_rms(h, norm, eps, dtype)[:, -1], lm_head, layout).float()
 
 
 class FastSampler:
@@ -174,15 +189,18 @@ class FastSampler:
     With `adapters=False` it snapshots the base model under the adapters: the DPO reference. A gated
     LoRA (`moodpo.gating`) is kept unmerged and needs its rows' weights (`gate_rows`) at each call.
     With `compile=True` each decode step of `generate` runs as one compiled graph (module docstring).
+    With `half=True` a float32 snapshot on a CPU stores its matrices in float16 for fbgemm's fp16 GEMM
+    (`_mm`; not with `compile`): the network with its weights rounded to float16, computed in float32.
+    For sampling (the app, evaluation, the trainer's rollouts), not for the reference's log-probs.
     """
 
     def __init__(self, model, dtype: torch.dtype = torch.bfloat16, *, adapters: bool = True, compile: bool = False,
-                 pack: bool = True):
+                 pack: bool = True, half: bool = False):
         if not supports(model):
             raise ValueError("FastSampler supports Llama-architecture models only")
         # A gated LoRA (moodpo.gating) has a different update in every row: its factors stay unmerged.
         self.gate = gate_of(model) if adapters else None
-        self.model, self.dtype, self.adapters, self.pack = model, dtype, adapters, pack
+        self.model, self.dtype, self.adapters, self.pack, self.half = model, dtype, adapters, pack, half and not compile
         self._compiled = torch.compile(_decode_step, dynamic=False) if compile and self.gate is None else None
         cfg = _unwrap(model).config
         self.num_heads, self.num_kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
@@ -206,18 +224,25 @@ class FastSampler:
         kept = self._kept
 
         self.device = inner.embed_tokens.weight.device
-        packed = self.packed = self.pack and onednn_available(self.device, dt)
+        if self.half and fp16_available(self.device, dt):
+            layout = "fp16"
+        elif self.pack and onednn_available(self.device, dt):
+            layout = "onednn"
+        else:
+            layout = "plain"
+        self.layout = layout
 
         def fused(*modules) -> torch.Tensor:
-            """The modules' weights stacked on the output axis in `dt`: (in, out), or oneDNN's packed
-            (out, in) where `self.packed` (`_mm`)."""
+            """The modules' weights stacked on the output axis in `dt`, in `self.layout` (`_mm`)."""
             key = tuple(id(m) for m in modules)
             frozen = all(getattr(m, "base_layer", None) is None and not m.weight.requires_grad for m in modules)
             if frozen and key in kept:
                 return kept[key]
             merge = self.adapters and self.gate is None
             weight = torch.cat([_weight(m, merge) for m in modules]).to(dt)
-            if packed:
+            if layout == "fp16":
+                weight = torch.ops.quantized.linear_prepack_fp16(weight.contiguous(), None)
+            elif layout == "onednn":
                 weight = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), PACK_BATCH)
             else:
                 weight = weight.t().contiguous()
@@ -284,7 +309,7 @@ class FastSampler:
         args = ((self.embed, self.layers, self.norm, self.lm_head), cache, token, position,
                 torch.tensor([slot], device=self.device), keys_mask, self.inv_freq)
         kwargs = dict(heads=self.num_heads, kv_heads=self.num_kv_heads, head_dim=self.head_dim, eps=self.eps,
-                      dtype=self.dtype, packed=self.packed)
+                      dtype=self.dtype, layout=self.layout)
         if self._compiled is not None:
             try:
                 return self._compiled(*args, **kwargs)
@@ -363,9 +388,9 @@ class FastSampler:
         """
         def mm(x: torch.Tensor, w: torch.Tensor, lora) -> torch.Tensor:
             if lora is None:
-                return _mm(x, w, self.packed)
+                return _mm(x, w, self.layout)
             a, b, ranks = lora
-            return _mm(x, w, self.packed) + ((x @ a) * scales[tuple(ranks)]) @ b
+            return _mm(x, w, self.layout) + ((x @ a) * scales[tuple(ranks)]) @ b
 
         b, q = ids.shape
         end = start + q
@@ -397,7 +422,7 @@ class FastSampler:
         return self._rms(h, self.norm)
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return _mm(hidden, self.lm_head, self.packed).float()
+        return _mm(hidden, self.lm_head, self.layout).float()
 
     @torch.no_grad()
     def sequence_logps(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,

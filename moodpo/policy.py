@@ -111,7 +111,7 @@ class Policy:
             return None
         key = next(reversed(self._soup_mixes), None) if self.kind == "soups" else None
         if self._sampler is None:
-            self._sampler = FastSampler(self.model, dtype=autocast_dtype(self.precision) or torch.float32)
+            self._sampler = FastSampler(self.model, dtype=autocast_dtype(self.precision) or torch.float32, half=True)
         elif key != self._sampler_key:
             self._sampler.refresh()
         self._sampler_key = key

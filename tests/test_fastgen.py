@@ -98,6 +98,45 @@ def test_compiled_decode_step_gives_the_same_greedy_tokens(lora_model, tok):
     assert sampler.compiled
 
 
+def test_half_is_the_network_with_float16_weights_computed_in_float32(tiny_model_dir, tok, monkeypatch):
+    """half=True rounds the matrices to float16 and nothing else: on a model whose weights are already
+    float16 numbers it gives transformers' greedy tokens and log-probs; MOODPO_FP16=0 turns it off."""
+    from moodpo.fastgen import fp16_available
+
+    if not fp16_available(torch.device("cpu"), torch.float32):
+        pytest.skip("torch's fbgemm engine is not available")
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    ids, mask = encode_prompts(tok, PROMPTS + PROMPTS[:1], PREFIXES + PREFIXES[:1])
+    eos = eos_token_ids(model, tok)
+    config = generation_config(tok, eos, max_new_tokens=24, do_sample=False)
+    expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, ids.shape[1]:]
+    half = FastSampler(model, dtype=torch.float32, half=True)
+    assert half.layout == "fp16"
+    assert torch.equal(greedy(half, tok, ids, mask), expected)
+    completion_mask = (expected != tok.pad_token_id).long()
+    with torch.no_grad():
+        plain = sequence_logps(model, ids, mask, expected, completion_mask)
+    torch.testing.assert_close(half.sequence_logps(ids, mask, expected, completion_mask), plain, rtol=1e-5, atol=1e-4)
+    monkeypatch.setenv("MOODPO_FP16", "0")
+    assert FastSampler(model, dtype=torch.float32, half=True).layout != "fp16"
+    assert FastSampler(model, dtype=torch.float32, half=True, compile=True).half is False
+
+
+def test_half_rounds_a_merged_adapter_once(lora_model, tok):
+    """With LoRA the merged float32 weight is rounded to float16 once: log-probs stay within the
+    rounding of the float32 sampler's."""
+    ids, mask = encode_prompts(tok, PROMPTS, PREFIXES)
+    out = greedy(FastSampler(lora_model, dtype=torch.float32), tok, ids, mask)
+    completion_mask = (out != tok.pad_token_id).long()
+    exact = FastSampler(lora_model, dtype=torch.float32).sequence_logps(ids, mask, out, completion_mask)
+    half = FastSampler(lora_model, dtype=torch.float32, half=True).sequence_logps(ids, mask, out, completion_mask)
+    torch.testing.assert_close(half, exact, rtol=0, atol=5e-3)
+
+
 @pytest.mark.parametrize("adapters", [True, False])
 def test_sequence_logps_equal_the_plain_forward(lora_model, tok, adapters):
     torch.manual_seed(0)

@@ -72,7 +72,7 @@ def generate(model, tokenizer, config: TrainConfig, prompts: Sequence[str], pref
 
     model.eval()
     dtype = autocast_dtype(config.precision)
-    sampler = FastSampler(model, dtype=dtype or torch.float32) if config.fast_path and supports(model) else None
+    sampler = FastSampler(model, dtype=dtype or torch.float32, half=True) if config.fast_path and supports(model) else None
     size = config.per_device_train_batch_size
     texts: list[str] = []
     for i in range(0, len(prompts), size):

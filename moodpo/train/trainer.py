@@ -397,7 +397,7 @@ class Trainer:
         self.share_prompts = c.fast_path and acc.num_processes == 1
         if c.fast_path and fastgen_supports(model):
             dtype = self.autocast or torch.float32
-            self.sampler = FastSampler(self._unwrapped(), dtype=dtype)
+            self.sampler = FastSampler(self._unwrapped(), dtype=dtype, half=True)  # rollouts only
             self.ref_sampler = FastSampler(self.ref_model or self._unwrapped(), dtype=dtype, adapters=False)
         # Reference log-probs through one call, whichever of the three holds the reference.
         self.ref_logps = ReferenceLogps(

@@ -1,0 +1,118 @@
+"""The fast sampler with float16 weights (`FastSampler(half=True)`) against float32: what it costs in
+fidelity and what it buys in speed, on the embedded model.
+
+    python bench/fp16_weights.py [--prompts 24] [--tokens 48] [--batches 1 2 16 64] [--repeats 3]
+
+Fidelity, on --prompts dev-split prompts at the weights (1, 0), (0.5, 0.5) and (0, 1) with the app's
+prefix: the float32 sampler's greedy continuation of --tokens tokens, then both samplers' next-token
+distributions along it (teacher forced): mean KL(float32 || float16) a token, how often the most
+likely token agrees, the largest difference of a response's summed log-prob, and how many of the
+greedy tokens the float16 sampler reproduces before its first different one.
+Speed: greedy decoding of exactly 64 new tokens at each batch size, the two samplers alternating,
+medians of --repeats rounds after a warm-up. The last line is `ratio=<float16 over float32 tokens/s
+at batch 1>` (the Steer tab's case).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from common import machine, median, ratio_line
+
+from moodpo.conditioning import build_prefix
+from moodpo.data import load_prompts
+from moodpo.fastgen import FastSampler
+from moodpo.models import load_model, load_tokenizer
+from moodpo.sampling import encode_prompts, eos_token_ids
+
+WEIGHTS = ([1.0, 0.0], [0.5, 0.5], [0.0, 1.0])
+
+
+def token_logps(sampler, ids, mask, completion) -> torch.Tensor:
+    """Next-token log-probs (N, C, V) along `completion` (N, C) after left-padded prompts (N, P)."""
+    p, c = ids.shape[1], completion.shape[1]
+    hidden, cache = sampler._prefill(ids, mask, p + c)
+    keys_mask = torch.zeros(len(ids), p + c, dtype=torch.bool)
+    keys_mask[:, :p], keys_mask[:, p:] = mask, True
+    positions = mask.long().sum(-1)[:, None] + torch.arange(c - 1)
+    rest = sampler._forward(completion[:, :-1], positions, p, keys_mask, cache)
+    return torch.cat([sampler._logits(hidden)[:, None], sampler._logits(rest)], 1).log_softmax(-1)
+
+
+def fidelity(exact, half, tok, texts, n) -> dict:
+    eos = eos_token_ids(exact.model, tok)
+    kl, agree, seq, prefix = [], [], [], []
+    for w in WEIGHTS:
+        ids, mask = encode_prompts(tok, texts, [build_prefix(["helpfulness", "harmlessness"], w)] * len(texts))
+        mask = mask.bool()
+        run = dict(max_new_tokens=n, min_new_tokens=n, eos_token_ids=eos, pad_token_id=tok.pad_token_id,
+                   do_sample=False)
+        greedy, greedy_half = exact.generate(ids, mask, **run), half.generate(ids, mask, **run)
+        ref, got = token_logps(exact, ids, mask, greedy), token_logps(half, ids, mask, greedy)
+        kl.append((ref.exp() * (ref - got)).sum(-1).flatten())
+        agree.append((ref.argmax(-1) == got.argmax(-1)).float().flatten())
+        picked = lambda lp: lp.gather(-1, greedy[..., None]).squeeze(-1).sum(-1)  # noqa: E731
+        seq.append((picked(ref) - picked(got)).abs())
+        prefix.append((greedy == greedy_half).long().cumprod(-1).sum(-1).float())
+    kl, agree, seq, prefix = (torch.cat(x) for x in (kl, agree, seq, prefix))
+    return {"kl": kl.mean().item(), "kl_max": kl.max().item(), "top1": agree.mean().item(),
+            "seq_max": seq.max().item(), "greedy_same": (prefix == n).float().mean().item(),
+            "prefix": prefix.mean().item(), "rows": len(prefix)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--prompts", type=int, default=24)
+    ap.add_argument("--tokens", type=int, default=48)
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 2, 16, 64])
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    print(f"machine: {machine()}", flush=True)
+    torch.set_grad_enabled(False)
+    model, tok = load_model("smollm2-135m"), load_tokenizer("smollm2-135m")
+    start = time.perf_counter()
+    half = FastSampler(model, torch.float32, half=True)
+    snapshot = time.perf_counter() - start
+    exact = FastSampler(model, torch.float32)
+    print(f"layouts: {exact.layout} against {half.layout}; float16 snapshot {snapshot:.2f} s", flush=True)
+    if half.layout != "fp16":
+        raise SystemExit("float16 weights are not available here (torch without fbgemm, or MOODPO_FP16=0)")
+
+    texts = [p.text for p in load_prompts("builtin", "dev", limit=args.prompts, seed=0)]
+    f = fidelity(exact, half, tok, texts, args.tokens)
+    print(f"fidelity over {f['rows']} rows x {args.tokens} tokens: KL(float32 || float16) {f['kl']:.2e} a token "
+          f"(max {f['kl_max']:.2e}); top-1 agrees {f['top1']:.4f}; largest |difference of a response's log-prob| "
+          f"{f['seq_max']:.4f}; greedy continuation identical in {f['greedy_same']:.3f} of rows "
+          f"({f['prefix']:.1f} of {args.tokens} tokens before the first difference, on average)", flush=True)
+
+    prefix = build_prefix(["helpfulness", "harmlessness"], [0.5, 0.5])
+    eos = eos_token_ids(model, tok)
+
+    def run(sampler, b):
+        ids, mask = encode_prompts(tok, texts[:1] * b, [prefix] * b)
+        start = time.perf_counter()
+        sampler.generate(ids, mask, max_new_tokens=64, min_new_tokens=64, eos_token_ids=eos,
+                         pad_token_id=tok.pad_token_id, do_sample=False)
+        return time.perf_counter() - start
+
+    samplers = {"float32": exact, "float16": half}
+    ratio = None
+    for b in args.batches:
+        for sampler in samplers.values():
+            run(sampler, b)
+        times = {name: [] for name in samplers}
+        for _ in range(args.repeats):
+            for name, sampler in samplers.items():
+                times[name].append(run(sampler, b))
+        rates = {name: b * 64 / median(v) for name, v in times.items()}
+        print(f"batch {b:3d}: float32 ({exact.layout}) {median(times['float32']):6.2f} s ({rates['float32']:6.1f} "
+              f"tok/s); float16 {median(times['float16']):6.2f} s ({rates['float16']:6.1f} tok/s, "
+              f"{rates['float16'] / rates['float32']:.2f}x)", flush=True)
+        ratio = ratio if ratio is not None else rates["float16"] / rates["float32"]
+    print(ratio_line(ratio))
+
+
+if __name__ == "__main__":
+    main()
