@@ -50,5 +50,8 @@ def matmul_peak_gflops(dtype: torch.dtype = torch.bfloat16, n: int = 2048, repea
     return 2 * n**3 / best / 1e9
 
 
-def ratio_line(ratio: float) -> str:
-    return f"ratio={ratio:.2f}"
+def ratio_line(ratio: float, target: float | None = None) -> str:
+    """`ratio=<x>`, the last line of a benchmark, with its target and whether it is met where it has one."""
+    if target is None:
+        return f"ratio={ratio:.2f}"
+    return f"ratio={ratio:.2f} (target {target:g}: {'met' if ratio >= target else 'not met'})"
