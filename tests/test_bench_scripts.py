@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 SCRIPTS = ["train_throughput.py", "generate.py", "eval_sweep.py", "cold_start.py", "gpu_check.py",
                "compiled_decode.py", "frozen_decode.py", "refusal_threshold.py", "five_systems.py",
-           "cost_curves.py", "refusal_logp.py", "ship.py"]
+           "cost_curves.py", "refusal_logp.py", "ship.py", "fp16_weights.py"]
 
 
 def run_script(name: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -28,6 +28,15 @@ def test_help_parses(name):
     out = run_script(name, "--help")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("usage:")
+
+
+def test_ratio_line_says_whether_the_target_is_met():
+    sys.path.insert(0, str(BENCH))
+    from common import ratio_line
+
+    assert ratio_line(1.5) == "ratio=1.50"
+    assert ratio_line(2.3, 2.0) == "ratio=2.30 (target 2: met)"
+    assert ratio_line(1.09, 3.0) == "ratio=1.09 (target 3: not met)"
 
 
 def test_bad_flag_is_a_usage_error():
