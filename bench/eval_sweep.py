@@ -7,6 +7,11 @@ Both go through `moodpo.eval.evaluate.evaluate_policy` on the embedded base poli
 generation settings and scorers (helpfulness, harmlessness); the loop calls it once per weight
 vector (each call batches that weight's prompts), the sweep once for the whole grid (rows of all
 weights share batches of --batch). The last line is `ratio=<loop seconds over sweep seconds>`.
+
+    python bench/eval_sweep.py --scan 32 64 128 176
+
+instead times the generation of the sweep's first batch at each of these sizes (responses/s, the
+same rows and settings the sweep would give that batch) and ends with the size that is fastest.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ def main() -> None:
     p.add_argument("--grid", type=int, default=11)
     p.add_argument("--tokens", type=int, default=64)
     p.add_argument("--batch", type=int, default=None, help="sweep batch size (default: evaluate's default)")
+    p.add_argument("--scan", type=int, nargs="+", default=None, metavar="B",
+                   help="time one batch of the sweep at each size instead")
     args = p.parse_args()
 
     from moodpo.data import load_prompts
@@ -43,6 +50,9 @@ def main() -> None:
     settings = GenerationSettings(max_new_tokens=args.tokens)
     batch = args.batch or DEFAULT_BATCH_SIZE
     evaluate_policy(policy, scorers, prompts[:4], grid[:1], settings=settings, progress=False)  # warm-up
+    if args.scan:
+        scan(policy, prompts, grid, settings, args.scan)
+        return
 
     def sweep():
         evaluate_policy(policy, scorers, prompts, grid, settings=settings, batch_size=batch, progress=False)
@@ -63,6 +73,21 @@ def main() -> None:
     print(f"batched sweep (batches of {batch}): {times['sweep']:.1f} s, {rows / times['sweep']:.2f} responses/s")
     print(f"one weight at a time (batches of {len(prompts)}): {times['loop']:.1f} s, {rows / times['loop']:.2f} responses/s")
     print(ratio_line(times["loop"] / times["sweep"], TARGET))
+
+
+def scan(policy, prompts, grid, settings, sizes) -> None:
+    """Responses/s of the sweep's first batch at each size, generation only (no scoring)."""
+    from moodpo.eval.evaluate import eval_batches
+
+    rates = {}
+    for size in sizes:
+        rows = eval_batches(len(prompts), len(grid), 1, size)[0]
+        start = time.perf_counter()
+        policy.generate([prompts[p].text for p, _ in rows], grid[[g for _, g in rows]], settings=settings, seed=0)
+        seconds = time.perf_counter() - start
+        rates[size] = len(rows) / seconds
+        print(f"batch of {len(rows)}: {seconds:.1f} s, {rates[size]:.2f} responses/s", flush=True)
+    print(f"fastest: batches of {max(rates, key=rates.get)}")
 
 
 if __name__ == "__main__":
