@@ -125,7 +125,12 @@ def test_eval_on_chosen_categories(tiny_model_dir, tmp_path, capsys):
     generations = [json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()]
     assert len({g["prompt_id"] for g in generations}) == 3
     assert {g["category"] for g in generations} <= {"harmful", "borderline"}
-    assert json.loads((tmp_path / "summary.json").read_text())["prompts"]["categories"] == ["harmful", "borderline"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["prompts"]["categories"] == ["harmful", "borderline"]
+    # the record says how responses were computed (float16 weights where fbgemm is available)
+    assert summary["sampling"] in ("fast sampler, float16 weights, float32 matmuls",
+                                   "fast sampler, float32 (oneDNN-packed weights)", "fast sampler, float32")
+    assert load_eval(tmp_path).meta["sampling"] == summary["sampling"]
     capsys.readouterr()
     assert main(["eval", "--run", f"base:{tiny_model_dir}", "--objectives", *OBJECTIVES, "--categories", "harmfull",
                  "--out", str(tmp_path / "x")]) == 2

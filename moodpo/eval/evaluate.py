@@ -31,7 +31,8 @@ generations.jsonl      one line per response:
 summary.json           system, kind, source, objectives, objective_versions {objective: version or
     null}, policy_objectives, grid,
     num_weights, prompts {source, split, count}, seed, samples_per_prompt, batch_size,
-    settings (GenerationSettings), step, alpha, wall_seconds and the measures:
+    settings (GenerationSettings), sampling (`Policy.numerics()`: the sampler and its weights'
+    dtype), step, alpha, wall_seconds and the measures:
     hypervolume {value, reference_point, reference}: the mean points' hypervolume against the
         reference point of `fixed_reference` (the objectives' floors when every one has a floor,
         so evaluations on the same objectives are comparable; else the worst mean minus 10% of
@@ -297,7 +298,7 @@ def evaluate_policy(policy: Policy, objectives: Sequence, prompts: Sequence[Prom
     info = {"kind": policy.kind, "source": policy.source, "policy_objectives": list(policy.objectives),
             "objective_versions": {o.name: getattr(o, "version", None) for o in objectives},
             "step": policy.step, "alpha": policy.alpha, "seed": seed, "samples_per_prompt": s_n,
-            "batch_size": batch_size, "settings": dataclasses.asdict(settings),
+            "batch_size": batch_size, "settings": dataclasses.asdict(settings), "sampling": policy.numerics(),
             "wall_seconds": round(time.perf_counter() - t0, 2), **(meta or {})}
     return EvalResult(system=system or policy.name, objectives=[o.name for o in objectives], weights=weights,
                       prompts=list(prompts), sample_scores=sample_scores, sample_lengths=sample_lengths,
@@ -449,7 +450,7 @@ def load_eval(path: str | Path) -> EvalResult:
     if np.isnan(scores).any():
         raise MoodpoError(f"{folder / GENERATIONS_FILE} is incomplete: not every prompt has every weight")
     keep = ("kind", "source", "policy_objectives", "step", "alpha", "seed", "samples_per_prompt", "batch_size",
-            "settings", "wall_seconds", "grid", "prompts", "rescored", "objective_versions")
+            "settings", "sampling", "wall_seconds", "grid", "prompts", "rescored", "objective_versions")
     meta = {k: summary[k] for k in keep if k in summary}
     return EvalResult(system=summary.get("system", folder.parent.name), objectives=objectives,
                       weights=np.asarray(weights, dtype=np.float64), prompts=prompts, sample_scores=scores,
