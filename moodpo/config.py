@@ -155,7 +155,8 @@ class TrainConfig:
     max_steps: int = option(100, "optimizer steps")
     precision: str = option("auto", "auto (bf16 autocast where the hardware has bf16), bf16 or fp32")
     fast_path: bool = option(True, "Llama models: sample and score the reference with moodpo.fastgen, and keep the "
-                               "frozen base in the autocast dtype (same computation, faster on CPU); "
+                               "frozen base in the autocast dtype (same computation, faster on CPU; on a float32 "
+                               "CPU the rollouts' weights are rounded to float16); "
                                "false: transformers' generate and autocast casts")
     seed: int = option(0, "seed for data order, weights and sampling")
     # run folder

@@ -239,7 +239,7 @@ class FastSampler:
 
         def fused(*modules) -> torch.Tensor:
             """The modules' weights stacked on the output axis in `dt`, in `self.layout` (`_mm`)."""
-            key = tuple(id(m) for m in modules)
+            key = (layout, *(id(m) for m in modules))
             frozen = all(getattr(m, "base_layer", None) is None and not m.weight.requires_grad for m in modules)
             if frozen and key in kept:
                 return kept[key]

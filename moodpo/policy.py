@@ -58,7 +58,8 @@ class Policy:
     alpha: float | list[float] | None = None
     soup_adapters: list[str] = field(default_factory=list)
     precision: str = "auto"
-    # Sample with moodpo.fastgen where the architecture allows (same distribution, faster).
+    # Sample with moodpo.fastgen where the architecture allows (faster; the same distribution, up to
+    # float16 weights on a float32 CPU: docs/training.md).
     fast: bool = True
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     # Mixed soups adapters kept in memory (see _use_weights).

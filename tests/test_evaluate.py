@@ -16,6 +16,7 @@ from moodpo.cli import main
 from moodpo.data import Prompt, load_prompts
 from moodpo.eval.evaluate import EvalResult, compare_results, load_eval
 from moodpo.errors import MoodpoError
+from moodpo.policy import load_policy
 
 OBJECTIVES = ["conciseness", "python:test_evaluate:letters"]
 TINY_TRAIN = ["--max_steps", "1", "--per_device_train_batch_size", "2", "--num_generations", "2",
@@ -127,9 +128,9 @@ def test_eval_on_chosen_categories(tiny_model_dir, tmp_path, capsys):
     assert {g["category"] for g in generations} <= {"harmful", "borderline"}
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["prompts"]["categories"] == ["harmful", "borderline"]
-    # the record says how responses were computed (float16 weights where fbgemm is available)
-    assert summary["sampling"] in ("fast sampler, float16 weights, float32 matmuls",
-                                   "fast sampler, float32 (oneDNN-packed weights)", "fast sampler, float32")
+    # the record says how responses were computed (tests/test_fastgen.py checks what numerics() says)
+    assert summary["sampling"] == load_policy(f"base:{tiny_model_dir}").numerics()
+    assert summary["sampling"].startswith("fast sampler")
     assert load_eval(tmp_path).meta["sampling"] == summary["sampling"]
     capsys.readouterr()
     assert main(["eval", "--run", f"base:{tiny_model_dir}", "--objectives", *OBJECTIVES, "--categories", "harmfull",

@@ -127,14 +127,43 @@ def test_half_is_the_network_with_float16_weights_computed_in_float32(tiny_model
 
 
 def test_half_rounds_a_merged_adapter_once(lora_model, tok):
-    """With LoRA the merged float32 weight is rounded to float16 once: log-probs stay within the
-    rounding of the float32 sampler's."""
+    """With LoRA the float16 snapshot is the merged float32 weight rounded once: its log-probs equal
+    those of the merged model with its parameters rounded to float16, computed in float32."""
+    import copy
+
+    from moodpo.fastgen import fp16_available
+
+    if not fp16_available(torch.device("cpu"), torch.float32):
+        pytest.skip("torch's fbgemm engine is not available")
     ids, mask = encode_prompts(tok, PROMPTS, PREFIXES)
     out = greedy(FastSampler(lora_model, dtype=torch.float32), tok, ids, mask)
     completion_mask = (out != tok.pad_token_id).long()
+    half = FastSampler(lora_model, dtype=torch.float32, half=True)
+    assert half.layout == "fp16"
+    rounded = copy.deepcopy(lora_model).merge_and_unload()
+    with torch.no_grad():
+        for p in rounded.parameters():
+            p.copy_(p.half().float())
+        expected = sequence_logps(rounded, ids, mask, out, completion_mask)
+    got = half.sequence_logps(ids, mask, out, completion_mask)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
     exact = FastSampler(lora_model, dtype=torch.float32).sequence_logps(ids, mask, out, completion_mask)
-    half = FastSampler(lora_model, dtype=torch.float32, half=True).sequence_logps(ids, mask, out, completion_mask)
-    torch.testing.assert_close(half, exact, rtol=0, atol=5e-3)
+    assert not torch.equal(got, exact)   # the rounding is there
+
+
+def test_only_the_samplers_that_draw_take_float16_weights(tiny_model_dir, tmp_path):
+    """The trainer's rollouts and the app's Policy sample with float16 weights on a float32 CPU; the
+    reference's log-probs, which enter the loss, do not."""
+    from moodpo.fastgen import fp16_available
+    from moodpo.policy import load_policy
+
+    if not fp16_available(torch.device("cpu"), torch.float32):
+        pytest.skip("torch's fbgemm engine is not available")
+    trainer = Trainer(tiny_config(tiny_model_dir, tmp_path, precision="fp32"), show_progress=False)
+    assert trainer.sampler.layout == "fp16" and trainer.ref_sampler.layout != "fp16"
+    policy = load_policy(f"base:{tiny_model_dir}", precision="fp32")
+    assert policy.sampler().layout == "fp16"
+    assert policy.numerics() == "fast sampler, float16 weights, float32 matmuls"
 
 
 @pytest.mark.parametrize("adapters", [True, False])
