@@ -16,7 +16,8 @@ at the first --batches size>` (1 by default, the Steer tab's case).
 --kernels times the kernels alone on the model's own fused shapes (q/k/v 960 x 576, o 576 x 576,
 gate/up 3072 x 576, down 576 x 1536, 30 distinct copies each as in a decode step, and the 49152 x 576
 head) at 1 to 2048 rows: torch's float32 `x @ w`, oneDNN's packed float32 linear, fbgemm's fp16 GEMM
-and fbgemm's dynamic int8 linear (int8 weights per output channel, activations quantised per call);
+fbgemm's dynamic int8 linear (int8 weights per output channel, activations quantised per call) and
+torch's int8 weight-only kernel (`_weight_int8pack_mm`, activations float32);
 then the fidelity of that int8 alternative, measured as above.
 """
 
@@ -103,7 +104,10 @@ def kernels(repeats: int) -> None:
         scales = [(w.abs().amax(1) / 127).double() for w in ws]
         ways["int8"] = [torch.ops.quantized.linear_prepack(torch.quantize_per_channel(
             w, s, torch.zeros(out, dtype=torch.long), 0, torch.qint8), None) for w, s in zip(ws, scales)]
-        calls = {"x @ w": lambda x, w: x @ w, "oneDNN": lambda x, w: torch.ops.mkldnn._linear_pointwise(
+        ways["int8 weight-only"] = [((w / s[:, None].float()).round().to(torch.int8), s.float())
+                                    for w, s in zip(ws, scales)]
+        calls = {"int8 weight-only": lambda x, w: torch.ops.aten._weight_int8pack_mm(x, *w),
+                 "x @ w": lambda x, w: x @ w, "oneDNN": lambda x, w: torch.ops.mkldnn._linear_pointwise(
             x, w, None, "none", [], ""), "fp16": torch.ops.quantized.linear_dynamic_fp16,
             "int8": lambda x, w: torch.ops.quantized.linear_dynamic(x, w, True)}
         for rows in (1, 2, 16, 64, 512, 2048):
