@@ -92,8 +92,8 @@ def _mm(x: torch.Tensor, w, layout: str) -> torch.Tensor:
     - "onednn": oneDNN's packed (out, in) float32. On the AVX2 CPU measured it ran a decode step's
       matmuls up to 1.9x faster than `x @ w` at 2-16 rows (MKL's small-batch sgemm), no slower at 1 or 256;
     - "fp16": fbgemm's packed float16 weight; x stays float32, the products accumulate in float32 (the
-      weights are rounded to float16, nothing else). Half the bytes a token: on the same CPU 1.7-2.0x
-      oneDNN's linear at 1-2 rows, 1.3-1.6x at 16, about even from 512 (BENCHMARKS.md).
+      weights are rounded to float16, nothing else). Half the bytes a token: on the same CPU 1.6-2.4x
+      oneDNN's linear at 1-2 rows, 1.0-1.3x at 64, about even from 512 (BENCHMARKS.md).
     """
     if layout == "plain":
         return x @ w
