@@ -107,20 +107,33 @@ def _trl(gradient_checkpointing: bool, precision: str = "bf16"):
     return step
 
 
-def serve(step, conn) -> None:
-    """Answer the parent's commands until it sends None or goes away (a closed pipe ends the loop
-    quietly: the parent may stop early, after an error or Ctrl-C)."""
+def register_sampler_flops() -> None:
+    """Count the fast sampler's matmuls, which are not in torch's FLOP table: oneDNN's linear on packed
+    (out, in) weights and fbgemm's fp16 GEMM (its packed weight is opaque: out from the output's
+    shape). Once a process: torch refuses a second registration."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
+    from torch.utils.flop_counter import flop_registry, register_flop_formula
 
-    # The fast sampler's oneDNN linear on packed (out, in) weights is not in torch's FLOP table.
-    @register_flop_formula(torch.ops.mkldnn._linear_pointwise)
-    def _(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    def linear(x_shape, out_shape) -> int:
         rows = 1
         for d in x_shape[:-1]:
             rows *= d
-        return 2 * rows * w_shape[0] * w_shape[1]
+        return 2 * rows * x_shape[-1] * out_shape[-1]
 
+    if torch.ops.mkldnn._linear_pointwise not in flop_registry:
+        register_flop_formula(torch.ops.mkldnn._linear_pointwise)(
+            lambda x_shape, *args, out_shape=None, **kwargs: linear(x_shape, out_shape))
+    fp16 = getattr(torch.ops.quantized, "linear_dynamic_fp16", None)
+    if fp16 is not None and fp16 not in flop_registry:
+        register_flop_formula(fp16)(lambda x_shape, *args, out_shape=None, **kwargs: linear(x_shape, out_shape))
+
+
+def serve(step, conn) -> None:
+    """Answer the parent's commands until it sends None or goes away (a closed pipe ends the loop
+    quietly: the parent may stop early, after an error or Ctrl-C)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    register_sampler_flops()
     while True:
         try:
             msg = conn.recv()
