@@ -8,7 +8,8 @@ prompt and new tokens, generation and update apart.
 One point is one configuration of moodpo's trainer on the embedded SmolLM2-135M-Instruct (LoRA r=16,
 --precision: auto, the default, is bf16 on a CPU with native bf16 and float32 otherwise; the fast
 sampler; exactly N new tokens: min = max), run in its own process so that its peak memory is its
-own: one warm-up step, then --steps timed steps (median). The scorer and pair building are timed apart from the update (time/score). Each axis varies one factor from the centre point.
+own: one warm-up step, then --steps timed steps (median). The scorer and pair building are timed
+apart from the update (time/score). Each axis varies one factor from the centre point.
 
 The report says, per axis and stage, the exponent of a power-law fit (1 = linear, < 1 = sub-linear:
 a batch that pays) and the first point where the cost per unit grows more than 25% above the

@@ -42,13 +42,7 @@ plain_mm = fastgen._mm
 
 def token_logps(sampler, ids, mask, completion) -> torch.Tensor:
     """Next-token log-probs (N, C, V) along `completion` (N, C) after left-padded prompts (N, P)."""
-    p, c = ids.shape[1], completion.shape[1]
-    hidden, cache = sampler._prefill(ids, mask, p + c)
-    keys_mask = torch.zeros(len(ids), p + c, dtype=torch.bool)
-    keys_mask[:, :p], keys_mask[:, p:] = mask, True
-    positions = mask.long().sum(-1)[:, None] + torch.arange(c - 1)
-    rest = sampler._forward(completion[:, :-1], positions, p, keys_mask, cache)
-    return torch.cat([sampler._logits(hidden)[:, None], sampler._logits(rest)], 1).log_softmax(-1)
+    return sampler.completion_logits(ids, mask, completion, torch.ones_like(completion)).log_softmax(-1)
 
 
 def fidelity(exact, half, tok, texts, n) -> dict:
@@ -75,14 +69,23 @@ def fidelity(exact, half, tok, texts, n) -> dict:
             "prefix": prefix.mean().item(), "rows": len(prefix)}
 
 
+def int8_scales(w: torch.Tensor) -> torch.Tensor:
+    """Per-output-channel int8 scales (out,) of a weight (out, in): its largest |value| maps to 127."""
+    return w.abs().amax(1).clamp(min=1e-8) / 127
+
+
+def int8_pack(w: torch.Tensor):
+    """A weight (out, in) as fbgemm's dynamic int8 linear takes it: int8 per output channel."""
+    scale = int8_scales(w).double()
+    q = torch.quantize_per_channel(w, scale, torch.zeros(len(scale), dtype=torch.long), 0, torch.qint8)
+    return torch.ops.quantized.linear_prepack(q, None)
+
+
 def int8_matmuls(sampler) -> None:
-    """Turn a float32 `plain` snapshot's matrices into fbgemm's dynamic int8 linears (per-channel int8
-    weights; activations quantised per call to 7 bits, fbgemm's `reduce_range` on x86). Bench only."""
-    def pack(w):                                                       # w (in, out) float32
-        w = w.t().contiguous()
-        scale = (w.abs().amax(1).clamp(min=1e-8) / 127).double()
-        q = torch.quantize_per_channel(w, scale, torch.zeros(len(scale), dtype=torch.long), 0, torch.qint8)
-        return torch.ops.quantized.linear_prepack(q, None)
+    """Turn a float32 `plain` snapshot's matrices (in, out) into fbgemm's dynamic int8 linears
+    (activations quantised per call to 7 bits, fbgemm's `reduce_range` on x86). Bench only."""
+    def pack(w):
+        return int8_pack(w.t().contiguous())
 
     sampler.layers = [tuple(pack(x) if x.dim() == 2 else x for x in layer) for layer in sampler.layers]
     sampler.lm_head, sampler.layout = pack(sampler.lm_head), "int8"
@@ -101,11 +104,9 @@ def kernels(repeats: int) -> None:
         ways = {"x @ w": [w.t().contiguous() for w in ws],
                 "oneDNN": [torch.ops.mkldnn._reorder_linear_weight(w, 16) for w in ws],
                 "fp16": [torch.ops.quantized.linear_prepack_fp16(w, None) for w in ws]}
-        scales = [(w.abs().amax(1) / 127).double() for w in ws]
-        ways["int8"] = [torch.ops.quantized.linear_prepack(torch.quantize_per_channel(
-            w, s, torch.zeros(out, dtype=torch.long), 0, torch.qint8), None) for w, s in zip(ws, scales)]
-        ways["int8 weight-only"] = [((w / s[:, None].float()).round().to(torch.int8), s.float())
-                                    for w, s in zip(ws, scales)]
+        ways["int8"] = [int8_pack(w) for w in ws]
+        ways["int8 weight-only"] = [((w / s[:, None]).round().to(torch.int8), s)
+                                    for w, s in ((w, int8_scales(w)) for w in ws)]
         calls = {"int8 weight-only": lambda x, w: torch.ops.aten._weight_int8pack_mm(x, *w),
                  "x @ w": lambda x, w: x @ w, "oneDNN": lambda x, w: torch.ops.mkldnn._linear_pointwise(
             x, w, None, "none", [], ""), "fp16": torch.ops.quantized.linear_dynamic_fp16,

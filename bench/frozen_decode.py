@@ -97,7 +97,7 @@ def main() -> None:
     def static(cache, token, position, slot, keys):   # the graph compile=True compiles, run eagerly
         return sampler._step(token, position, int(slot), keys, cache)
 
-    def eager(cache, token, position, slot, keys):    # what Steer runs: attention over the written slots only
+    def eager(cache, token, position, slot, keys):    # Steer's step before float16 weights: attends written slots only
         return sampler._logits(sampler._forward(token, position, int(slot), keys, cache)[:, -1])
 
     with torch.no_grad():
@@ -113,8 +113,8 @@ def main() -> None:
                 times[name].append(seconds)
             same &= all(torch.equal(tokens["eager"], t) for t in tokens.values())
     ms = {k: 1000 * median(v) / n for k, v in times.items()}
-    print(f"batch 1, {n} tokens, ms a token: packed eager (Steer's path) {ms['eager']:.1f}; packed eager, "
-          f"static cache (compile=True's graph) {ms['static']:.1f}; frozen ({args.mode}) {ms['frozen']:.1f}; "
+    print(f"batch 1, {n} tokens, ms a token: packed eager (Steer's path before float16 weights) {ms['eager']:.1f}; "
+          f"packed eager, static cache (compile=True's graph) {ms['static']:.1f}; frozen ({args.mode}) {ms['frozen']:.1f}; "
           f"greedy tokens {'agree' if same else 'differ'}")
     print(ratio_line(ms["eager"] / ms["frozen"]))
 

@@ -120,12 +120,9 @@ def register_sampler_flops() -> None:
             rows *= d
         return 2 * rows * x_shape[-1] * out_shape[-1]
 
-    if torch.ops.mkldnn._linear_pointwise not in flop_registry:
-        register_flop_formula(torch.ops.mkldnn._linear_pointwise)(
-            lambda x_shape, *args, out_shape=None, **kwargs: linear(x_shape, out_shape))
-    fp16 = getattr(torch.ops.quantized, "linear_dynamic_fp16", None)
-    if fp16 is not None and fp16 not in flop_registry:
-        register_flop_formula(fp16)(lambda x_shape, *args, out_shape=None, **kwargs: linear(x_shape, out_shape))
+    for op in (torch.ops.mkldnn._linear_pointwise, getattr(torch.ops.quantized, "linear_dynamic_fp16", None)):
+        if op is not None and op not in flop_registry:
+            register_flop_formula(op)(lambda x_shape, *args, out_shape=None, **kwargs: linear(x_shape, out_shape))
 
 
 def serve(step, conn) -> None:

@@ -298,6 +298,15 @@ class FastSampler:
         self.lm_head = fused(lm_head)
 
     @property
+    def numerics(self) -> str:
+        """The snapshot's matrices in words: "float16 weights, float32 matmuls", "float32 (oneDNN-packed
+        weights)", or its dtype ("bfloat16")."""
+        if self.layout == "fp16":
+            return "float16 weights, float32 matmuls"
+        dtype = str(self.dtype).removeprefix("torch.")
+        return f"{dtype} (oneDNN-packed weights)" if self.layout == "onednn" else dtype
+
+    @property
     def compiled(self) -> bool:
         """True while decode steps run compiled (compile=True and compilation has not failed)."""
         return self._compiled is not None
@@ -432,7 +441,15 @@ class FastSampler:
     @torch.no_grad()
     def sequence_logps(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
                        completion_mask: torch.Tensor) -> torch.Tensor:
-        """Sum of log p(response token | prompt) over response tokens, (N,), as `sampling.sequence_logps`.
+        """Sum of log p(response token | prompt) over response tokens, (N,), as `sampling.sequence_logps`."""
+        logits = self.completion_logits(prompt_ids, prompt_mask, completion_ids, completion_mask)
+        return completion_logps(logits, completion_ids.to(self.device), completion_mask.to(self.device))
+
+    @torch.no_grad()
+    def completion_logits(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
+                          completion_mask: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (N, C, V) at each response position, after left-padded prompts (N, P) and
+        the response tokens before it (N, C).
 
         Rows with the same prompt (a pair's chosen and rejected) share one pass over it: the
         prompt's keys and values are computed once and copied to each of its rows.
@@ -455,7 +472,7 @@ class FastSampler:
             positions = mask.long().sum(-1)[rows, None] + torch.arange(c - 1, device=device)
             hidden = self._forward(completion_ids[:, :-1], positions, p, keys_mask, cache, scales)  # (N, C-1, D)
             logits = torch.cat([logits, self._logits(hidden)], dim=1)                       # (N, C, V)
-        return completion_logps(logits, completion_ids, completion_mask)
+        return logits
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,

@@ -121,12 +121,10 @@ class Policy:
     def numerics(self) -> str:
         """How this policy's responses are computed, for an evaluation's record: the sampler, and the
         dtype its weights and matmuls use ("fast sampler, float16 weights, float32 matmuls")."""
-        dtype = str(autocast_dtype(self.precision) or torch.float32).removeprefix("torch.")
         sampler = self.sampler()
-        if sampler is None:
-            return f"transformers generate, {dtype}"
-        return {"fp16": "fast sampler, float16 weights, float32 matmuls",
-                "onednn": "fast sampler, float32 (oneDNN-packed weights)"}.get(sampler.layout, f"fast sampler, {dtype}")
+        if sampler is not None:
+            return f"fast sampler, {sampler.numerics}"
+        return "transformers generate, " + str(autocast_dtype(self.precision) or torch.float32).removeprefix("torch.")
 
     def generate(self, prompts: Sequence[str], weights: np.ndarray | Sequence[Sequence[float]], *,
                  settings: GenerationSettings | None = None, seed: int | None = 0,
